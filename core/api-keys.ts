@@ -1,0 +1,96 @@
+/**
+ * API keys: `nvapi-` followed by 32 random bytes (base64url). Only the sha256
+ * of a key is stored, with the account it belongs to and its scopes; the key
+ * itself is shown once, when created.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { GetCommand, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
+import { z } from 'zod';
+import { dynamo } from './aws';
+import { tableName } from './config';
+import { SCOPES, type Scope } from './routes';
+
+export const API_KEY_PREFIX = 'nvapi-';
+
+/** Account ids are chosen by the operator; they appear as `ncaId` in API responses. */
+export const accountIdSchema = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'account ids are 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit');
+
+export interface ApiKeyRecord {
+  keyHash: string;
+  accountId: string;
+  scopes: Scope[];
+  createdAt: string;
+  disabled: boolean;
+  description?: string;
+}
+
+export function hashApiKey(key: string): string {
+  return createHash('sha256').update(key, 'utf8').digest('hex');
+}
+
+/** Creates a key for an account and returns it; this is the only time the key is visible. */
+export async function createApiKey(input: { accountId: string; scopes?: readonly Scope[]; description?: string }): Promise<{ key: string; record: ApiKeyRecord }> {
+  const accountId = accountIdSchema.parse(input.accountId);
+  const scopes = [...new Set(input.scopes ?? SCOPES)];
+  for (const scope of scopes) if (!SCOPES.includes(scope)) throw new Error(`unknown scope "${scope}"; known scopes: ${SCOPES.join(', ')}`);
+  const key = `${API_KEY_PREFIX}${randomBytes(32).toString('base64url')}`;
+  const record: ApiKeyRecord = {
+    keyHash: hashApiKey(key),
+    accountId,
+    scopes,
+    createdAt: new Date().toISOString(),
+    disabled: false,
+    ...(input.description ? { description: input.description } : {}),
+  };
+  await dynamo().send(
+    new PutCommand({ TableName: tableName('apiKeys'), Item: record, ConditionExpression: 'attribute_not_exists(keyHash)' }),
+  );
+  return { key, record };
+}
+
+/** Registers a key chosen by the operator (the local stack's NVCF_API_KEY); idempotent. */
+export async function registerApiKey(key: string, accountId: string, scopes: readonly Scope[] = SCOPES): Promise<ApiKeyRecord> {
+  if (!key.startsWith(API_KEY_PREFIX) || key.length < API_KEY_PREFIX.length + 32) {
+    throw new Error(`an API key must start with "${API_KEY_PREFIX}" and carry at least 32 more characters`);
+  }
+  const record: ApiKeyRecord = {
+    keyHash: hashApiKey(key),
+    accountId: accountIdSchema.parse(accountId),
+    scopes: [...scopes],
+    createdAt: new Date().toISOString(),
+    disabled: false,
+  };
+  await dynamo().send(new PutCommand({ TableName: tableName('apiKeys'), Item: record }));
+  return record;
+}
+
+/** The enabled record of a key, or undefined for an unknown, malformed or revoked key. */
+export async function resolveApiKey(key: string): Promise<ApiKeyRecord | undefined> {
+  if (!key.startsWith(API_KEY_PREFIX)) return undefined;
+  const { Item } = await dynamo().send(new GetCommand({ TableName: tableName('apiKeys'), Key: { keyHash: hashApiKey(key) } }));
+  const record = Item as ApiKeyRecord | undefined;
+  return record && !record.disabled ? record : undefined;
+}
+
+/** Disables a key (given the key or its sha256); false when no such key exists. */
+export async function revokeApiKey(keyOrHash: string): Promise<boolean> {
+  const keyHash = keyOrHash.startsWith(API_KEY_PREFIX) ? hashApiKey(keyOrHash) : keyOrHash;
+  try {
+    await dynamo().send(
+      new UpdateCommand({
+        TableName: tableName('apiKeys'),
+        Key: { keyHash },
+        UpdateExpression: 'SET disabled = :true, revokedAt = :now',
+        ConditionExpression: 'attribute_exists(keyHash)',
+        ExpressionAttributeValues: { ':true': true, ':now': new Date().toISOString() },
+      }),
+    );
+    return true;
+  } catch (error) {
+    if (error instanceof ConditionalCheckFailedException) return false;
+    throw error;
+  }
+}

@@ -1,0 +1,46 @@
+/**
+ * One AWS SDK client per service and process. Endpoints are never plumbed
+ * through code: locally the SDK's own `AWS_ENDPOINT_URL_<SERVICE>` variables
+ * point these clients at the emulators.
+ */
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { EKSClient } from '@aws-sdk/client-eks';
+import { S3Client } from '@aws-sdk/client-s3';
+import { SQSClient } from '@aws-sdk/client-sqs';
+
+let documentClient: DynamoDBDocumentClient | undefined;
+let sqsClient: SQSClient | undefined;
+let s3Client: S3Client | undefined;
+let eksClient: EKSClient | undefined;
+
+export function dynamo(): DynamoDBDocumentClient {
+  documentClient ??= DynamoDBDocumentClient.from(new DynamoDBClient({}), {
+    marshallOptions: { removeUndefinedValues: true },
+  });
+  return documentClient;
+}
+
+export function sqs(): SQSClient {
+  sqsClient ??= new SQSClient({});
+  return sqsClient;
+}
+
+export function s3(): S3Client {
+  // Path-style keeps presigned URLs valid for emulators on an IP address; AWS accepts both.
+  s3Client ??= new S3Client({ forcePathStyle: Boolean(process.env.AWS_ENDPOINT_URL_S3) });
+  return s3Client;
+}
+
+export function eks(): EKSClient {
+  eksClient ??= new EKSClient({});
+  return eksClient;
+}
+
+/** Forgets the clients, so a test that moves endpoints gets fresh ones. */
+export function resetAwsClients(): void {
+  documentClient = undefined;
+  sqsClient = undefined;
+  s3Client = undefined;
+  eksClient = undefined;
+}

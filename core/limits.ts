@@ -1,0 +1,41 @@
+/** Limits of the platform, in one place. Decisions come from nvcf-api.md section 7. */
+
+export const KiB = 1024;
+export const MiB = 1024 * KiB;
+export const GiB = 1024 * MiB;
+
+/** Request bodies up to this size travel inside the queue message. */
+export const MAX_INLINE_REQUEST_BYTES = 200 * 1000;
+/** Larger request bodies are refused with 413 (use assets). */
+export const MAX_REQUEST_BYTES = 5 * MiB;
+/** Results larger than this go to S3 as a zip and are answered with 302. */
+export const MAX_RESPONSE_BYTES = 5 * MiB;
+/** Results up to this size are stored inline in the invocation item (DynamoDB items are ≤ 400 KB). */
+export const MAX_INLINE_RESULT_BYTES = 300 * KiB;
+/** Management API bodies (functions, deployments, assets) are small JSON documents. */
+export const MAX_MANAGEMENT_BODY_BYTES = 256 * KiB;
+
+export const POLL_SECONDS_DEFAULT = 5;
+export const POLL_SECONDS_MAX = 300;
+/** API Gateway ends an integration after ~29 s; answer 202 before that. */
+export const POLL_WAIT_CAP_SECONDS = 25;
+
+export const MAX_REQUEST_CONCURRENCY = 1024;
+export const MAX_TAGS = 64;
+export const MAX_TAG_LENGTH = 128;
+export const MAX_NAME_LENGTH = 128;
+export const MAX_DESCRIPTION_LENGTH = 256;
+
+export const ASSET_MAX_BYTES = 5 * GiB;
+export const PRESIGNED_URL_SECONDS = 3600;
+export const ASSET_TTL_SECONDS = 24 * 3600;
+export const INVOCATION_TTL_SECONDS = 24 * 3600;
+export const INSTANCE_HEARTBEAT_TTL_SECONDS = 120;
+export const QUEUE_POSITION_CAP = 1000;
+
+/** Deliveries of one invocation before its message moves to the dead-letter queue. */
+export const DEFAULT_MAX_RECEIVE_COUNT = 3;
+/** Visibility timeout of a version queue; the worker extends it while a job runs. */
+export const QUEUE_VISIBILITY_TIMEOUT_SECONDS = 300;
+/** Queue messages (and dead letters) are kept as long as invocation records. */
+export const QUEUE_RETENTION_SECONDS = 4 * 24 * 3600;

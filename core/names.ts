@@ -1,0 +1,74 @@
+/**
+ * Names shared by the infrastructure (lib/), the Lambdas, the agent and the
+ * local stack: environment variables, queue names, S3 key layout, labels.
+ * A reader finds every resource name here, in one hop.
+ */
+
+/** Environment variables through which CDK (or local/) tells runtime code where things are. */
+export const ENV = {
+  functionsTable: 'NVCF_FUNCTIONS_TABLE',
+  instancesTable: 'NVCF_INSTANCES_TABLE',
+  invocationsTable: 'NVCF_INVOCATIONS_TABLE',
+  assetsTable: 'NVCF_ASSETS_TABLE',
+  apiKeysTable: 'NVCF_API_KEYS_TABLE',
+  bucket: 'NVCF_BUCKET',
+  queuePrefix: 'NVCF_QUEUE_PREFIX',
+  /** KMS key for per-version queues; empty means SQS-managed SSE. */
+  queueKmsKeyId: 'NVCF_QUEUE_KMS_KEY_ID',
+  maxReceiveCount: 'NVCF_MAX_RECEIVE_COUNT',
+  /** EKS cluster whose GPU nodegroups back deployments; unset off EKS. */
+  clusterName: 'NVCF_CLUSTER_NAME',
+  /** JSON list of GPU offers used when there is no EKS cluster (local stack, tests). */
+  gpus: 'NVCF_GPUS',
+} as const;
+
+/** Default prefix of per-version queue names; IAM grants are scoped to `<prefix>*`. */
+export const DEFAULT_QUEUE_PREFIX = 'nvcf-';
+
+/** Name of the queue that carries a deployed version's invocations. */
+export function queueName(versionId: string, prefix = DEFAULT_QUEUE_PREFIX): string {
+  return `${prefix}${versionId}`;
+}
+
+/** Name of the dead-letter queue beside a version's queue. */
+export function deadLetterQueueName(versionId: string, prefix = DEFAULT_QUEUE_PREFIX): string {
+  return `${prefix}${versionId}-dlq`;
+}
+
+/** S3 key prefixes; lifecycle rules in lib/ expire the first three. */
+export const S3_PREFIX = {
+  assets: 'assets/',
+  inputs: 'inputs/',
+  outputs: 'outputs/',
+  models: 'models/',
+} as const;
+
+export function assetObjectKey(accountId: string, assetId: string): string {
+  return `${S3_PREFIX.assets}${accountId}/${assetId}`;
+}
+
+export function inputObjectKey(requestId: string): string {
+  return `${S3_PREFIX.inputs}${requestId}`;
+}
+
+export function outputObjectPrefix(requestId: string): string {
+  return `${S3_PREFIX.outputs}${requestId}/`;
+}
+
+/** Kubernetes names used by the CDK app and the controller. */
+export const K8S = {
+  functionsNamespace: 'nvcf-functions',
+  systemNamespace: 'nvcf-system',
+  controllerName: 'nvcf-gpu-agent-controller',
+  controllerServiceAccount: 'nvcf-gpu-agent',
+  /** Node label carrying the GPU type of a nodegroup, e.g. `nvcf.io/gpu=L40S`. */
+  gpuLabel: 'nvcf.io/gpu',
+  gpuTaintKey: 'nvidia.com/gpu',
+  gpuResource: 'nvidia.com/gpu',
+} as const;
+
+/** Powertools service name of every Lambda and agent process. */
+export const SERVICE_NAME = 'nvcf';
+
+/** CloudWatch namespace of the metrics the runtime publishes. */
+export const METRICS_NAMESPACE = 'NVCF';

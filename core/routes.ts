@@ -1,0 +1,118 @@
+/**
+ * The HTTP API's route table: every endpoint, the Lambda that serves it and the
+ * scope a caller needs. lib/ creates API Gateway routes from it and local/
+ * dispatches with it, so both serve exactly the same API.
+ */
+
+export const SCOPES = [
+  'register_function',
+  'list_functions',
+  'update_function',
+  'delete_function',
+  'deploy_function',
+  'invoke_function',
+  'queue_details',
+  'list_cluster_groups',
+] as const;
+export type Scope = (typeof SCOPES)[number];
+
+/** The Lambdas that serve routes (the authorizer serves none). */
+export const API_HANDLERS = ['functions', 'deployments', 'invocations', 'assets', 'queues', 'gpus'] as const;
+export type ApiHandlerName = (typeof API_HANDLERS)[number];
+
+export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'DELETE' | 'PATCH';
+
+export interface RouteDefinition {
+  method: HttpMethod;
+  /** API Gateway path with `{param}` placeholders. */
+  path: string;
+  handler: ApiHandlerName;
+  scope: Scope;
+  /** Reference in nvcf-api.md (F1, D2, ...). */
+  ref: string;
+}
+
+const FN = '/v2/nvcf/functions';
+const VERSION = '{functionId}/versions/{functionVersionId}';
+const DEPLOYMENT = `/v2/nvcf/deployments/functions/${VERSION}`;
+
+export const ROUTES: readonly RouteDefinition[] = [
+  { ref: 'F1', method: 'POST', path: FN, handler: 'functions', scope: 'register_function' },
+  { ref: 'F2', method: 'POST', path: `${FN}/{functionId}/versions`, handler: 'functions', scope: 'register_function' },
+  { ref: 'F3', method: 'GET', path: FN, handler: 'functions', scope: 'list_functions' },
+  { ref: 'F4', method: 'GET', path: `${FN}/{functionId}/versions`, handler: 'functions', scope: 'list_functions' },
+  { ref: 'F5', method: 'GET', path: `${FN}/${VERSION}`, handler: 'functions', scope: 'list_functions' },
+  { ref: 'F6', method: 'GET', path: `${FN}/ids`, handler: 'functions', scope: 'list_functions' },
+  { ref: 'F7', method: 'DELETE', path: `${FN}/${VERSION}`, handler: 'functions', scope: 'delete_function' },
+  { ref: 'F8', method: 'PUT', path: `/v2/nvcf/metadata/functions/${VERSION}`, handler: 'functions', scope: 'update_function' },
+
+  { ref: 'D1', method: 'POST', path: DEPLOYMENT, handler: 'deployments', scope: 'deploy_function' },
+  { ref: 'D2', method: 'GET', path: DEPLOYMENT, handler: 'deployments', scope: 'deploy_function' },
+  { ref: 'D3', method: 'PUT', path: DEPLOYMENT, handler: 'deployments', scope: 'deploy_function' },
+  { ref: 'D4', method: 'DELETE', path: DEPLOYMENT, handler: 'deployments', scope: 'deploy_function' },
+
+  { ref: 'I1', method: 'POST', path: '/v2/nvcf/pexec/functions/{functionId}', handler: 'invocations', scope: 'invoke_function' },
+  { ref: 'I2', method: 'POST', path: `/v2/nvcf/pexec/functions/${VERSION}`, handler: 'invocations', scope: 'invoke_function' },
+  { ref: 'I3', method: 'GET', path: '/v2/nvcf/pexec/status/{requestId}', handler: 'invocations', scope: 'invoke_function' },
+
+  { ref: 'A1', method: 'POST', path: '/v2/nvcf/assets', handler: 'assets', scope: 'invoke_function' },
+  { ref: 'A2', method: 'GET', path: '/v2/nvcf/assets', handler: 'assets', scope: 'invoke_function' },
+  { ref: 'A3', method: 'GET', path: '/v2/nvcf/assets/{assetId}', handler: 'assets', scope: 'invoke_function' },
+  { ref: 'A4', method: 'DELETE', path: '/v2/nvcf/assets/{assetId}', handler: 'assets', scope: 'invoke_function' },
+
+  { ref: 'Q1', method: 'GET', path: '/v2/nvcf/queues/functions/{functionId}', handler: 'queues', scope: 'queue_details' },
+  { ref: 'Q2', method: 'GET', path: `/v2/nvcf/queues/functions/${VERSION}`, handler: 'queues', scope: 'queue_details' },
+  { ref: 'Q3', method: 'GET', path: '/v2/nvcf/queues/{requestId}/position', handler: 'queues', scope: 'queue_details' },
+
+  { ref: 'G1', method: 'GET', path: '/v2/nvcf/clusterGroups', handler: 'gpus', scope: 'list_cluster_groups' },
+  { ref: 'G2', method: 'GET', path: '/v2/nvcf/supportedGpus', handler: 'gpus', scope: 'register_function' },
+];
+
+/** API Gateway's route key, e.g. `GET /v2/nvcf/functions`. */
+export function routeKey(route: Pick<RouteDefinition, 'method' | 'path'>): string {
+  return `${route.method} ${route.path}`;
+}
+
+const ROUTES_BY_KEY = new Map(ROUTES.map((route) => [routeKey(route), route]));
+
+export function routeByKey(key: string): RouteDefinition | undefined {
+  return ROUTES_BY_KEY.get(key);
+}
+
+export interface RouteMatch {
+  route: RouteDefinition;
+  pathParameters: Record<string, string>;
+}
+
+/**
+ * Finds the route serving a request as API Gateway does: literal segments win
+ * over `{param}` segments, so `/functions/ids` never matches `{functionId}`.
+ * Returns undefined when no route has this path, or the list of methods the
+ * path allows when only the method is wrong.
+ */
+export function matchRoute(method: string, path: string): RouteMatch | { allowed: HttpMethod[] } | undefined {
+  const segments = path.split('/').filter(Boolean);
+  const candidates: { route: RouteDefinition; params: Record<string, string>; literals: number }[] = [];
+  for (const route of ROUTES) {
+    const pattern = route.path.split('/').filter(Boolean);
+    if (pattern.length !== segments.length) continue;
+    const params: Record<string, string> = {};
+    let literals = 0;
+    const matches = pattern.every((part, i) => {
+      const segment = segments[i]!;
+      if (part.startsWith('{') && part.endsWith('}')) {
+        params[part.slice(1, -1)] = decodeURIComponent(segment);
+        return true;
+      }
+      literals += 1;
+      return part === segment;
+    });
+    if (matches) candidates.push({ route, params, literals });
+  }
+  if (candidates.length === 0) return undefined;
+  const mostSpecific = Math.max(...candidates.map((c) => c.literals));
+  const best = candidates.filter((c) => c.literals === mostSpecific);
+  const hit = best.find((c) => c.route.method === method.toUpperCase());
+  if (!hit) return { allowed: best.map((c) => c.route.method) };
+  return { route: hit.route, pathParameters: hit.params };
+}

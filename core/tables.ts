@@ -1,0 +1,85 @@
+/**
+ * The DynamoDB tables of DESIGN.md, described once. lib/ turns these into
+ * CloudFormation tables and local/ creates the same tables in the emulator, so
+ * the two cannot drift.
+ */
+import { ENV } from './names';
+
+export interface KeyAttribute {
+  name: string;
+  type: 'S' | 'N';
+}
+
+export interface GlobalIndexDefinition {
+  indexName: string;
+  partitionKey: KeyAttribute;
+  sortKey?: KeyAttribute;
+}
+
+export interface TableDefinition {
+  /** Logical name used for construct ids and outputs. */
+  id: 'Functions' | 'Instances' | 'Invocations' | 'Assets' | 'ApiKeys';
+  /** Environment variable that carries the physical table name. */
+  envVar: string;
+  partitionKey: KeyAttribute;
+  sortKey?: KeyAttribute;
+  /** Attribute holding an epoch-seconds expiry, when the table expires items. */
+  ttlAttribute?: string;
+  globalIndexes: GlobalIndexDefinition[];
+}
+
+/** Index name used by every table that is listed per account. */
+export const BY_ACCOUNT_INDEX = 'byAccount';
+export const TTL_ATTRIBUTE = 'expiresAt';
+
+export const TABLES = {
+  functions: {
+    id: 'Functions',
+    envVar: ENV.functionsTable,
+    partitionKey: { name: 'functionId', type: 'S' },
+    sortKey: { name: 'versionId', type: 'S' },
+    globalIndexes: [
+      {
+        indexName: BY_ACCOUNT_INDEX,
+        partitionKey: { name: 'accountId', type: 'S' },
+        sortKey: { name: 'createdAt', type: 'S' },
+      },
+    ],
+  },
+  instances: {
+    id: 'Instances',
+    envVar: ENV.instancesTable,
+    partitionKey: { name: 'versionId', type: 'S' },
+    sortKey: { name: 'instanceId', type: 'S' },
+    ttlAttribute: TTL_ATTRIBUTE,
+    globalIndexes: [],
+  },
+  invocations: {
+    id: 'Invocations',
+    envVar: ENV.invocationsTable,
+    partitionKey: { name: 'requestId', type: 'S' },
+    ttlAttribute: TTL_ATTRIBUTE,
+    globalIndexes: [],
+  },
+  assets: {
+    id: 'Assets',
+    envVar: ENV.assetsTable,
+    partitionKey: { name: 'assetId', type: 'S' },
+    ttlAttribute: TTL_ATTRIBUTE,
+    globalIndexes: [
+      {
+        indexName: BY_ACCOUNT_INDEX,
+        partitionKey: { name: 'accountId', type: 'S' },
+        sortKey: { name: 'createdAt', type: 'S' },
+      },
+    ],
+  },
+  apiKeys: {
+    id: 'ApiKeys',
+    envVar: ENV.apiKeysTable,
+    partitionKey: { name: 'keyHash', type: 'S' },
+    globalIndexes: [],
+  },
+} as const satisfies Record<string, TableDefinition>;
+
+export type TableName = keyof typeof TABLES;

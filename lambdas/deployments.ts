@@ -1,0 +1,4 @@
+import { createApiHandler } from './http/handler';
+
+/** Serves the deployments routes of core/routes.ts; unimplemented routes answer 501. */
+export const handler = createApiHandler('deployments', {});

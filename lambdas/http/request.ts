@@ -1,0 +1,102 @@
+/**
+ * What a route implementation sees of an API Gateway v2 event: the caller,
+ * path parameters, query, lower-cased headers and the raw body, plus helpers
+ * that validate them and fail with a 4xx Problem.
+ */
+import type { APIGatewayProxyEventV2WithLambdaAuthorizer } from 'aws-lambda';
+import { z } from 'zod';
+import { MAX_MANAGEMENT_BODY_BYTES } from '../../core/limits';
+import { badRequest, payloadTooLarge } from '../../core/problem';
+import type { RouteDefinition, Scope } from '../../core/routes';
+
+/** What the authorizer hands to every route (simple-response context values are strings). */
+export interface AuthorizerContext {
+  authenticated: 'true' | 'false';
+  accountId?: string;
+  /** Comma-separated scopes. */
+  scopes?: string;
+  /** Why the key was refused, when authenticated is "false". */
+  reason?: string;
+}
+
+export type ApiEvent = APIGatewayProxyEventV2WithLambdaAuthorizer<AuthorizerContext>;
+
+export interface Caller {
+  accountId: string;
+  scopes: ReadonlySet<Scope>;
+}
+
+export interface ApiRequest {
+  route: RouteDefinition;
+  caller: Caller;
+  params: Record<string, string>;
+  /** Query parameters; API Gateway joins repeated ones with commas. */
+  query: Record<string, string>;
+  /** Header names lower-cased. */
+  headers: Record<string, string>;
+  body: Buffer;
+  /** API Gateway's request id, echoed in problem bodies. */
+  requestId: string;
+  path: string;
+  event: ApiEvent;
+}
+
+export function lowerCaseHeaders(headers: Record<string, string | undefined> | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers ?? {})) {
+    if (value !== undefined) out[name.toLowerCase()] = value;
+  }
+  return out;
+}
+
+export function rawBody(event: Pick<ApiEvent, 'body' | 'isBase64Encoded'>): Buffer {
+  if (!event.body) return Buffer.alloc(0);
+  return Buffer.from(event.body, event.isBase64Encoded ? 'base64' : 'utf8');
+}
+
+/** Formats zod issues as `field: message` pairs a user can act on. */
+export function describeIssues(error: z.ZodError): string {
+  return error.issues
+    .map((issue) => {
+      const field = issue.path
+        .map((part, i) => (typeof part === 'number' ? `[${part}]` : i === 0 ? String(part) : `.${String(part)}`))
+        .join('');
+      return field ? `${field}: ${issue.message}` : issue.message;
+    })
+    .join('; ');
+}
+
+/** Parses the JSON body and validates it; 400/413 with the reason otherwise. */
+export function parseJsonBody<S extends z.ZodType>(req: ApiRequest, schema: S, maxBytes = MAX_MANAGEMENT_BODY_BYTES): z.infer<S> {
+  if (req.body.length > maxBytes) {
+    throw payloadTooLarge(`request body is ${req.body.length} bytes; at most ${maxBytes} bytes are accepted here`);
+  }
+  if (req.body.length === 0) throw badRequest('request body is required and must be a JSON object');
+  let value: unknown;
+  try {
+    value = JSON.parse(req.body.toString('utf8'));
+  } catch (error) {
+    throw badRequest(`request body is not valid JSON: ${(error as Error).message}`);
+  }
+  const result = schema.safeParse(value);
+  if (!result.success) throw badRequest(`invalid request body: ${describeIssues(result.error)}`);
+  return result.data;
+}
+
+const uuid = z.uuid();
+
+/** A path parameter that must be a UUID; 400 naming the parameter otherwise. */
+export function uuidParam(req: ApiRequest, name: string): string {
+  const value = req.params[name];
+  if (value === undefined || !uuid.safeParse(value).success) {
+    throw badRequest(`path parameter ${name} must be a UUID, got "${value ?? ''}"`);
+  }
+  return value.toLowerCase();
+}
+
+/** Validates the query string with a schema; 400 naming the parameter otherwise. */
+export function parseQuery<S extends z.ZodType>(req: ApiRequest, schema: S): z.infer<S> {
+  const result = schema.safeParse(req.query);
+  if (!result.success) throw badRequest(`invalid query parameters: ${describeIssues(result.error)}`);
+  return result.data;
+}
