@@ -1,0 +1,124 @@
+/**
+ * The Functions table: one item per function version. Every status change is
+ * a conditional write, never read-then-write.
+ */
+import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
+import { GetCommand, PutCommand, QueryCommand, UpdateCommand, type QueryCommandInput } from '@aws-sdk/lib-dynamodb';
+import { dynamo } from './aws';
+import { tableName } from './config';
+import type { FunctionStatus, FunctionVersionRecord } from './model';
+import { BY_ACCOUNT_INDEX } from './tables';
+
+async function queryAll(input: QueryCommandInput): Promise<FunctionVersionRecord[]> {
+  const items: FunctionVersionRecord[] = [];
+  let ExclusiveStartKey: Record<string, unknown> | undefined;
+  do {
+    const page = await dynamo().send(new QueryCommand({ ...input, ExclusiveStartKey }));
+    items.push(...((page.Items ?? []) as FunctionVersionRecord[]));
+    ExclusiveStartKey = page.LastEvaluatedKey;
+  } while (ExclusiveStartKey);
+  return items;
+}
+
+/** Stores a new version; false when an item with these ids already exists. */
+export async function putNewVersion(record: FunctionVersionRecord): Promise<boolean> {
+  try {
+    await dynamo().send(
+      new PutCommand({
+        TableName: tableName('functions'),
+        Item: record,
+        ConditionExpression: 'attribute_not_exists(functionId) AND attribute_not_exists(versionId)',
+      }),
+    );
+    return true;
+  } catch (error) {
+    if (error instanceof ConditionalCheckFailedException) return false;
+    throw error;
+  }
+}
+
+/** A version, whoever owns it (the agent's view). */
+export async function getVersion(functionId: string, versionId: string): Promise<FunctionVersionRecord | undefined> {
+  const { Item } = await dynamo().send(
+    new GetCommand({ TableName: tableName('functions'), Key: { functionId, versionId }, ConsistentRead: true }),
+  );
+  return Item as FunctionVersionRecord | undefined;
+}
+
+/** A version as seen by an account: another account's version is indistinguishable from a missing one. */
+export async function getOwnedVersion(accountId: string, functionId: string, versionId: string): Promise<FunctionVersionRecord | undefined> {
+  const record = await getVersion(functionId, versionId);
+  return record?.accountId === accountId ? record : undefined;
+}
+
+/** All versions of a function visible to an account (empty when it owns none). */
+export async function listOwnedVersions(accountId: string, functionId: string): Promise<FunctionVersionRecord[]> {
+  const items = await queryAll({
+    TableName: tableName('functions'),
+    KeyConditionExpression: 'functionId = :functionId',
+    ExpressionAttributeValues: { ':functionId': functionId },
+    ConsistentRead: true,
+  });
+  return items.filter((item) => item.accountId === accountId);
+}
+
+/** Every version owned by an account, oldest first. */
+export async function listAccountVersions(accountId: string): Promise<FunctionVersionRecord[]> {
+  return queryAll({
+    TableName: tableName('functions'),
+    IndexName: BY_ACCOUNT_INDEX,
+    KeyConditionExpression: 'accountId = :accountId',
+    ExpressionAttributeValues: { ':accountId': accountId },
+  });
+}
+
+export interface StatusChange {
+  functionId: string;
+  versionId: string;
+  /** The change happens only while the version is in one of these statuses. */
+  from: readonly FunctionStatus[];
+  to: FunctionStatus;
+  /** Further attributes to set in the same write (top-level names). */
+  set?: Record<string, unknown>;
+  /** Top-level attributes to remove in the same write. */
+  remove?: string[];
+}
+
+/**
+ * Moves a version from one of `from` to `to` in one conditional write.
+ * Returns the updated record, or undefined when the version is missing or in
+ * another status (the caller decides whether that is a conflict or a no-op).
+ */
+export async function changeStatus(change: StatusChange): Promise<FunctionVersionRecord | undefined> {
+  const names: Record<string, string> = { '#status': 'status', '#updatedAt': 'updatedAt' };
+  const values: Record<string, unknown> = { ':to': change.to, ':now': new Date().toISOString() };
+  const sets = ['#status = :to', '#updatedAt = :now'];
+  Object.entries(change.set ?? {}).forEach(([name, value], i) => {
+    names[`#s${i}`] = name;
+    values[`:s${i}`] = value;
+    sets.push(`#s${i} = :s${i}`);
+  });
+  const removes = (change.remove ?? []).map((name, i) => {
+    names[`#r${i}`] = name;
+    return `#r${i}`;
+  });
+  const fromList = change.from.map((_, i) => `:from${i}`);
+  change.from.forEach((status, i) => (values[`:from${i}`] = status));
+  try {
+    const { Attributes } = await dynamo().send(
+      new UpdateCommand({
+        TableName: tableName('functions'),
+        Key: { functionId: change.functionId, versionId: change.versionId },
+        UpdateExpression: `SET ${sets.join(', ')}${removes.length ? ` REMOVE ${removes.join(', ')}` : ''}`,
+        ConditionExpression: `attribute_exists(functionId) AND #status IN (${fromList.join(', ')})`,
+        ExpressionAttributeNames: names,
+        ExpressionAttributeValues: values,
+        ReturnValues: 'ALL_NEW',
+      }),
+    );
+    return Attributes as FunctionVersionRecord;
+  } catch (error) {
+    if (error instanceof ConditionalCheckFailedException) return undefined;
+    throw error;
+  }
+}

@@ -1,0 +1,106 @@
+/**
+ * The records the platform keeps, as stored in DynamoDB (see DESIGN.md "Data").
+ * API shapes (nvcf-api.md) are derived from these in the Lambdas.
+ */
+
+/** Function version status; NVCF's DEGRADED/DEGRADING are not produced yet. */
+export const FUNCTION_STATUSES = ['INACTIVE', 'DEPLOYING', 'ACTIVE', 'ERROR'] as const;
+export type FunctionStatus = (typeof FUNCTION_STATUSES)[number];
+
+export interface KeyValue {
+  key: string;
+  value: string;
+}
+
+export interface ArtifactReference {
+  name: string;
+  version: string;
+  uri: string;
+}
+
+export interface HealthCheck {
+  protocol: 'HTTP' | 'gRPC';
+  uri: string;
+  port: number;
+  /** ISO-8601 duration, e.g. PT10S. */
+  timeout: string;
+  expectedStatusCode: number;
+}
+
+/** One entry of `deploymentSpecifications`. */
+export interface GpuSpecification {
+  gpu: string;
+  instanceType: string;
+  minInstances: number;
+  maxInstances: number;
+  maxRequestConcurrency: number;
+  backend?: string;
+  availabilityZones?: string[];
+  clusters?: string[];
+  regions?: string[];
+  attributes?: string[];
+  preferredOrder?: number;
+  configuration?: Record<string, unknown>;
+}
+
+export interface HealthInfo {
+  gpu: string;
+  backend?: string;
+  instanceType?: string;
+  error: string;
+}
+
+/** The deployment of a version, kept on the version's item while deployed. */
+export interface DeploymentRecord {
+  specifications: GpuSpecification[];
+  createdAt: string;
+  updatedAt: string;
+  queueUrl: string;
+  deadLetterQueueUrl: string;
+  healthInfo?: HealthInfo[];
+}
+
+/** An item of the Functions table: one function version. */
+export interface FunctionVersionRecord {
+  functionId: string;
+  versionId: string;
+  /** Owning account (`ncaId` on the wire). */
+  accountId: string;
+  name: string;
+  status: FunctionStatus;
+  createdAt: string;
+  updatedAt: string;
+  functionType: 'DEFAULT' | 'STREAMING';
+  apiBodyFormat: 'PREDICT_V2' | 'CUSTOM';
+  inferenceUrl: string;
+  inferencePort: number;
+  healthUri: string;
+  health: HealthCheck;
+  containerImage?: string;
+  containerArgs?: string;
+  containerEnvironment?: KeyValue[];
+  models?: ArtifactReference[];
+  resources?: ArtifactReference[];
+  helmChart?: string;
+  helmChartServiceName?: string;
+  description?: string;
+  tags?: string[];
+  /** Secret values are kept for the worker; only names ever leave the API. */
+  secrets?: { name: string; value: string }[];
+  deployment?: DeploymentRecord;
+}
+
+/** Invocation status; on the wire QUEUED is `pending-evaluation`, and so on. */
+export const INVOCATION_STATUSES = ['QUEUED', 'IN_PROGRESS', 'FULFILLED', 'ERRORED'] as const;
+export type InvocationStatus = (typeof INVOCATION_STATUSES)[number];
+
+export const WIRE_STATUS: Record<InvocationStatus, string> = {
+  QUEUED: 'pending-evaluation',
+  IN_PROGRESS: 'in-progress',
+  FULFILLED: 'fulfilled',
+  ERRORED: 'errored',
+};
+
+export function isTerminal(status: InvocationStatus): boolean {
+  return status === 'FULFILLED' || status === 'ERRORED';
+}
