@@ -1,0 +1,70 @@
+/**
+ * Serves the in-process API Gateway over HTTP on loopback, so curl and NVCF
+ * clients reach the local stack exactly as they would reach AWS.
+ */
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { LocalGateway } from './gateway';
+
+/** API Gateway refuses payloads over 10 MB before any Lambda runs. */
+export const GATEWAY_MAX_PAYLOAD_BYTES = 10 * 1024 * 1024;
+
+class PayloadTooLarge extends Error {}
+
+function readBody(request: IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    // Keep reading past the limit (discarding) so the client gets the 413 instead of a reset.
+    request.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= GATEWAY_MAX_PAYLOAD_BYTES) chunks.push(chunk);
+    });
+    request.on('end', () => (size > GATEWAY_MAX_PAYLOAD_BYTES ? reject(new PayloadTooLarge()) : resolve(Buffer.concat(chunks))));
+    request.on('error', reject);
+  });
+}
+
+export interface LocalHttpServer {
+  url: string;
+  server: Server;
+  close(): Promise<void>;
+}
+
+/** Listens on 127.0.0.1:`port` (0 picks a free port). */
+export async function serveGateway(gateway: LocalGateway, port: number, onError: (error: unknown) => void = () => undefined): Promise<LocalHttpServer> {
+  const server = createServer(async (request, response) => {
+    try {
+      const body = await readBody(request);
+      const url = new URL(request.url ?? '/', 'http://127.0.0.1');
+      const result = await gateway.handle({
+        method: request.method ?? 'GET',
+        path: url.pathname,
+        query: url.search.slice(1),
+        headers: request.headers,
+        body,
+      });
+      response.writeHead(result.statusCode, { ...result.headers, 'content-length': String(result.body.length) });
+      response.end(result.body);
+    } catch (error) {
+      const [status, message] = error instanceof PayloadTooLarge ? [413, 'Request Entity Too Large'] : [500, 'Internal Server Error'];
+      if (status === 500) onError(error);
+      if (!response.headersSent) response.writeHead(status, { 'content-type': 'application/json', connection: 'close' });
+      response.end(JSON.stringify({ message }));
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => resolve());
+  });
+  const { port: boundPort } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${boundPort}`,
+    server,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
