@@ -1,0 +1,86 @@
+/**
+ * The controller's decisions, shared by its runtimes (`process` locally,
+ * `kubernetes` on EKS): which workloads should exist for the deployed
+ * versions, and how many instances a workload should run for its queue.
+ * Pure functions: the runtimes do the I/O.
+ */
+import type { FunctionVersionRecord, GpuSpecification } from '../../core/model';
+
+/** One deployment specification of one version: a Kubernetes Deployment, or a set of local processes. */
+export interface Workload {
+  /** Stable name: `<versionId>-<specIndex>`. */
+  key: string;
+  version: FunctionVersionRecord;
+  spec: GpuSpecification;
+  specIndex: number;
+}
+
+/** Versions in these statuses keep their workloads; ERROR keeps them so failures stay visible and retried. */
+const RUNNING_STATUSES = new Set(['DEPLOYING', 'ACTIVE', 'ERROR']);
+
+export function workloadKey(versionId: string, specIndex: number): string {
+  return `${versionId}-${specIndex}`;
+}
+
+/** The workloads the deployed versions call for. */
+export function desiredWorkloads(versions: readonly FunctionVersionRecord[]): Workload[] {
+  return versions
+    .filter((version) => RUNNING_STATUSES.has(version.status) && version.deployment)
+    .flatMap((version) =>
+      version.deployment!.specifications.map((spec, specIndex) => ({
+        key: workloadKey(version.versionId, specIndex),
+        version,
+        spec,
+        specIndex,
+      })),
+    );
+}
+
+export interface WorkloadChanges {
+  /** Desired workloads that do not exist yet, or whose definition changed. */
+  apply: Workload[];
+  /** Existing workloads no deployed version calls for. */
+  remove: string[];
+}
+
+/**
+ * Compares what should run with what runs. `existing` maps each workload key
+ * to the fingerprint it was applied with; a changed fingerprint means re-apply.
+ */
+export function planWorkloads(desired: readonly Workload[], existing: ReadonlyMap<string, string>): WorkloadChanges {
+  const wanted = new Set(desired.map((workload) => workload.key));
+  return {
+    apply: desired.filter((workload) => existing.get(workload.key) !== workloadFingerprint(workload)),
+    remove: [...existing.keys()].filter((key) => !wanted.has(key)),
+  };
+}
+
+/** What, in a workload, requires re-applying it when it changes. */
+export function workloadFingerprint(workload: Workload): string {
+  const { version, spec } = workload;
+  return JSON.stringify([
+    version.containerImage,
+    version.containerArgs,
+    version.containerEnvironment,
+    version.inferencePort,
+    version.inferenceUrl,
+    version.health,
+    version.models,
+    version.resources,
+    version.helmChart,
+    spec.minInstances,
+    spec.maxInstances,
+    spec.maxRequestConcurrency,
+    spec.configuration,
+  ]);
+}
+
+/**
+ * Instances a workload should run for its queue: enough to serve every queued
+ * and in-flight request at `maxRequestConcurrency` each, within min..max.
+ * This is the rule KEDA applies on EKS (queueLength = maxRequestConcurrency).
+ */
+export function desiredInstances(spec: Pick<GpuSpecification, 'minInstances' | 'maxInstances' | 'maxRequestConcurrency'>, queueDepth: number): number {
+  const needed = Math.ceil(Math.max(0, queueDepth) / Math.max(1, spec.maxRequestConcurrency));
+  return Math.min(spec.maxInstances, Math.max(spec.minInstances, needed));
+}

@@ -1,0 +1,78 @@
+import { describe, expect, it } from 'vitest';
+import type { FunctionVersionRecord, GpuSpecification } from '../../core/model';
+import { desiredInstances, desiredWorkloads, planWorkloads, workloadFingerprint } from '../../gpu-agent/controller/plan';
+
+const spec = (overrides: Partial<GpuSpecification> = {}): GpuSpecification => ({
+  gpu: 'L4',
+  instanceType: 'g6.xlarge',
+  minInstances: 1,
+  maxInstances: 4,
+  maxRequestConcurrency: 2,
+  ...overrides,
+});
+
+const version = (versionId: string, status: FunctionVersionRecord['status'], specs = [spec()]): FunctionVersionRecord => ({
+  functionId: 'f',
+  versionId,
+  accountId: 'a',
+  name: 'echo',
+  status,
+  createdAt: '2026-01-01T00:00:00Z',
+  updatedAt: '2026-01-01T00:00:00Z',
+  functionType: 'DEFAULT',
+  apiBodyFormat: 'CUSTOM',
+  inferenceUrl: '/echo',
+  inferencePort: 8000,
+  healthUri: '/health',
+  health: { protocol: 'HTTP', uri: '/health', port: 8000, timeout: 'PT10S', expectedStatusCode: 200 },
+  containerImage: 'example/echo:1',
+  ...(status === 'INACTIVE'
+    ? {}
+    : { deployment: { specifications: specs, createdAt: 'x', updatedAt: 'x', queueUrl: 'q', deadLetterQueueUrl: 'd' } }),
+});
+
+describe('controller plan', () => {
+  it('wants one workload per specification of every deployed version', () => {
+    const workloads = desiredWorkloads([
+      version('v1', 'ACTIVE', [spec(), spec({ gpu: 'L40S', instanceType: 'g6e.xlarge' })]),
+      version('v2', 'DEPLOYING'),
+      version('v3', 'INACTIVE'),
+    ]);
+    expect(workloads.map((w) => w.key)).toEqual(['v1-0', 'v1-1', 'v2-0']);
+  });
+
+  it('keeps the workloads of a version in ERROR so its failures stay visible', () => {
+    expect(desiredWorkloads([version('v1', 'ERROR')]).map((w) => w.key)).toEqual(['v1-0']);
+  });
+
+  it('applies new and changed workloads and removes undeployed ones', () => {
+    const [unchanged, changed] = desiredWorkloads([version('v1', 'ACTIVE'), version('v2', 'ACTIVE')]);
+    const existing = new Map([
+      [unchanged!.key, workloadFingerprint(unchanged!)],
+      [changed!.key, 'an older definition'],
+      ['v9-0', 'undeployed since'],
+    ]);
+    const plan = planWorkloads([unchanged!, changed!], existing);
+    expect(plan.apply.map((w) => w.key)).toEqual(['v2-0']);
+    expect(plan.remove).toEqual(['v9-0']);
+  });
+
+  it('does nothing when everything runs as applied (safe to run twice)', () => {
+    const desired = desiredWorkloads([version('v1', 'ACTIVE')]);
+    const existing = new Map(desired.map((w) => [w.key, workloadFingerprint(w)]));
+    expect(planWorkloads(desired, existing)).toEqual({ apply: [], remove: [] });
+  });
+
+  it.each([
+    { depth: 0, expected: 1, why: 'min instances with an empty queue' },
+    { depth: 3, expected: 2, why: 'ceil(3 / 2) instances' },
+    { depth: 100, expected: 4, why: 'never more than max' },
+  ])('runs $expected instance(s) for $depth queued requests: $why', ({ depth, expected }) => {
+    expect(desiredInstances(spec(), depth)).toBe(expected);
+  });
+
+  it('scales a min-0 workload to zero and back up on demand', () => {
+    expect(desiredInstances(spec({ minInstances: 0 }), 0)).toBe(0);
+    expect(desiredInstances(spec({ minInstances: 0 }), 1)).toBe(1);
+  });
+});
