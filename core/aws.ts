@@ -28,7 +28,8 @@ export function sqs(): SQSClient {
 
 export function s3(): S3Client {
   // Path-style keeps presigned URLs valid for emulators on an IP address; AWS accepts both.
-  s3Client ??= new S3Client({ forcePathStyle: Boolean(process.env.AWS_ENDPOINT_URL_S3) });
+  // Checksums only when required: otherwise a presigned PUT carries the CRC32 of an empty body and S3 refuses the upload.
+  s3Client ??= new S3Client({ forcePathStyle: Boolean(process.env.AWS_ENDPOINT_URL_S3), requestChecksumCalculation: 'WHEN_REQUIRED' });
   return s3Client;
 }
 

@@ -45,3 +45,8 @@ export function maxReceiveCount(env: NodeJS.ProcessEnv = process.env): number {
 export function clusterName(env: NodeJS.ProcessEnv = process.env): string | undefined {
   return env[ENV.clusterName] || undefined;
 }
+
+/** The GPU offers as configured JSON (NVCF_GPUS), or undefined; core/gpus.ts validates it. */
+export function gpusConfiguration(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  return env[ENV.gpus] || undefined;
+}

@@ -10,6 +10,11 @@ export const MAX_INLINE_REQUEST_BYTES = 200 * 1000;
 export const MAX_REQUEST_BYTES = 5 * MiB;
 /** Results larger than this go to S3 as a zip and are answered with 302. */
 export const MAX_RESPONSE_BYTES = 5 * MiB;
+/**
+ * Binary (non UTF-8) results larger than this are answered with the 302 zip as well: their
+ * base64 form must fit Lambda's 6 MB response payload.
+ */
+export const MAX_DIRECT_BINARY_RESPONSE_BYTES = 4 * MiB;
 /** Results up to this size are stored inline in the invocation item (DynamoDB items are ≤ 400 KB). */
 export const MAX_INLINE_RESULT_BYTES = 300 * KiB;
 /** Management API bodies (functions, deployments, assets) are small JSON documents. */
@@ -39,3 +44,18 @@ export const DEFAULT_MAX_RECEIVE_COUNT = 3;
 export const QUEUE_VISIBILITY_TIMEOUT_SECONDS = 300;
 /** Queue messages (and dead letters) are kept as long as invocation records. */
 export const QUEUE_RETENTION_SECONDS = 4 * 24 * 3600;
+
+/** Instances one deployment specification may ask for (a managed nodegroup holds at most 1000 nodes). */
+export const MAX_INSTANCES_PER_SPECIFICATION = 1000;
+/** GPU offers (EKS nodegroups or NVCF_GPUS) are cached this long in each Lambda. */
+export const GPU_OFFERS_CACHE_SECONDS = 60;
+/** Time an undeploy spends erroring queued invocations before it leaves the rest to a retry. */
+export const UNDEPLOY_DRAIN_SECONDS = 8;
+
+/** Container ports the platform keeps for its own monitoring (nvcf-api.md §4.1); functions may not listen on them. */
+export const RESERVED_CONTAINER_PORTS: readonly number[] = [8080, 8010];
+export const MAX_SECRET_NAME_LENGTH = 48;
+/** Characters of one secret value (a JSON object counts as its serialized text). */
+export const MAX_SECRET_VALUE_LENGTH = 32768;
+/** Characters of a URI or path in a function definition (inferenceUrl, containerImage, helmChart, model uris). */
+export const MAX_URI_LENGTH = 2048;

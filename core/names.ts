@@ -20,6 +20,11 @@ export const ENV = {
   clusterName: 'NVCF_CLUSTER_NAME',
   /** JSON list of GPU offers used when there is no EKS cluster (local stack, tests). */
   gpus: 'NVCF_GPUS',
+  /**
+   * JSON map from CPU architecture (Kubernetes `kubernetes.io/arch`: `amd64`, `arm64`) to the
+   * gpu-agent image URI; the controller runs the worker sidecar from the image matching the node.
+   */
+  agentImages: 'NVCF_AGENT_IMAGES',
 } as const;
 
 /** Default prefix of per-version queue names; IAM grants are scoped to `<prefix>*`. */
@@ -61,6 +66,8 @@ export const K8S = {
   systemNamespace: 'nvcf-system',
   controllerName: 'nvcf-gpu-agent-controller',
   controllerServiceAccount: 'nvcf-gpu-agent',
+  /** ServiceAccount of function pods in the functions namespace; the worker sidecar's AWS identity. */
+  workerServiceAccount: 'nvcf-worker',
   /** Node label carrying the GPU type of a nodegroup, e.g. `nvcf.io/gpu=L40S`. */
   gpuLabel: 'nvcf.io/gpu',
   gpuTaintKey: 'nvidia.com/gpu',
@@ -72,3 +79,14 @@ export const SERVICE_NAME = 'nvcf';
 
 /** CloudWatch namespace of the metrics the runtime publishes. */
 export const METRICS_NAMESPACE = 'NVCF';
+
+/**
+ * Metrics the gpu-agent publishes in METRICS_NAMESPACE without dimensions, each the
+ * maximum over all version queues, so that one CloudWatch alarm covers every queue.
+ */
+export const AGENT_METRICS = {
+  /** Messages waiting in the dead-letter queues. */
+  deadLetterMessages: 'DeadLetterMessages',
+  /** Age in seconds of the oldest message waiting in a version queue. */
+  oldestMessageAgeSeconds: 'OldestMessageAgeSeconds',
+} as const;

@@ -1,0 +1,205 @@
+/**
+ * The Lambdas behind the HTTP API, one per resource group of core/routes.ts
+ * plus the authorizer, each with its own role holding only what it needs.
+ * The grants below are the platform's access model: read them as a table.
+ */
+import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import { Construct } from 'constructs';
+import { fileURLToPath } from 'node:url';
+import { POLL_WAIT_CAP_SECONDS } from '../core/limits';
+import { ENV, METRICS_NAMESPACE, S3_PREFIX, SERVICE_NAME } from '../core/names';
+import { API_HANDLERS, type ApiHandlerName } from '../core/routes';
+import type { TableName } from '../core/tables';
+import type { ResolvedConfig } from './config';
+import { gpuOffers } from './config';
+import type { DataStore } from './data-store';
+import type { GpuCluster } from './gpu-cluster';
+import { acknowledgeWildcard, objectStatement, queueArnPattern, queueStatement, type BucketPrefix } from './iam';
+
+export type LambdaName = ApiHandlerName | 'authorizer';
+
+export const LAMBDA_NAMES: readonly LambdaName[] = [...API_HANDLERS, 'authorizer'];
+
+/** Root of the package: entries are `lambdas/<name>.ts` below it. */
+export const PROJECT_ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+const DESCRIPTIONS: Record<LambdaName, string> = {
+  functions: 'NVCF API: functions, versions and metadata',
+  deployments: 'NVCF API: deployments (creates version queues, sizes GPU nodegroups)',
+  invocations: 'NVCF API: pexec invocations and their status',
+  assets: 'NVCF API: assets and their presigned uploads',
+  queues: 'NVCF API: queue depth and queue position',
+  gpus: 'NVCF API: supportedGpus and clusterGroups',
+  authorizer: 'NVCF API: resolves Bearer API keys to an account and scopes',
+};
+
+/** The invocations Lambda waits up to POLL_WAIT_CAP_SECONDS for a result; API Gateway gives up at 30 s. */
+const TIMEOUTS: Record<LambdaName, Duration> = {
+  functions: Duration.seconds(10),
+  deployments: Duration.seconds(20),
+  invocations: Duration.seconds(POLL_WAIT_CAP_SECONDS + 4),
+  assets: Duration.seconds(10),
+  queues: Duration.seconds(10),
+  gpus: Duration.seconds(10),
+  authorizer: Duration.seconds(5),
+};
+
+/**
+ * One API Lambda: ESM bundle built by the local esbuild, arm64, its own log
+ * group, and a role that may only write to that log group until granted more.
+ *
+ * @example
+ * const fn = createApiLambda(this, 'assets', { config, environment: { NVCF_BUCKET: bucket.bucketName } });
+ */
+export function createApiLambda(
+  scope: Construct,
+  name: LambdaName,
+  { config, environment }: { config: ResolvedConfig; environment: Record<string, string> },
+): NodejsFunction {
+  const logGroup = new logs.LogGroup(scope, `${name}-logs`, {
+    retention: config.logRetentionDays as logs.RetentionDays,
+    removalPolicy: RemovalPolicy.DESTROY,
+  });
+  // A role per function limited to its own log group, instead of the broad AWSLambdaBasicExecutionRole.
+  const role = new iam.Role(scope, `${name}-role`, {
+    assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+    description: `${DESCRIPTIONS[name]} (least privilege)`,
+  });
+  logGroup.grantWrite(role);
+  return new NodejsFunction(scope, name, {
+    entry: `${PROJECT_ROOT}lambdas/${name}.ts`,
+    projectRoot: PROJECT_ROOT,
+    depsLockFilePath: `${PROJECT_ROOT}package-lock.json`,
+    handler: 'handler',
+    description: DESCRIPTIONS[name],
+    runtime: lambda.Runtime.NODEJS_24_X,
+    architecture: lambda.Architecture.ARM_64,
+    memorySize: config.lambdaMemoryMb,
+    timeout: TIMEOUTS[name],
+    role,
+    logGroup,
+    environment: {
+      POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
+      POWERTOOLS_LOG_LEVEL: config.logLevel,
+      POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
+      NODE_OPTIONS: '--enable-source-maps',
+      ...environment,
+    },
+    bundling: {
+      format: OutputFormat.ESM,
+      target: 'node24',
+      mainFields: ['module', 'main'],
+      // Some CommonJS dependencies call require(); ESM output has none unless we make one.
+      banner: "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);",
+      bundleAwsSDK: config.bundleAwsSdk,
+      minify: true,
+      sourceMap: true,
+      sourcesContent: false,
+      forceDockerBundling: false,
+    },
+  });
+}
+
+export interface ApiFunctionsProps {
+  readonly config: ResolvedConfig;
+  readonly data: DataStore;
+  /** The GPU cluster, when the stack has one. */
+  readonly cluster?: GpuCluster;
+}
+
+export class ApiFunctions extends Construct {
+  readonly functions: Record<LambdaName, NodejsFunction>;
+
+  constructor(scope: Construct, id: string, { config, data, cluster }: ApiFunctionsProps) {
+    super(scope, id);
+
+    const environment: Record<string, string> = {
+      ...data.environment(),
+      ...(cluster ? { [ENV.clusterName]: cluster.cluster.clusterName } : { [ENV.gpus]: JSON.stringify(gpuOffers(config.gpus)) }),
+    };
+
+    this.functions = Object.fromEntries(LAMBDA_NAMES.map((name) => [name, createApiLambda(this, name, { config, environment })])) as Record<LambdaName, NodejsFunction>;
+    this.grant(data, cluster);
+  }
+
+  /** Least privilege per Lambda; the tests pin each line. */
+  private grant(data: DataStore, cluster: GpuCluster | undefined): void {
+    const { functions: fns } = this;
+    const { tables, bucket, queueKey } = data;
+    const role = (name: LambdaName) => fns[name].role!;
+
+    tables.apiKeys.grant(role('authorizer'), 'dynamodb:GetItem');
+
+    tables.functions.grantReadWriteData(role('functions'));
+    tables.instances.grantReadData(role('functions'));
+
+    tables.functions.grantReadWriteData(role('deployments'));
+    tables.instances.grantReadData(role('deployments'));
+    tables.invocations.grantReadWriteData(role('deployments'));
+    role('deployments').addToPrincipalPolicy(
+      queueStatement(
+        ['sqs:CreateQueue', 'sqs:DeleteQueue', 'sqs:GetQueueUrl', 'sqs:GetQueueAttributes', 'sqs:SetQueueAttributes', 'sqs:TagQueue', 'sqs:ReceiveMessage', 'sqs:DeleteMessage'],
+        this,
+      ),
+    );
+
+    // Undeploy drains the queue to error what was waiting; reading an encrypted message needs the key.
+    queueKey?.grantDecrypt(role('deployments'));
+
+    tables.functions.grantReadData(role('invocations'));
+    tables.invocations.grantReadWriteData(role('invocations'));
+    tables.assets.grantReadData(role('invocations'));
+    role('invocations').addToPrincipalPolicy(queueStatement(['sqs:SendMessage', 'sqs:GetQueueUrl', 'sqs:GetQueueAttributes'], this));
+    role('invocations').addToPrincipalPolicy(objectStatement(bucket, ['s3:PutObject'], ['inputs']));
+    role('invocations').addToPrincipalPolicy(objectStatement(bucket, ['s3:GetObject'], ['outputs']));
+    queueKey?.grant(role('invocations'), 'kms:GenerateDataKey', 'kms:Decrypt');
+
+    tables.assets.grantReadWriteData(role('assets'));
+    role('assets').addToPrincipalPolicy(objectStatement(bucket, ['s3:PutObject', 's3:GetObject', 's3:DeleteObject'], ['assets']));
+
+    tables.functions.grantReadData(role('queues'));
+    tables.invocations.grantReadData(role('queues'));
+    role('queues').addToPrincipalPolicy(queueStatement(['sqs:GetQueueUrl', 'sqs:GetQueueAttributes'], this));
+
+    if (cluster) {
+      role('deployments').addToPrincipalPolicy(cluster.listNodegroupsStatement());
+      role('deployments').addToPrincipalPolicy(cluster.describeNodegroupsStatement());
+      role('deployments').addToPrincipalPolicy(cluster.updateGpuNodegroupsStatement());
+      role('gpus').addToPrincipalPolicy(cluster.describeClusterStatement());
+      role('gpus').addToPrincipalPolicy(cluster.listNodegroupsStatement());
+      role('gpus').addToPrincipalPolicy(cluster.describeNodegroupsStatement());
+    }
+
+    this.acknowledgeWildcards(data, cluster);
+  }
+
+  private acknowledgeWildcards(data: DataStore, cluster: GpuCluster | undefined): void {
+    const ack = (name: LambdaName, resource: string, reason: string) =>
+      acknowledgeWildcard(this.functions[name].role!.node.findChild('DefaultPolicy'), resource, reason);
+
+    const index = (table: TableName) => `${data.tables[table].tableArn}/index/*`;
+    const indexReason = 'Grants the byAccount global secondary index of this one table; index ARNs can only be granted with the /index/* suffix.';
+    for (const name of ['functions', 'deployments', 'invocations', 'queues'] as const) ack(name, index('functions'), indexReason);
+    for (const name of ['invocations', 'assets'] as const) ack(name, index('assets'), indexReason);
+
+    const queueReason =
+      'Version queues are created and deleted at run time, one per deployed function version, so their names are unknown at deploy time; the grant is limited to the platform queue prefix in this account and region.';
+    for (const name of ['deployments', 'invocations', 'queues'] as const) ack(name, queueArnPattern(this), queueReason);
+
+    const objects = (prefix: BucketPrefix) => data.bucket.arnForObjects(`${S3_PREFIX[prefix]}*`);
+    const objectReason = 'Object keys embed request and asset ids generated at run time; the grant is limited to one key prefix of the platform bucket.';
+    ack('invocations', objects('inputs'), objectReason);
+    ack('invocations', objects('outputs'), objectReason);
+    ack('assets', objects('assets'), objectReason);
+
+    if (cluster) {
+      const reason = 'Nodegroups of this cluster only; DescribeNodegroup needs nodegroup ARNs, whose name and id suffix EKS generates.';
+      ack('deployments', cluster.nodegroupArnPattern, reason);
+      ack('gpus', cluster.nodegroupArnPattern, reason);
+    }
+  }
+}

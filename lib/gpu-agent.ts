@@ -1,0 +1,215 @@
+/**
+ * The gpu-agent on the cluster: its image (built from gpu-agent/Dockerfile at
+ * deploy time), the controller Deployment in nvcf-system, and the two AWS
+ * identities bound through EKS Pod Identity: the controller's and the one the
+ * worker sidecar of every function pod uses.
+ */
+import { Stack } from 'aws-cdk-lib';
+import { DockerImageAsset, Platform } from 'aws-cdk-lib/aws-ecr-assets';
+import * as eks from 'aws-cdk-lib/aws-eks-v2';
+import { Construct } from 'constructs';
+import { ENV, K8S, METRICS_NAMESPACE, S3_PREFIX, SERVICE_NAME } from '../core/names';
+import { PROJECT_ROOT } from './api-functions';
+import type { CpuArch, ResolvedConfig } from './config';
+import type { DataStore } from './data-store';
+import { SYSTEM_NODE_LABEL, type GpuCluster } from './gpu-cluster';
+import { acknowledge, acknowledgeWildcard, objectStatement, putMetricDataStatement, queueArnPattern, queueStatement, type BucketPrefix } from './iam';
+import { PodIdentityRole } from './pod-identity';
+
+/**
+ * Only what the image build reads: the lockfile, the TypeScript config and
+ * the sources the agent bundles. Everything else (node_modules, cdk.out, .git)
+ * would slow the asset fingerprint at every synth and bloat the build context.
+ */
+export const AGENT_BUILD_CONTEXT_EXCLUDES = ['*', '!package.json', '!package-lock.json', '!tsconfig.json', '!core', '!gpu-agent'];
+
+const PLATFORMS: Record<CpuArch, Platform> = { amd64: Platform.LINUX_AMD64, arm64: Platform.LINUX_ARM64 };
+
+export interface GpuAgentProps {
+  readonly config: ResolvedConfig;
+  readonly data: DataStore;
+  readonly gpuCluster: GpuCluster;
+}
+
+export class GpuAgent extends Construct {
+  /** Image per CPU architecture present on the cluster's nodes. */
+  readonly images: Partial<Record<CpuArch, DockerImageAsset>>;
+  /** The controller's AWS identity (ServiceAccount nvcf-system/nvcf-gpu-agent). */
+  readonly controllerIdentity: PodIdentityRole;
+  /** The worker sidecar's AWS identity (ServiceAccount nvcf-functions/nvcf-worker). */
+  readonly workerIdentity: PodIdentityRole;
+  readonly controller: eks.KubernetesManifest;
+
+  constructor(scope: Construct, id: string, { config, data, gpuCluster }: GpuAgentProps) {
+    super(scope, id);
+    const { cluster, namespaces } = gpuCluster;
+
+    const archs = new Set<CpuArch>([config.systemArch, ...config.gpus.map((gpu) => gpu.arch)]);
+    this.images = Object.fromEntries(
+      [...archs].map((arch) => [
+        arch,
+        new DockerImageAsset(this, `Image-${arch}`, {
+          directory: PROJECT_ROOT,
+          file: 'gpu-agent/Dockerfile',
+          exclude: [...AGENT_BUILD_CONTEXT_EXCLUDES],
+          platform: PLATFORMS[arch],
+          displayName: `nvcf-gpu-agent-${arch}`,
+        }),
+      ]),
+    );
+    const imageUris = Object.fromEntries(Object.entries(this.images).map(([arch, image]) => [arch, image.imageUri]));
+
+    this.controllerIdentity = new PodIdentityRole(this, 'ControllerIdentity', {
+      cluster,
+      namespace: K8S.systemNamespace,
+      serviceAccount: K8S.controllerServiceAccount,
+      description: 'gpu-agent controller: reconciles NVCF deployments on the cluster',
+      dependsOn: [namespaces],
+    });
+    this.workerIdentity = new PodIdentityRole(this, 'WorkerIdentity', {
+      cluster,
+      namespace: K8S.functionsNamespace,
+      serviceAccount: K8S.workerServiceAccount,
+      description: 'gpu-agent worker: serves invocations beside each function container',
+      dependsOn: [namespaces],
+    });
+
+    this.grantData(this.workerIdentity, data);
+    this.grantData(this.controllerIdentity, data);
+    // Status transitions of function versions (DEPLOYING -> ACTIVE | ERROR) are the controller's alone.
+    data.tables.functions.grant(this.controllerIdentity.role, 'dynamodb:UpdateItem');
+
+    const rbac = cluster.addManifest('ControllerRbac', ...controllerRbac());
+    rbac.node.addDependency(namespaces);
+
+    const environment: Record<string, string> = {
+      ...data.environment(),
+      [ENV.clusterName]: cluster.clusterName,
+      [ENV.agentImages]: Stack.of(this).toJsonString(imageUris),
+      AWS_REGION: Stack.of(this).region,
+      POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
+      POWERTOOLS_LOG_LEVEL: config.logLevel,
+      POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
+    };
+    this.controller = cluster.addManifest('Controller', controllerDeployment(imageUris[config.systemArch]!, config.systemArch, environment));
+    this.controller.node.addDependency(this.controllerIdentity.serviceAccount!, this.controllerIdentity.association, rbac);
+  }
+
+  /** What both agent processes need; the controller adds its own on top. */
+  private grantData(identity: PodIdentityRole, data: DataStore): void {
+    const { role } = identity;
+    const { tables, bucket, queueKey } = data;
+    tables.functions.grantReadData(role);
+    tables.instances.grantReadWriteData(role);
+    tables.invocations.grantReadWriteData(role);
+    role.addToPrincipalPolicy(
+      queueStatement(['sqs:ReceiveMessage', 'sqs:DeleteMessage', 'sqs:ChangeMessageVisibility', 'sqs:GetQueueAttributes', 'sqs:GetQueueUrl'], this),
+    );
+    const readable: BucketPrefix[] = ['assets', 'inputs', 'models'];
+    role.addToPrincipalPolicy(objectStatement(bucket, ['s3:GetObject'], readable));
+    role.addToPrincipalPolicy(objectStatement(bucket, ['s3:PutObject'], ['outputs']));
+    role.addToPrincipalPolicy(putMetricDataStatement());
+    queueKey?.grantDecrypt(role);
+
+    const { policy } = identity;
+    acknowledgeWildcard(
+      policy,
+      `${tables.functions.tableArn}/index/*`,
+      'Grants the byAccount global secondary index of the Functions table only; index ARNs can only be granted with the /index/* suffix.',
+    );
+    acknowledgeWildcard(
+      policy,
+      queueArnPattern(this),
+      'The agent serves the version queues, which are created at run time; the grant is limited to the platform queue prefix in this account and region.',
+    );
+    for (const prefix of [...readable, 'outputs'] as BucketPrefix[]) {
+      acknowledgeWildcard(
+        policy,
+        bucket.arnForObjects(`${S3_PREFIX[prefix]}*`),
+        'Object keys embed request, asset and model names known only at run time; the grant is limited to one key prefix of the platform bucket.',
+      );
+    }
+    acknowledge(
+      policy,
+      'AwsSolutions-IAM5[Resource::*]',
+      `cloudwatch:PutMetricData supports no resource-level permissions; the statement is limited to the ${METRICS_NAMESPACE} namespace by condition.`,
+    );
+  }
+}
+
+function controllerRbac(): Record<string, unknown>[] {
+  const subject = { kind: 'ServiceAccount', name: K8S.controllerServiceAccount, namespace: K8S.systemNamespace };
+  const name = K8S.controllerName;
+  return [
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'Role',
+      metadata: { name, namespace: K8S.functionsNamespace },
+      rules: [
+        { apiGroups: ['apps'], resources: ['deployments'], verbs: ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'] },
+        { apiGroups: ['keda.sh'], resources: ['scaledobjects', 'triggerauthentications'], verbs: ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'] },
+        { apiGroups: [''], resources: ['secrets', 'configmaps'], verbs: ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'] },
+        { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch', 'delete'] },
+        { apiGroups: [''], resources: ['pods/log', 'events'], verbs: ['get', 'list', 'watch'] },
+      ],
+    },
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'RoleBinding',
+      metadata: { name, namespace: K8S.functionsNamespace },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name },
+      subjects: [subject],
+    },
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'ClusterRole',
+      metadata: { name },
+      // GPU capacity per node type feeds clusterGroups and placement decisions.
+      rules: [{ apiGroups: [''], resources: ['nodes'], verbs: ['get', 'list', 'watch'] }],
+    },
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'ClusterRoleBinding',
+      metadata: { name },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name },
+      subjects: [subject],
+    },
+  ];
+}
+
+function controllerDeployment(image: string, arch: CpuArch, environment: Record<string, string>): Record<string, unknown> {
+  const labels = { 'app.kubernetes.io/name': K8S.controllerName, 'app.kubernetes.io/part-of': 'nvcf' };
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name: K8S.controllerName, namespace: K8S.systemNamespace, labels },
+    spec: {
+      // One reconciler at a time: Recreate never runs the old and new controller side by side.
+      replicas: 1,
+      strategy: { type: 'Recreate' },
+      selector: { matchLabels: labels },
+      template: {
+        metadata: { labels },
+        spec: {
+          serviceAccountName: K8S.controllerServiceAccount,
+          nodeSelector: { [SYSTEM_NODE_LABEL.key]: SYSTEM_NODE_LABEL.value, 'kubernetes.io/arch': arch },
+          securityContext: { runAsNonRoot: true, runAsUser: 1000, runAsGroup: 1000, seccompProfile: { type: 'RuntimeDefault' } },
+          containers: [
+            {
+              name: 'controller',
+              image,
+              args: ['controller'],
+              env: Object.entries(environment).map(([name, value]) => ({ name, value })),
+              resources: { requests: { cpu: '100m', memory: '256Mi' }, limits: { memory: '512Mi' } },
+              securityContext: {
+                allowPrivilegeEscalation: false,
+                readOnlyRootFilesystem: true,
+                capabilities: { drop: ['ALL'] },
+              },
+            },
+          ],
+        },
+      },
+    },
+  };
+}

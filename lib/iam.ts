@@ -1,0 +1,69 @@
+/**
+ * IAM statements shared by the Lambdas and the gpu-agent roles, so that every
+ * grant on queues, bucket prefixes and metrics is written once.
+ */
+import { ArnFormat, Stack, Validations } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import type * as s3 from 'aws-cdk-lib/aws-s3';
+import type { IConstruct } from 'constructs';
+// cdk-nag's own flattening (not exported from its index), pinned with cdk-nag's version.
+import { flattenCfnReference } from 'cdk-nag/lib/utils/flatten-cfn-reference.js';
+import { DEFAULT_QUEUE_PREFIX, METRICS_NAMESPACE, S3_PREFIX } from '../core/names';
+
+export type QueueAction =
+  | 'sqs:CreateQueue'
+  | 'sqs:DeleteQueue'
+  | 'sqs:GetQueueUrl'
+  | 'sqs:GetQueueAttributes'
+  | 'sqs:SetQueueAttributes'
+  | 'sqs:TagQueue'
+  | 'sqs:SendMessage'
+  | 'sqs:ReceiveMessage'
+  | 'sqs:DeleteMessage'
+  | 'sqs:ChangeMessageVisibility';
+
+/** ARN pattern of every per-version queue (and dead-letter queue) of this account and region. */
+export function queueArnPattern(scope: IConstruct): string {
+  return Stack.of(scope).formatArn({ service: 'sqs', resource: `${DEFAULT_QUEUE_PREFIX}*`, arnFormat: ArnFormat.NO_RESOURCE_NAME });
+}
+
+export function queueStatement(actions: QueueAction[], scope: IConstruct): iam.PolicyStatement {
+  return new iam.PolicyStatement({ sid: 'VersionQueues', actions, resources: [queueArnPattern(scope)] });
+}
+
+export type BucketPrefix = keyof typeof S3_PREFIX;
+
+/** An S3 object statement limited to the given key prefixes of the platform bucket. */
+export function objectStatement(bucket: s3.IBucket, actions: ('s3:GetObject' | 's3:PutObject' | 's3:DeleteObject')[], prefixes: BucketPrefix[]): iam.PolicyStatement {
+  return new iam.PolicyStatement({ actions, resources: prefixes.map((prefix) => bucket.arnForObjects(`${S3_PREFIX[prefix]}*`)) });
+}
+
+/** cloudwatch:PutMetricData has no resource-level permissions; the namespace condition is the scope. */
+export function putMetricDataStatement(): iam.PolicyStatement {
+  return new iam.PolicyStatement({
+    sid: 'PublishNvcfMetrics',
+    actions: ['cloudwatch:PutMetricData'],
+    resources: ['*'],
+    conditions: { StringEquals: { 'cloudwatch:namespace': METRICS_NAMESPACE } },
+  });
+}
+
+/** The cdk-nag pack whose findings are acknowledged; CDK namespaces acknowledgements by plugin. */
+const NAG_PACK = 'AwsSolutions';
+
+/**
+ * Records a cdk-nag acknowledgement on a construct; every one carries the
+ * reason a reviewer needs to accept it.
+ */
+export function acknowledge(scope: IConstruct, id: string, reason: string): void {
+  Validations.of(scope).acknowledge({ id: `${NAG_PACK}::${id}`, reason });
+}
+
+/**
+ * Acknowledges AwsSolutions-IAM5 for one wildcard resource of a policy. The
+ * finding id is the resource flattened exactly as cdk-nag flattens it, so the
+ * acknowledgement cannot drift from the grant it covers.
+ */
+export function acknowledgeWildcard(policy: IConstruct, resource: string, reason: string): void {
+  acknowledge(policy, `AwsSolutions-IAM5[Resource::${flattenCfnReference(Stack.of(policy).resolve(resource))}]`, reason);
+}

@@ -1,0 +1,394 @@
+/**
+ * The serverless control plane (API, Lambdas, tables, bucket, queue settings,
+ * monitoring), synthesized without the EKS cluster; the cluster's own
+ * resources and the Lambda grants on it are in gpu-cluster.test.ts.
+ */
+import { RemovalPolicy } from 'aws-cdk-lib';
+import { Match } from 'aws-cdk-lib/assertions';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ENV as ENV_NAMES, S3_PREFIX } from '../../core/names';
+import { ROUTES, routeKey } from '../../core/routes';
+import { TABLES, TTL_ATTRIBUTE, type TableName } from '../../core/tables';
+import { LAMBDA_NAMES, type LambdaName } from '../../lib/api-functions';
+import { ACCESS_LOG_FIELDS } from '../../lib/http-api';
+import { actionsOf, grantsOf, logicalId, roleStatements, synthesize, withStack, type Statement, type Synthesized } from './support';
+
+let synth: Synthesized;
+beforeAll(() => {
+  synth = synthesize({ gpuCluster: false });
+});
+afterAll(() => synth?.dispose());
+
+const fnId = (name: LambdaName) => logicalId(synth.stack.functions.functions[name]);
+const statementsOf = (name: LambdaName): Statement[] => roleStatements(synth.template, logicalId(synth.stack.functions.functions[name].role as never));
+const tableArn = (table: TableName) => ({ 'Fn::GetAtt': [logicalId(synth.stack.data.tables[table]), 'Arn'] });
+const bucketPrefixArn = (prefix: keyof typeof S3_PREFIX) => ({
+  'Fn::Join': ['', [{ 'Fn::GetAtt': [logicalId(synth.stack.data.bucket), 'Arn'] }, `/${S3_PREFIX[prefix]}*`]],
+});
+const queueArn = { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':sqs:us-east-1:123456789012:nvcf-*']] };
+
+describe('DynamoDB', () => {
+  it('creates exactly the tables of core/tables.ts', () => {
+    synth.template.resourceCountIs('AWS::DynamoDB::Table', Object.keys(TABLES).length);
+  });
+
+  it.each(Object.keys(TABLES) as TableName[])('builds the %s table from its definition: keys, indexes, TTL', (name) => {
+    const definition = TABLES[name];
+    const table = synth.template.toJSON().Resources[logicalId(synth.stack.data.tables[name])];
+
+    expect(table.Properties.KeySchema).toEqual([
+      { AttributeName: definition.partitionKey.name, KeyType: 'HASH' },
+      ...('sortKey' in definition ? [{ AttributeName: definition.sortKey.name, KeyType: 'RANGE' }] : []),
+    ]);
+    expect((table.Properties.GlobalSecondaryIndexes ?? []).map((index: { IndexName: string }) => index.IndexName)).toEqual(
+      definition.globalIndexes.map((index) => index.indexName),
+    );
+    if ('ttlAttribute' in definition) expect(table.Properties.TimeToLiveSpecification).toEqual({ AttributeName: TTL_ATTRIBUTE, Enabled: true });
+    else expect(table.Properties.TimeToLiveSpecification).toBeUndefined();
+  });
+
+  it('makes every table on-demand, point-in-time recoverable, encrypted, retained and deletion-protected', () => {
+    const tables = synth.template.findResources('AWS::DynamoDB::Table');
+    for (const table of Object.values(tables)) {
+      expect(table.Properties).toMatchObject({
+        BillingMode: 'PAY_PER_REQUEST',
+        PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+        SSESpecification: { SSEEnabled: true },
+        DeletionProtectionEnabled: true,
+      });
+      expect(table.DeletionPolicy).toBe('Retain');
+      expect(table.UpdateReplacePolicy).toBe('Retain');
+    }
+  });
+
+  it('deletes tables and empties the bucket with the stack when dataRemovalPolicy is destroy', () => {
+    withStack({ gpuCluster: false, dataRemovalPolicy: RemovalPolicy.DESTROY }, ({ template }) => {
+      for (const table of Object.values(template.findResources('AWS::DynamoDB::Table'))) {
+        expect(table.DeletionPolicy).toBe('Delete');
+        expect(table.Properties.DeletionProtectionEnabled).toBe(false);
+      }
+      template.resourceCountIs('Custom::S3AutoDeleteObjects', 2);
+    });
+  });
+});
+
+describe('S3', () => {
+  const bucket = () => synth.template.toJSON().Resources[logicalId(synth.stack.data.bucket)];
+
+  it('blocks public access, encrypts, keeps no versions and logs access to a separate bucket', () => {
+    expect(bucket().Properties).toMatchObject({
+      PublicAccessBlockConfiguration: { BlockPublicAcls: true, BlockPublicPolicy: true, IgnorePublicAcls: true, RestrictPublicBuckets: true },
+      BucketEncryption: { ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }] },
+      LoggingConfiguration: { DestinationBucketName: { Ref: logicalId(synth.stack.node.findChild('Data').node.findChild('AccessLogsBucket') as never) }, LogFilePrefix: 'platform-bucket/' },
+    });
+    expect(bucket().Properties.VersioningConfiguration).toBeUndefined();
+    expect(bucket().DeletionPolicy).toBe('Retain');
+  });
+
+  it('refuses plain-HTTP requests on both buckets', () => {
+    const policies = Object.values(synth.template.findResources('AWS::S3::BucketPolicy'));
+    expect(policies).toHaveLength(2);
+    for (const policy of policies) {
+      expect(policy.Properties.PolicyDocument.Statement).toContainEqual(
+        expect.objectContaining({ Effect: 'Deny', Action: 's3:*', Condition: { Bool: { 'aws:SecureTransport': 'false' } } }),
+      );
+    }
+  });
+
+  it('expires assets/, inputs/ and outputs/ after one day and aborts incomplete uploads', () => {
+    expect(bucket().Properties.LifecycleConfiguration.Rules).toEqual([
+      { Id: 'expire-assets', Prefix: 'assets/', ExpirationInDays: 1, Status: 'Enabled' },
+      { Id: 'expire-inputs', Prefix: 'inputs/', ExpirationInDays: 1, Status: 'Enabled' },
+      { Id: 'expire-outputs', Prefix: 'outputs/', ExpirationInDays: 1, Status: 'Enabled' },
+      { Id: 'abort-incomplete-multipart-uploads', AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 }, Status: 'Enabled' },
+    ]);
+  });
+
+  it('allows browser uploads (presigned POST and PUT) from any origin by default', () => {
+    expect(bucket().Properties.CorsConfiguration.CorsRules).toEqual([
+      { AllowedMethods: ['POST', 'PUT'], AllowedOrigins: ['*'], AllowedHeaders: ['*'], ExposedHeaders: ['ETag'], MaxAge: 3000 },
+    ]);
+  });
+
+  it('applies the configured expiry and CORS origins', () => {
+    withStack({ gpuCluster: false, objectExpirationDays: 7, corsAllowedOrigins: ['https://app.example'] }, ({ template }) => {
+      template.hasResourceProperties('AWS::S3::Bucket', {
+        LifecycleConfiguration: { Rules: Match.arrayWith([Match.objectLike({ Prefix: 'outputs/', ExpirationInDays: 7 })]) },
+        CorsConfiguration: { CorsRules: [Match.objectLike({ AllowedOrigins: ['https://app.example'] })] },
+      });
+    });
+  });
+});
+
+describe('SQS', () => {
+  it('creates no queues at deploy time: the deployments Lambda creates one per deployed version', () => {
+    synth.template.resourceCountIs('AWS::SQS::Queue', 0);
+  });
+
+  it('tells the runtime the queue prefix and SQS-managed encryption by default', () => {
+    synth.template.hasResourceProperties('AWS::Lambda::Function', {
+      Environment: { Variables: Match.objectLike({ [ENV_NAMES.queuePrefix]: 'nvcf-', [ENV_NAMES.queueKmsKeyId]: '', [ENV_NAMES.maxReceiveCount]: '3' }) },
+    });
+    synth.template.resourceCountIs('AWS::KMS::Key', 0);
+  });
+
+  it('creates a rotating customer managed key for queues when asked, and lets only senders encrypt with it', () => {
+    withStack({ gpuCluster: false, queueEncryption: 'kms' }, ({ stack, template }) => {
+      const keyId = logicalId(stack.data.queueKey!);
+      template.hasResourceProperties('AWS::KMS::Key', { EnableKeyRotation: true });
+      for (const name of LAMBDA_NAMES) {
+        expect(template.toJSON().Resources[logicalId(stack.functions.functions[name])].Properties.Environment.Variables[ENV_NAMES.queueKmsKeyId]).toEqual({
+          'Fn::GetAtt': [keyId, 'Arn'],
+        });
+      }
+      const kmsActions = (name: LambdaName) =>
+        roleStatements(template, logicalId(stack.functions.functions[name].role as never))
+          .filter((s) => JSON.stringify(s.Resource).includes(keyId))
+          .flatMap((s) => s.Action);
+      expect(kmsActions('invocations')).toEqual(['kms:GenerateDataKey', 'kms:Decrypt']);
+      expect(kmsActions('deployments')).toEqual(['kms:Decrypt']);
+      for (const name of LAMBDA_NAMES.filter((n) => n !== 'invocations' && n !== 'deployments')) expect(kmsActions(name)).toEqual([]);
+    });
+  });
+});
+
+describe('Lambdas', () => {
+  it('creates one function per handler of the route table plus the authorizer', () => {
+    expect(Object.keys(synth.stack.functions.functions).sort()).toEqual([...LAMBDA_NAMES].sort());
+    synth.template.resourceCountIs('AWS::Lambda::Function', LAMBDA_NAMES.length);
+  });
+
+  it.each(LAMBDA_NAMES)('runs %s on Node.js 24, arm64, as an ESM bundle with Powertools and the platform environment', (name) => {
+    const fn = synth.template.toJSON().Resources[fnId(name)];
+    expect(fn.Properties).toMatchObject({ Runtime: 'nodejs24.x', Architectures: ['arm64'], Handler: 'index.handler', MemorySize: 512 });
+    const env = fn.Properties.Environment.Variables;
+    expect(env).toMatchObject({ POWERTOOLS_SERVICE_NAME: 'nvcf', POWERTOOLS_LOG_LEVEL: 'INFO', POWERTOOLS_METRICS_NAMESPACE: 'NVCF', [ENV_NAMES.bucket]: { Ref: logicalId(synth.stack.data.bucket) } });
+    for (const table of Object.values(TABLES)) expect(env[table.envVar]).toEqual({ Ref: logicalId(synth.stack.data.tables[(Object.keys(TABLES) as TableName[]).find((k) => TABLES[k] === table)!]) });
+    expect(env[ENV_NAMES.gpus]).toBe(JSON.stringify([{ name: 'L4', instanceTypes: ['g6.xlarge'] }]));
+    expect(env[ENV_NAMES.clusterName]).toBeUndefined();
+  });
+
+  it('gives the invocations Lambda time to wait 25 s for a result, under API Gateway’s 30 s', () => {
+    expect(synth.template.toJSON().Resources[fnId('invocations')].Properties.Timeout).toBe(29);
+  });
+
+  it.each(LAMBDA_NAMES)('logs %s to its own log group with the configured retention', (name) => {
+    const logGroupId = logicalId(synth.stack.functions.functions[name].logGroup as never);
+    expect(synth.template.toJSON().Resources[fnId(name)].Properties.LoggingConfig).toEqual({ LogGroup: { Ref: logGroupId } });
+    expect(synth.template.toJSON().Resources[logGroupId].Properties.RetentionInDays).toBe(30);
+  });
+});
+
+describe('least privilege per Lambda', () => {
+  it('gives no Lambda role an AWS managed policy or a wildcard action', () => {
+    for (const name of LAMBDA_NAMES) {
+      const role = synth.template.toJSON().Resources[logicalId(synth.stack.functions.functions[name].role as never)];
+      expect(role.Properties.ManagedPolicyArns).toBeUndefined();
+      expect(actionsOf(statementsOf(name)).filter((action) => action.includes('*'))).toEqual([]);
+    }
+  });
+
+  it('lets each Lambda write only its own log group', () => {
+    for (const name of LAMBDA_NAMES) {
+      const logs = grantsOf(statementsOf(name), 'logs:PutLogEvents');
+      expect(logs).toHaveLength(1);
+      expect(logs[0]!.Resource).toEqual({ 'Fn::GetAtt': [logicalId(synth.stack.functions.functions[name].logGroup as never), 'Arn'] });
+    }
+  });
+
+  it('lets the authorizer only GetItem on the ApiKeys table', () => {
+    const statements = statementsOf('authorizer').filter((s) => !actionsOf([s]).some((a) => a.startsWith('logs:')));
+    expect(statements).toEqual([{ Effect: 'Allow', Action: 'dynamodb:GetItem', Resource: [tableArn('apiKeys')] }]);
+  });
+
+  it('lets only the invocations Lambda send to the version queues', () => {
+    expect(grantsOf(statementsOf('invocations'), 'sqs:SendMessage')[0]!.Resource).toEqual(queueArn);
+    for (const name of LAMBDA_NAMES.filter((n) => n !== 'invocations')) expect(grantsOf(statementsOf(name), 'sqs:SendMessage')).toEqual([]);
+  });
+
+  it('lets only the deployments Lambda create and delete queues, and only nvcf-* ones', () => {
+    const deployments = statementsOf('deployments');
+    for (const action of ['sqs:CreateQueue', 'sqs:DeleteQueue', 'sqs:SetQueueAttributes', 'sqs:TagQueue']) {
+      expect(grantsOf(deployments, action).map((s) => s.Resource)).toEqual([queueArn]);
+      for (const name of LAMBDA_NAMES.filter((n) => n !== 'deployments')) expect(grantsOf(statementsOf(name), action)).toEqual([]);
+    }
+  });
+
+  it('grants each Lambda exactly its SQS actions', () => {
+    const sqs = (name: LambdaName) => actionsOf(statementsOf(name)).filter((a) => a.startsWith('sqs:'));
+    expect(sqs('deployments')).toEqual(
+      ['sqs:CreateQueue', 'sqs:DeleteMessage', 'sqs:DeleteQueue', 'sqs:GetQueueAttributes', 'sqs:GetQueueUrl', 'sqs:ReceiveMessage', 'sqs:SetQueueAttributes', 'sqs:TagQueue'].sort(),
+    );
+    expect(sqs('invocations')).toEqual(['sqs:GetQueueAttributes', 'sqs:GetQueueUrl', 'sqs:SendMessage']);
+    expect(sqs('queues')).toEqual(['sqs:GetQueueAttributes', 'sqs:GetQueueUrl']);
+    for (const name of ['functions', 'assets', 'gpus', 'authorizer'] as const) expect(sqs(name)).toEqual([]);
+  });
+
+  it('grants each Lambda exactly its S3 actions, on its key prefixes only', () => {
+    const s3 = (name: LambdaName) => statementsOf(name).filter((s) => actionsOf([s]).some((a) => a.startsWith('s3:')));
+    expect(s3('invocations')).toEqual([
+      { Effect: 'Allow', Action: 's3:PutObject', Resource: bucketPrefixArn('inputs') },
+      { Effect: 'Allow', Action: 's3:GetObject', Resource: bucketPrefixArn('outputs') },
+    ]);
+    expect(s3('assets')).toEqual([{ Effect: 'Allow', Action: ['s3:PutObject', 's3:GetObject', 's3:DeleteObject'], Resource: bucketPrefixArn('assets') }]);
+    for (const name of ['functions', 'deployments', 'queues', 'gpus', 'authorizer'] as const) expect(s3(name)).toEqual([]);
+  });
+
+  it('grants each Lambda only the tables it uses, writing only where it must', () => {
+    const access = (name: LambdaName) => {
+      const result: Record<string, 'read' | 'write'> = {};
+      for (const table of Object.keys(TABLES) as TableName[]) {
+        const arn = JSON.stringify(tableArn(table));
+        const onTable = statementsOf(name).filter((s) => JSON.stringify(s.Resource).includes(arn));
+        if (onTable.length === 0) continue;
+        result[table] = actionsOf(onTable).some((a) => ['dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem'].includes(a)) ? 'write' : 'read';
+      }
+      return result;
+    };
+    expect(access('functions')).toEqual({ functions: 'write', instances: 'read' });
+    expect(access('deployments')).toEqual({ functions: 'write', instances: 'read', invocations: 'write' });
+    expect(access('invocations')).toEqual({ functions: 'read', invocations: 'write', assets: 'read' });
+    expect(access('assets')).toEqual({ assets: 'write' });
+    expect(access('queues')).toEqual({ functions: 'read', invocations: 'read' });
+    expect(access('gpus')).toEqual({});
+    expect(access('authorizer')).toEqual({ apiKeys: 'read' });
+  });
+
+  it('gives no Lambda EKS permissions when there is no cluster', () => {
+    for (const name of LAMBDA_NAMES) expect(actionsOf(statementsOf(name)).filter((a) => a.startsWith('eks:'))).toEqual([]);
+  });
+});
+
+describe('HTTP API', () => {
+  it('creates one route per entry of core/routes.ts, each to the Lambda the route names', () => {
+    const template = synth.template.toJSON();
+    const routes = Object.values<{ Type: string; Properties: { RouteKey: string; Target: { 'Fn::Join': [string, [string, { Ref: string }]] } } }>(template.Resources).filter(
+      (r) => r.Type === 'AWS::ApiGatewayV2::Route',
+    );
+    expect(routes.map((r) => r.Properties.RouteKey).sort()).toEqual(ROUTES.map(routeKey).sort());
+    for (const route of ROUTES) {
+      const resource = routes.find((r) => r.Properties.RouteKey === routeKey(route))!;
+      const integration = template.Resources[resource.Properties.Target['Fn::Join'][1][1].Ref];
+      expect(integration.Properties).toMatchObject({ IntegrationType: 'AWS_PROXY', PayloadFormatVersion: '2.0', IntegrationUri: { 'Fn::GetAtt': [fnId(route.handler), 'Arn'] } });
+    }
+  });
+
+  it('puts every route behind the API-key authorizer', () => {
+    const authorizerId = Object.keys(synth.template.findResources('AWS::ApiGatewayV2::Authorizer'))[0];
+    for (const route of Object.values(synth.template.findResources('AWS::ApiGatewayV2::Route'))) {
+      expect(route.Properties).toMatchObject({ AuthorizationType: 'CUSTOM', AuthorizerId: { Ref: authorizerId } });
+    }
+  });
+
+  it('uses a cached REQUEST authorizer with simple responses keyed on the Authorization header', () => {
+    synth.template.resourceCountIs('AWS::ApiGatewayV2::Authorizer', 1);
+    synth.template.hasResourceProperties('AWS::ApiGatewayV2::Authorizer', {
+      AuthorizerType: 'REQUEST',
+      AuthorizerPayloadFormatVersion: '2.0',
+      EnableSimpleResponses: true,
+      IdentitySource: ['$request.header.Authorization'],
+      AuthorizerResultTtlInSeconds: 300,
+      AuthorizerUri: Match.objectLike({ 'Fn::Join': ['', Match.arrayWith([{ 'Fn::GetAtt': [fnId('authorizer'), 'Arn'] }])] }),
+    });
+  });
+
+  it('applies the configured authorizer cache and throttling', () => {
+    withStack({ gpuCluster: false, authorizerCacheSeconds: 0, throttlingRateLimit: 20, throttlingBurstLimit: 40 }, ({ template }) => {
+      template.hasResourceProperties('AWS::ApiGatewayV2::Authorizer', { AuthorizerResultTtlInSeconds: 0 });
+      template.hasResourceProperties('AWS::ApiGatewayV2::Stage', { DefaultRouteSettings: { ThrottlingRateLimit: 20, ThrottlingBurstLimit: 40 } });
+    });
+  });
+
+  it('serves a throttled $default stage that writes JSON access logs', () => {
+    synth.template.resourceCountIs('AWS::ApiGatewayV2::Stage', 1);
+    const stage = Object.values(synth.template.findResources('AWS::ApiGatewayV2::Stage'))[0]!;
+    expect(stage.Properties).toMatchObject({ StageName: '$default', AutoDeploy: true, DefaultRouteSettings: { ThrottlingRateLimit: 100, ThrottlingBurstLimit: 200 } });
+    expect(stage.Properties.AccessLogSettings.DestinationArn).toEqual({ 'Fn::GetAtt': [logicalId(synth.stack.api.accessLogs), 'Arn'] });
+    const fields = JSON.parse(stage.Properties.AccessLogSettings.Format);
+    expect(fields).toEqual(ACCESS_LOG_FIELDS);
+    expect(fields).toMatchObject({
+      requestId: '$context.requestId',
+      routeKey: '$context.routeKey',
+      status: '$context.status',
+      integrationError: '$context.integrationErrorMessage',
+      authorizerError: '$context.authorizer.error',
+    });
+  });
+
+  it('lets API Gateway invoke each handler Lambda only from this API', () => {
+    const permissions = Object.values(synth.template.findResources('AWS::Lambda::Permission'));
+    for (const permission of permissions) {
+      expect(permission.Properties.Principal).toBe('apigateway.amazonaws.com');
+      expect(JSON.stringify(permission.Properties.SourceArn)).toContain(logicalId(synth.stack.api.api));
+    }
+    const invoked = new Set(permissions.map((p) => p.Properties.FunctionName['Fn::GetAtt'][0]));
+    expect([...invoked].sort()).toEqual(LAMBDA_NAMES.map(fnId).sort());
+  });
+});
+
+describe('monitoring', () => {
+  const alarms = () => Object.values(synth.template.findResources('AWS::CloudWatch::Alarm')).map((a) => a.Properties);
+
+  it('alarms on API 5xx, every Lambda’s errors and throttles, dead letters and old messages', () => {
+    expect(alarms().map((a) => a.AlarmName).sort()).toEqual(
+      [
+        'Nvcf-api-5xx',
+        'Nvcf-dead-letter-messages',
+        'Nvcf-oldest-message-age',
+        ...LAMBDA_NAMES.flatMap((name) => [`Nvcf-lambda-${name}-errors`, `Nvcf-lambda-${name}-throttles`]),
+      ].sort(),
+    );
+    for (const alarm of alarms()) expect(alarm.AlarmDescription.length).toBeGreaterThan(40);
+  });
+
+  it('watches the agent’s DeadLetterMessages (> 0) and OldestMessageAgeSeconds metrics in the NVCF namespace', () => {
+    expect(alarms().find((a) => a.AlarmName === 'Nvcf-dead-letter-messages')).toMatchObject({
+      Namespace: 'NVCF',
+      MetricName: 'DeadLetterMessages',
+      Threshold: 0,
+      ComparisonOperator: 'GreaterThanThreshold',
+    });
+    expect(alarms().find((a) => a.AlarmName === 'Nvcf-oldest-message-age')).toMatchObject({ Namespace: 'NVCF', MetricName: 'OldestMessageAgeSeconds', Threshold: 900 });
+    expect(alarms().find((a) => a.AlarmName === 'Nvcf-api-5xx')).toMatchObject({ Namespace: 'AWS/ApiGateway', MetricName: '5xx' });
+  });
+
+  it('draws a dashboard with API, Lambda and queue health', () => {
+    synth.template.resourceCountIs('AWS::CloudWatch::Dashboard', 1);
+    const body = JSON.stringify(Object.values(synth.template.findResources('AWS::CloudWatch::Dashboard'))[0]!.Properties.DashboardBody);
+    for (const title of ['API requests', 'API errors', 'API latency (ms)', 'Lambda errors', 'Lambda throttles', 'Lambda duration p99 (ms)', 'Dead-letter messages', 'Oldest queued message (s)']) {
+      expect(body).toContain(title);
+    }
+  });
+
+  it('sends alarms nowhere by default', () => {
+    synth.template.resourceCountIs('AWS::SNS::Topic', 0);
+    for (const alarm of alarms()) expect(alarm.AlarmActions).toBeUndefined();
+  });
+
+  it('mails every alarm through an encrypted, TLS-only topic when alarmEmail is set', () => {
+    withStack({ gpuCluster: false, alarmEmail: 'ops@example.com' }, ({ template, stack }) => {
+      const topicId = logicalId(stack.monitoring.alarmTopic!);
+      template.hasResourceProperties('AWS::SNS::Topic', { KmsMasterKeyId: Match.anyValue() });
+      template.hasResourceProperties('AWS::SNS::Subscription', { Protocol: 'email', Endpoint: 'ops@example.com' });
+      template.hasResourceProperties('AWS::SNS::TopicPolicy', {
+        PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } })]) },
+      });
+      template.hasResourceProperties('AWS::KMS::Key', {
+        KeyPolicy: { Statement: Match.arrayWith([Match.objectLike({ Principal: { Service: 'cloudwatch.amazonaws.com' } })]) },
+      });
+      for (const alarm of Object.values(template.findResources('AWS::CloudWatch::Alarm'))) expect(alarm.Properties.AlarmActions).toEqual([{ Ref: topicId }]);
+    });
+  });
+});
+
+describe('outputs', () => {
+  it('exports the API URL, every table, the bucket and the dashboard, and no cluster outputs', () => {
+    const outputs = synth.template.toJSON().Outputs;
+    expect(Object.keys(outputs).sort()).toEqual(
+      ['ApiUrl', 'BucketName', 'DashboardName', ...Object.values(TABLES).map((t) => `${t.id}TableName`)].sort(),
+    );
+    for (const table of Object.keys(TABLES) as TableName[]) {
+      expect(outputs[`${TABLES[table].id}TableName`].Value).toEqual({ Ref: logicalId(synth.stack.data.tables[table]) });
+    }
+  });
+});

@@ -1,0 +1,376 @@
+/**
+ * The data plane: VPC, EKS cluster (aws-eks-v2), nodegroups, add-ons, the
+ * gpu-agent's Kubernetes objects and AWS identities, and the Lambda grants
+ * that reach into the cluster. The default configuration is synthesized once;
+ * a second synth covers a private, multi-GPU, Graviton and KMS variant.
+ */
+import type { Template } from 'aws-cdk-lib/assertions';
+import { Deployment } from 'kubernetes-models/apps/v1';
+import { Namespace, ServiceAccount } from 'kubernetes-models/v1';
+import { ClusterRole, ClusterRoleBinding, Role, RoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ENV as ENV_NAMES, K8S } from '../../core/names';
+import { LAMBDA_NAMES, PROJECT_ROOT, type LambdaName } from '../../lib/api-functions';
+import { AGENT_BUILD_CONTEXT_EXCLUDES } from '../../lib/gpu-agent';
+import { actionsOf, grantsOf, logicalId, roleStatements, synthesize, type Statement, type Synthesized } from './support';
+
+let synth: Synthesized;
+let variant: Synthesized;
+beforeAll(() => {
+  synth = synthesize();
+  variant = synthesize({
+    endpointAccess: 'private',
+    clusterAdminRoleArns: ['arn:aws:iam::123456789012:role/PlatformAdmin'],
+    queueEncryption: 'kms',
+    gpus: [
+      { name: 'T4G', instanceTypes: ['g5g.xlarge'], capacityType: 'SPOT', maxNodes: 1 },
+      { name: 'L40S', instanceTypes: ['g6e.xlarge', 'g6e.2xlarge'], minNodes: 1, maxNodes: 4, diskSizeGiB: 500 },
+    ],
+  });
+});
+afterAll(() => {
+  synth?.dispose();
+  variant?.dispose();
+});
+
+const resources = (template: Template, type: string) => Object.values(template.findResources(type));
+
+/** The Kubernetes objects of every manifest custom resource, with CloudFormation tokens replaced by a placeholder. */
+function kubernetesObjects(template: Template): Record<string, any>[] {
+  const text = (value: unknown): string =>
+    typeof value === 'string' ? value : (value as { 'Fn::Join': [string, unknown[]] })['Fn::Join'][1].map((part) => (typeof part === 'string' ? part : 'TOKEN')).join('');
+  return resources(template, 'Custom::AWSCDK-EKS-KubernetesResource').flatMap((r) => JSON.parse(text(r.Properties.Manifest)));
+}
+
+function find(template: Template, kind: string, name: string): Record<string, any> {
+  const object = kubernetesObjects(template).find((o) => o.kind === kind && o.metadata.name === name);
+  if (!object) throw new Error(`no ${kind} ${name} in the template`);
+  return object;
+}
+
+describe('network', () => {
+  it('spreads a VPC over two availability zones with private node subnets behind NAT', () => {
+    const subnets = resources(synth.template, 'AWS::EC2::Subnet');
+    expect(new Set(subnets.map((s) => s.Properties.AvailabilityZone)).size).toBe(2);
+    expect(subnets.filter((s) => s.Properties.MapPublicIpOnLaunch === false)).toHaveLength(2);
+    synth.template.resourceCountIs('AWS::EC2::NatGateway', 1);
+    synth.template.hasResourceProperties('AWS::EC2::FlowLog', { TrafficType: 'REJECT', LogDestinationType: 'cloud-watch-logs' });
+  });
+});
+
+describe('cluster', () => {
+  const cluster = (template: Template) => resources(template, 'AWS::EKS::Cluster')[0]!.Properties;
+
+  // cdk-nag's EKS1/EKS2 rules do not inspect aws-eks-v2 clusters; these assertions stand in for them.
+  it('logs every control-plane log type', () => {
+    expect(cluster(synth.template).Logging.ClusterLogging.EnabledTypes.map((t: { Type: string }) => t.Type).sort()).toEqual(
+      ['api', 'audit', 'authenticator', 'controllerManager', 'scheduler'].sort(),
+    );
+  });
+
+  it('serves the Kubernetes API publicly and privately by default', () => {
+    expect(cluster(synth.template).ResourcesVpcConfig).toMatchObject({ EndpointPublicAccess: true, EndpointPrivateAccess: true, PublicAccessCidrs: ['0.0.0.0/0'] });
+  });
+
+  it('keeps the Kubernetes API inside the VPC when endpointAccess is private, with kubectl running in the VPC', () => {
+    expect(cluster(variant.template).ResourcesVpcConfig).toMatchObject({ EndpointPublicAccess: false, EndpointPrivateAccess: true });
+    const kubectlHandler = resources(variant.template, 'AWS::Lambda::Function').find((f) => f.Properties.Description === 'onEvent handler for EKS kubectl resource provider')!;
+    expect(kubectlHandler.Properties.VpcConfig.SubnetIds).toHaveLength(2);
+  });
+
+  it('runs Kubernetes 1.35 with access entries (API authentication) and without Auto Mode', () => {
+    expect(cluster(synth.template)).toMatchObject({ Version: '1.35', AccessConfig: { AuthenticationMode: 'API' }, ComputeConfig: { Enabled: false } });
+  });
+
+  it('installs kubectl from the v35 layer for manifests and charts', () => {
+    const kubectlHandler = resources(synth.template, 'AWS::Lambda::Function').find((f) => f.Properties.Description === 'onEvent handler for EKS kubectl resource provider')!;
+    const layers = resources(synth.template, 'AWS::Lambda::LayerVersion').map((l) => l.Properties.Description ?? '');
+    expect(layers.some((d) => /kubectl/i.test(d))).toBe(true);
+    expect(kubectlHandler.Properties.Layers).toHaveLength(2);
+  });
+
+  it('grants cluster-admin to the configured roles', () => {
+    variant.template.hasResourceProperties('AWS::EKS::AccessEntry', {
+      PrincipalArn: 'arn:aws:iam::123456789012:role/PlatformAdmin',
+      AccessPolicies: [
+        { AccessScope: { Type: 'cluster' }, PolicyArn: { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy']] } },
+      ],
+    });
+  });
+});
+
+describe('nodegroups', () => {
+  const nodegroups = (template: Template) => resources(template, 'AWS::EKS::Nodegroup').map((n) => n.Properties);
+  const gpuNodegroup = (template: Template, gpu: string) => nodegroups(template).find((n) => n.Labels?.[K8S.gpuLabel] === gpu)!;
+
+  it('creates a small system nodegroup and one nodegroup per GPU type', () => {
+    expect(nodegroups(synth.template)).toHaveLength(2);
+    expect(nodegroups(variant.template)).toHaveLength(3);
+    expect(nodegroups(synth.template).find((n) => n.Labels['nvcf.io/node-role'] === 'system')).toMatchObject({
+      AmiType: 'AL2023_x86_64_STANDARD',
+      InstanceTypes: ['t3.large'],
+      ScalingConfig: { MinSize: 2, DesiredSize: 2, MaxSize: 3 },
+    });
+  });
+
+  it('labels, taints and sizes a GPU nodegroup from its nvcf:gpus entry, on the NVIDIA AMI', () => {
+    expect(gpuNodegroup(synth.template, 'L4')).toMatchObject({
+      AmiType: 'AL2023_x86_64_NVIDIA',
+      InstanceTypes: ['g6.xlarge'],
+      CapacityType: 'ON_DEMAND',
+      ScalingConfig: { MinSize: 0, DesiredSize: 0, MaxSize: 2 },
+      Labels: { 'nvcf.io/gpu': 'L4' },
+      Taints: [{ Key: 'nvidia.com/gpu', Value: 'true', Effect: 'NO_SCHEDULE' }],
+      DiskSize: 200,
+    });
+    expect(gpuNodegroup(variant.template, 'L40S')).toMatchObject({ InstanceTypes: ['g6e.xlarge', 'g6e.2xlarge'], ScalingConfig: { MinSize: 1, MaxSize: 4 }, DiskSize: 500 });
+  });
+
+  it('uses the ARM NVIDIA AMI for Graviton GPU instances and honours SPOT', () => {
+    expect(gpuNodegroup(variant.template, 'T4G')).toMatchObject({ AmiType: 'AL2023_ARM_64_NVIDIA', CapacityType: 'SPOT' });
+  });
+
+  it('keeps nodes in the private subnets', () => {
+    const privateSubnets = resources(synth.template, 'AWS::EC2::Subnet').filter((s) => s.Properties.MapPublicIpOnLaunch === false);
+    const privateIds = Object.entries(synth.template.findResources('AWS::EC2::Subnet'))
+      .filter(([, s]) => privateSubnets.includes(s))
+      .map(([id]) => ({ Ref: id }));
+    for (const nodegroup of nodegroups(synth.template)) expect(nodegroup.Subnets).toEqual(privateIds);
+  });
+});
+
+describe('add-ons', () => {
+  const chart = (template: Template, name: string) => resources(template, 'Custom::AWSCDK-EKS-HelmChart').find((c) => c.Properties.Chart === name)!.Properties;
+
+  it('installs the NVIDIA device plugin at a pinned version, on GPU nodes despite their taint', () => {
+    const plugin = chart(synth.template, 'nvidia-device-plugin');
+    expect(plugin).toMatchObject({ Version: '0.18.2', Repository: 'https://nvidia.github.io/k8s-device-plugin', Namespace: 'kube-system' });
+    const values = JSON.parse(plugin.Values);
+    expect(values.tolerations).toContainEqual({ key: 'nvidia.com/gpu', operator: 'Exists', effect: 'NoSchedule' });
+    expect(values.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms).toEqual([
+      { matchExpressions: [{ key: 'nvcf.io/gpu', operator: 'Exists' }] },
+    ]);
+  });
+
+  it('installs KEDA at a pinned version on the system nodes, after its Pod Identity exists', () => {
+    expect(chart(synth.template, 'keda')).toMatchObject({ Version: '2.21.1', Repository: 'https://kedacore.github.io/charts', Namespace: 'keda', CreateNamespace: true });
+    const kedaChart = Object.values(synth.template.findResources('Custom::AWSCDK-EKS-HelmChart')).find((c) => c.Properties.Chart === 'keda')!;
+    const association = Object.entries(synth.template.findResources('AWS::EKS::PodIdentityAssociation')).find(([, a]) => a.Properties.Namespace === 'keda')![0];
+    expect(kedaChart.DependsOn).toContain(association);
+    expect(JSON.parse(kedaChart.Properties.Values)).toEqual({ nodeSelector: { 'nvcf.io/node-role': 'system' } });
+  });
+
+  it('lets the KEDA operator read queue depths and nothing else', () => {
+    const kedaRole = logicalId(synth.stack.gpuCluster!.kedaRole);
+    expect(roleStatements(synth.template, kedaRole)).toEqual([
+      { Sid: 'VersionQueues', Effect: 'Allow', Action: 'sqs:GetQueueAttributes', Resource: { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':sqs:us-east-1:123456789012:nvcf-*']] } },
+    ]);
+  });
+});
+
+describe('Kubernetes objects', () => {
+  const validate = (object: Record<string, any>) => {
+    const models: Record<string, new (data: any) => { validate(): void }> = {
+      Namespace,
+      ServiceAccount,
+      Deployment,
+      Role,
+      RoleBinding,
+      ClusterRole,
+      ClusterRoleBinding,
+    };
+    const Model = models[object.kind];
+    expect(Model, `no model for ${object.kind}`).toBeDefined();
+    new Model!(object).validate();
+  };
+
+  it('produces only objects that validate against the Kubernetes schemas', () => {
+    const objects = kubernetesObjects(synth.template);
+    expect(objects.map((o) => `${o.kind}/${o.metadata.name}`).sort()).toEqual(
+      [
+        'Namespace/nvcf-system',
+        'Namespace/nvcf-functions',
+        'ServiceAccount/nvcf-gpu-agent',
+        'ServiceAccount/nvcf-worker',
+        'Role/nvcf-gpu-agent-controller',
+        'RoleBinding/nvcf-gpu-agent-controller',
+        'ClusterRole/nvcf-gpu-agent-controller',
+        'ClusterRoleBinding/nvcf-gpu-agent-controller',
+        'Deployment/nvcf-gpu-agent-controller',
+      ].sort(),
+    );
+    for (const object of objects) validate(object);
+  });
+
+  it('creates the nvcf-system and nvcf-functions namespaces with pod security levels', () => {
+    expect(find(synth.template, 'Namespace', K8S.systemNamespace).metadata.labels['pod-security.kubernetes.io/enforce']).toBe('restricted');
+    expect(find(synth.template, 'Namespace', K8S.functionsNamespace).metadata.labels['pod-security.kubernetes.io/enforce']).toBe('baseline');
+  });
+
+  it('binds ServiceAccounts through Pod Identity only, without the IRSA annotation the SDK would prefer', () => {
+    for (const [name, namespace] of [
+      [K8S.controllerServiceAccount, K8S.systemNamespace],
+      [K8S.workerServiceAccount, K8S.functionsNamespace],
+    ]) {
+      const account = find(synth.template, 'ServiceAccount', name!);
+      expect(account.metadata.namespace).toBe(namespace);
+      expect(account.metadata.annotations?.['eks.amazonaws.com/role-arn']).toBeUndefined();
+    }
+    const associations = resources(synth.template, 'AWS::EKS::PodIdentityAssociation').map((a) => `${a.Properties.Namespace}/${a.Properties.ServiceAccount}`);
+    expect(associations.sort()).toEqual(['keda/keda-operator', 'nvcf-functions/nvcf-worker', 'nvcf-system/nvcf-gpu-agent']);
+    synth.template.hasResourceProperties('AWS::EKS::Addon', { AddonName: 'eks-pod-identity-agent' });
+  });
+
+  it('trusts only EKS Pod Identity in the agent, worker and KEDA roles', () => {
+    const roles = [synth.stack.agent!.controllerIdentity.role, synth.stack.agent!.workerIdentity.role, synth.stack.gpuCluster!.kedaRole];
+    for (const role of roles) {
+      expect(synth.template.toJSON().Resources[logicalId(role)].Properties.AssumeRolePolicyDocument.Statement).toEqual([
+        { Effect: 'Allow', Principal: { Service: 'pods.eks.amazonaws.com' }, Action: ['sts:AssumeRole', 'sts:TagSession'] },
+      ]);
+    }
+  });
+
+  it('runs one non-root, read-only controller on the system nodes with the platform environment', () => {
+    const deployment = find(synth.template, 'Deployment', K8S.controllerName);
+    expect(deployment.metadata.namespace).toBe(K8S.systemNamespace);
+    expect(deployment.spec).toMatchObject({ replicas: 1, strategy: { type: 'Recreate' } });
+    const pod = deployment.spec.template.spec;
+    expect(pod.serviceAccountName).toBe(K8S.controllerServiceAccount);
+    expect(pod.nodeSelector).toEqual({ 'nvcf.io/node-role': 'system', 'kubernetes.io/arch': 'amd64' });
+    expect(pod.securityContext).toMatchObject({ runAsNonRoot: true });
+    const [container] = pod.containers;
+    expect(container.args).toEqual(['controller']);
+    expect(container.securityContext).toEqual({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
+    const env = Object.fromEntries(container.env.map((e: { name: string; value: string }) => [e.name, e.value]));
+    for (const name of [ENV_NAMES.functionsTable, ENV_NAMES.instancesTable, ENV_NAMES.invocationsTable, ENV_NAMES.assetsTable, ENV_NAMES.apiKeysTable, ENV_NAMES.bucket, ENV_NAMES.clusterName, ENV_NAMES.agentImages]) {
+      expect(env[name], name).toBeDefined();
+    }
+    expect(env).toMatchObject({ [ENV_NAMES.queuePrefix]: 'nvcf-', [ENV_NAMES.queueKmsKeyId]: '', AWS_REGION: 'us-east-1', POWERTOOLS_SERVICE_NAME: 'nvcf' });
+  });
+
+  it('runs the controller from the gpu-agent image asset, built from gpu-agent/Dockerfile at deploy time', () => {
+    const manifest = resources(synth.template, 'Custom::AWSCDK-EKS-KubernetesResource').find((r) => JSON.stringify(r.Properties.Manifest).includes('"kind\\":\\"Deployment'))!;
+    expect(JSON.stringify(manifest.Properties.Manifest)).toContain('cdk-hnb659fds-container-assets-123456789012-us-east-1');
+    const assets = JSON.parse(readFileSync(join(synth.outdir, 'Nvcf.assets.json'), 'utf8'));
+    const images = Object.values<{ source: { directory: string; dockerFile: string; platform: string } }>(assets.dockerImages);
+    expect(images.map((i) => i.source)).toEqual([expect.objectContaining({ dockerFile: 'gpu-agent/Dockerfile', platform: 'linux/amd64' })]);
+  });
+
+  it('sends the image build every file the Dockerfile copies, and nothing else', () => {
+    const dockerfile = readFileSync(join(PROJECT_ROOT, 'gpu-agent', 'Dockerfile'), 'utf8');
+    const copied = [...dockerfile.matchAll(/^COPY (?!--from)(.+) \S+$/gm)].flatMap((m) => m[1]!.split(/\s+/));
+    expect(copied.sort()).toEqual(['core', 'gpu-agent', 'package-lock.json', 'package.json', 'tsconfig.json']);
+    expect([...AGENT_BUILD_CONTEXT_EXCLUDES].sort()).toEqual(['*', ...copied.map((path) => `!${path}`)].sort());
+  });
+
+  it('builds an arm64 image too when a GPU type runs on Graviton, and tells the controller both', () => {
+    const assets = JSON.parse(readFileSync(join(variant.outdir, 'Nvcf.assets.json'), 'utf8'));
+    expect(Object.values<{ source: { platform: string } }>(assets.dockerImages).map((i) => i.source.platform).sort()).toEqual(['linux/amd64', 'linux/arm64']);
+    const env = find(variant.template, 'Deployment', K8S.controllerName).spec.template.spec.containers[0].env;
+    expect(Object.keys(JSON.parse(env.find((e: { name: string }) => e.name === ENV_NAMES.agentImages).value)).sort()).toEqual(['amd64', 'arm64']);
+  });
+});
+
+describe('agent and worker permissions', () => {
+  const statements = (which: 'controllerIdentity' | 'workerIdentity', s: Synthesized = synth): Statement[] =>
+    roleStatements(s.template, logicalId(s.stack.agent![which].role));
+  const tableArn = (table: 'functions' | 'instances' | 'invocations' | 'assets' | 'apiKeys') => JSON.stringify({ 'Fn::GetAtt': [logicalId(synth.stack.data.tables[table]), 'Arn'] });
+  const objectPrefixes = (st: Statement[], action: string) =>
+    grantsOf(st, action)
+      .flatMap((s) => (Array.isArray(s.Resource) ? s.Resource : [s.Resource]))
+      .map((r) => (r as { 'Fn::Join': [string, [unknown, string]] })['Fn::Join'][1][1])
+      .sort();
+
+  it('lets the controller, alone, move function versions through their statuses', () => {
+    const updates = (which: 'controllerIdentity' | 'workerIdentity') =>
+      grantsOf(statements(which), 'dynamodb:UpdateItem').filter((s) => JSON.stringify(s.Resource).includes(tableArn('functions')));
+    expect(updates('controllerIdentity')).toHaveLength(1);
+    expect(updates('workerIdentity')).toEqual([]);
+  });
+
+  it('gives both read on Functions, read/write on Instances and Invocations, and nothing on Assets or ApiKeys', () => {
+    for (const which of ['controllerIdentity', 'workerIdentity'] as const) {
+      const st = statements(which);
+      const on = (table: Parameters<typeof tableArn>[0]) => actionsOf(st.filter((s) => JSON.stringify(s.Resource).includes(tableArn(table))));
+      expect(on('functions')).toContain('dynamodb:Query');
+      expect(on('functions').filter((a) => ['dynamodb:PutItem', 'dynamodb:DeleteItem'].includes(a))).toEqual([]);
+      for (const table of ['instances', 'invocations'] as const) expect(on(table)).toEqual(expect.arrayContaining(['dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:GetItem']));
+      expect(on('assets')).toEqual([]);
+      expect(on('apiKeys')).toEqual([]);
+    }
+  });
+
+  it('lets both consume the version queues but never send, create or delete them', () => {
+    for (const which of ['controllerIdentity', 'workerIdentity'] as const) {
+      expect(actionsOf(statements(which)).filter((a) => a.startsWith('sqs:'))).toEqual(
+        ['sqs:ChangeMessageVisibility', 'sqs:DeleteMessage', 'sqs:GetQueueAttributes', 'sqs:GetQueueUrl', 'sqs:ReceiveMessage'],
+      );
+    }
+  });
+
+  it('lets both read assets/, inputs/ and models/ and write outputs/ only', () => {
+    for (const which of ['controllerIdentity', 'workerIdentity'] as const) {
+      expect(objectPrefixes(statements(which), 's3:GetObject')).toEqual(['/assets/*', '/inputs/*', '/models/*']);
+      expect(objectPrefixes(statements(which), 's3:PutObject')).toEqual(['/outputs/*']);
+      expect(grantsOf(statements(which), 's3:DeleteObject')).toEqual([]);
+    }
+  });
+
+  it('lets both publish metrics to the NVCF namespace only', () => {
+    for (const which of ['controllerIdentity', 'workerIdentity'] as const) {
+      expect(grantsOf(statements(which), 'cloudwatch:PutMetricData')).toEqual([
+        expect.objectContaining({ Resource: '*', Condition: { StringEquals: { 'cloudwatch:namespace': 'NVCF' } } }),
+      ]);
+    }
+  });
+
+  it('lets both decrypt messages of KMS-encrypted queues', () => {
+    const keyArn = JSON.stringify({ 'Fn::GetAtt': [logicalId(variant.stack.data.queueKey!), 'Arn'] });
+    for (const which of ['controllerIdentity', 'workerIdentity'] as const) {
+      expect(grantsOf(statements(which, variant), 'kms:Decrypt').map((s) => JSON.stringify(s.Resource))).toEqual([keyArn]);
+    }
+  });
+});
+
+describe('Lambdas with a cluster', () => {
+  const statementsOf = (name: LambdaName) => roleStatements(synth.template, logicalId(synth.stack.functions.functions[name].role as never));
+  const clusterRef = () => ({ Ref: logicalId(synth.stack.gpuCluster!.cluster) });
+
+  it('tells every Lambda the cluster name instead of a GPU list', () => {
+    for (const name of LAMBDA_NAMES) {
+      const env = synth.template.toJSON().Resources[logicalId(synth.stack.functions.functions[name])].Properties.Environment.Variables;
+      expect(env[ENV_NAMES.clusterName]).toEqual(clusterRef());
+      expect(env[ENV_NAMES.gpus]).toBeUndefined();
+    }
+  });
+
+  it('lets deployments list and describe this cluster’s nodegroups and resize only the GPU ones', () => {
+    const st = statementsOf('deployments');
+    expect(grantsOf(st, 'eks:ListNodegroups').map((s) => s.Resource)).toEqual([{ 'Fn::GetAtt': [logicalId(synth.stack.gpuCluster!.cluster), 'Arn'] }]);
+    expect(grantsOf(st, 'eks:DescribeNodegroup')[0]!.Resource).toEqual({
+      'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':eks:us-east-1:123456789012:nodegroup/', clusterRef(), '/*']],
+    });
+    const gpuNodegroups = synth.stack.gpuCluster!.gpuNodegroups.map(({ nodegroup }) => ({ 'Fn::GetAtt': [logicalId(nodegroup), 'Arn'] }));
+    expect(grantsOf(st, 'eks:UpdateNodegroupConfig').map((s) => s.Resource)).toEqual([gpuNodegroups.length === 1 ? gpuNodegroups[0] : gpuNodegroups]);
+    expect(JSON.stringify(grantsOf(st, 'eks:UpdateNodegroupConfig'))).not.toContain(logicalId(synth.stack.gpuCluster!.systemNodegroup));
+  });
+
+  it('lets the gpus Lambda only describe the cluster and list and describe nodegroups, and no other Lambda touch EKS', () => {
+    expect(actionsOf(statementsOf('gpus'))).toEqual(['eks:DescribeCluster', 'eks:DescribeNodegroup', 'eks:ListNodegroups', 'logs:CreateLogStream', 'logs:PutLogEvents']);
+    expect(grantsOf(statementsOf('gpus'), 'eks:DescribeCluster').map((s) => s.Resource)).toEqual([{ 'Fn::GetAtt': [logicalId(synth.stack.gpuCluster!.cluster), 'Arn'] }]);
+    for (const name of LAMBDA_NAMES.filter((n) => n !== 'deployments' && n !== 'gpus')) {
+      expect(actionsOf(statementsOf(name)).filter((a) => a.startsWith('eks:'))).toEqual([]);
+    }
+  });
+});
+
+describe('outputs', () => {
+  it('adds the cluster name and the agent and worker role ARNs', () => {
+    const outputs = synth.template.toJSON().Outputs;
+    expect(outputs.ClusterName.Value).toEqual({ Ref: logicalId(synth.stack.gpuCluster!.cluster) });
+    expect(outputs.AgentRoleArn.Value).toEqual({ 'Fn::GetAtt': [logicalId(synth.stack.agent!.controllerIdentity.role), 'Arn'] });
+    expect(outputs.WorkerRoleArn.Value).toEqual({ 'Fn::GetAtt': [logicalId(synth.stack.agent!.workerIdentity.role), 'Arn'] });
+  });
+});
