@@ -2,19 +2,21 @@
  * The Functions table: one item per function version. Every status change is
  * a conditional write, never read-then-write.
  */
+import { randomUUID } from 'node:crypto';
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
-import { GetCommand, PutCommand, QueryCommand, UpdateCommand, type QueryCommandInput } from '@aws-sdk/lib-dynamodb';
+import { DeleteCommand, GetCommand, PutCommand, QueryCommand, UpdateCommand, type QueryCommandInput } from '@aws-sdk/lib-dynamodb';
 import { dynamo } from './aws';
 import { tableName } from './config';
+import type { FunctionDefinition } from './function-schemas';
 import type { FunctionStatus, FunctionVersionRecord } from './model';
 import { BY_ACCOUNT_INDEX } from './tables';
 
-async function queryAll(input: QueryCommandInput): Promise<FunctionVersionRecord[]> {
-  const items: FunctionVersionRecord[] = [];
+async function queryAll<T = FunctionVersionRecord>(input: QueryCommandInput): Promise<T[]> {
+  const items: T[] = [];
   let ExclusiveStartKey: Record<string, unknown> | undefined;
   do {
     const page = await dynamo().send(new QueryCommand({ ...input, ExclusiveStartKey }));
-    items.push(...((page.Items ?? []) as FunctionVersionRecord[]));
+    items.push(...((page.Items ?? []) as T[]));
     ExclusiveStartKey = page.LastEvaluatedKey;
   } while (ExclusiveStartKey);
   return items;
@@ -121,4 +123,104 @@ export async function changeStatus(change: StatusChange): Promise<FunctionVersio
     if (error instanceof ConditionalCheckFailedException) return undefined;
     throw error;
   }
+}
+
+/**
+ * Stores a new INACTIVE version of `definition` owned by `accountId`: of a new
+ * function, or of `functionId` (the caller checks that it owns that function).
+ * One conditional put, so a failed request leaves nothing behind.
+ */
+export async function createVersion(accountId: string, definition: FunctionDefinition, functionId: string = randomUUID()): Promise<FunctionVersionRecord> {
+  const now = new Date().toISOString();
+  const record: FunctionVersionRecord = {
+    ...definition,
+    functionId,
+    versionId: randomUUID(),
+    accountId,
+    status: 'INACTIVE',
+    createdAt: now,
+    updatedAt: now,
+  };
+  if (!(await putNewVersion(record))) throw new Error(`version id ${record.versionId} of function ${functionId} is taken`);
+  return record;
+}
+
+/** Outcome of deleteInactiveVersion: `status` tells why a version that exists was kept. */
+export type VersionDeletion = { deleted: true } | { deleted: false; status?: FunctionStatus };
+
+/**
+ * Deletes an account's version only while it is INACTIVE, in one conditional
+ * delete, so a deploy racing the delete either wins (and the version stays) or loses.
+ */
+export async function deleteInactiveVersion(accountId: string, functionId: string, versionId: string): Promise<VersionDeletion> {
+  // A refused delete is retried while the version reads INACTIVE: it was deployed and undeployed in between.
+  for (let attempt = 0; attempt < 3; attempt += 1) {
+    try {
+      await dynamo().send(
+        new DeleteCommand({
+          TableName: tableName('functions'),
+          Key: { functionId, versionId },
+          ConditionExpression: 'attribute_exists(functionId) AND accountId = :accountId AND #status = :inactive',
+          ExpressionAttributeNames: { '#status': 'status' },
+          ExpressionAttributeValues: { ':accountId': accountId, ':inactive': 'INACTIVE' satisfies FunctionStatus },
+        }),
+      );
+      return { deleted: true };
+    } catch (error) {
+      if (!(error instanceof ConditionalCheckFailedException)) throw error;
+      const status = (await getOwnedVersion(accountId, functionId, versionId))?.status;
+      if (status !== 'INACTIVE') return { deleted: false, status };
+    }
+  }
+  return { deleted: false, status: 'INACTIVE' };
+}
+
+/** Replaces the tags of an account's version (none clears them); undefined when it owns no such version. */
+export async function replaceTags(accountId: string, functionId: string, versionId: string, tags: string[]): Promise<FunctionVersionRecord | undefined> {
+  try {
+    const { Attributes } = await dynamo().send(
+      new UpdateCommand({
+        TableName: tableName('functions'),
+        Key: { functionId, versionId },
+        UpdateExpression: tags.length > 0 ? 'SET #tags = :tags, #updatedAt = :now' : 'SET #updatedAt = :now REMOVE #tags',
+        ConditionExpression: 'attribute_exists(functionId) AND accountId = :accountId',
+        ExpressionAttributeNames: { '#tags': 'tags', '#updatedAt': 'updatedAt' },
+        ExpressionAttributeValues: { ':accountId': accountId, ':now': new Date().toISOString(), ...(tags.length > 0 ? { ':tags': tags } : {}) },
+        ReturnValues: 'ALL_NEW',
+      }),
+    );
+    return Attributes as FunctionVersionRecord;
+  } catch (error) {
+    if (error instanceof ConditionalCheckFailedException) return undefined;
+    throw error;
+  }
+}
+
+/** An item of the Instances table: the heartbeat the worker beside each instance keeps. */
+export interface InstanceRecord {
+  versionId: string;
+  instanceId: string;
+  /** The worker's view of the instance, e.g. STARTING, READY (takes work), ERROR; any case. */
+  state: string;
+  /** ISO time of the latest heartbeat. */
+  lastSeen: string;
+  gpu?: string;
+  instanceType?: string;
+  backend?: string;
+  location?: string;
+  /** ISO time the instance started. */
+  createdAt?: string;
+  /** Epoch seconds after which the heartbeat is stale (the table's TTL attribute). */
+  expiresAt?: number;
+}
+
+/** A version's instances whose heartbeat has not expired; DynamoDB's TTL deletes expired items only eventually. */
+export async function listLiveInstances(versionId: string): Promise<InstanceRecord[]> {
+  const instances = await queryAll<InstanceRecord>({
+    TableName: tableName('instances'),
+    KeyConditionExpression: 'versionId = :versionId',
+    ExpressionAttributeValues: { ':versionId': versionId },
+  });
+  const now = Date.now() / 1000;
+  return instances.filter((instance) => instance.expiresAt === undefined || instance.expiresAt > now);
 }

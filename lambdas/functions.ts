@@ -1,4 +1,123 @@
+/**
+ * F1–F8: create, list, get, delete and tag function versions (nvcf-api.md §2.1).
+ * The rules of a function definition live in core/function-schemas.ts and the
+ * storage in core/functions.ts; this file parses requests and renders NVCF's
+ * Function object.
+ */
+import { z } from 'zod';
+import { createFunctionRequestSchema, metadataUpdateSchema } from '../core/function-schemas';
+import {
+  createVersion,
+  deleteInactiveVersion,
+  getOwnedVersion,
+  listAccountVersions,
+  listLiveInstances,
+  listOwnedVersions,
+  replaceTags,
+} from '../core/functions';
+import type { FunctionVersionRecord } from '../core/model';
+import { conflict, notFound } from '../core/problem';
 import { createApiHandler } from './http/handler';
+import { parseJsonBody, parseQuery, queryFlag, uuidParam, versionIds, type ApiRequest } from './http/request';
+import { json, noContent, type ApiResponse } from './http/responses';
+import { toFunctionJson } from './shared/function-json';
 
-/** Serves the functions routes of core/routes.ts; unimplemented routes answer 501. */
-export const handler = createApiHandler('functions', {});
+const VISIBILITIES = ['authorized', 'private', 'public'] as const;
+
+/** `visibility` as a comma list (API Gateway joins repeated parameters with commas); empty means all. */
+const listQuery = z.object({
+  visibility: z
+    .string()
+    .transform((value) => value.split(',').map((part) => part.trim()).filter(Boolean))
+    .pipe(z.array(z.enum(VISIBILITIES, { error: `must be one of ${VISIBILITIES.join(', ')}` })))
+    .optional(),
+});
+
+const getQuery = z.object({ includeSecrets: queryFlag });
+
+/** Every function here is private to its owner: none is public or shared with other accounts yet. */
+async function visibleVersions(req: ApiRequest): Promise<FunctionVersionRecord[]> {
+  const { visibility } = parseQuery(req, listQuery);
+  const showsOwn = !visibility?.length || visibility.includes('private');
+  return showsOwn ? listAccountVersions(req.caller.accountId) : [];
+}
+
+/** The Function object with the live instances of a deployed version. */
+async function functionJson(record: FunctionVersionRecord, includeSecrets = true) {
+  const instances = record.status === 'INACTIVE' ? [] : await listLiveInstances(record.versionId);
+  return toFunctionJson(record, { instances, includeSecrets });
+}
+
+function functionsJson(records: FunctionVersionRecord[]) {
+  return Promise.all(records.map((record) => functionJson(record)));
+}
+
+const functionNotFound = (functionId: string) => notFound(`Function '${functionId}' not found`);
+const versionNotFound = (functionId: string, versionId: string) => notFound(`Function '${functionId}' version '${versionId}' not found`);
+
+async function createFunction(req: ApiRequest): Promise<ApiResponse> {
+  const definition = parseJsonBody(req, createFunctionRequestSchema);
+  return json(200, { function: toFunctionJson(await createVersion(req.caller.accountId, definition)) });
+}
+
+async function createFunctionVersion(req: ApiRequest): Promise<ApiResponse> {
+  const functionId = uuidParam(req, 'functionId');
+  const definition = parseJsonBody(req, createFunctionRequestSchema);
+  if ((await listOwnedVersions(req.caller.accountId, functionId)).length === 0) throw functionNotFound(functionId);
+  return json(200, { function: toFunctionJson(await createVersion(req.caller.accountId, definition, functionId)) });
+}
+
+async function listFunctions(req: ApiRequest): Promise<ApiResponse> {
+  return json(200, { functions: await functionsJson(await visibleVersions(req)) });
+}
+
+async function listFunctionVersions(req: ApiRequest): Promise<ApiResponse> {
+  const functionId = uuidParam(req, 'functionId');
+  const versions = await listOwnedVersions(req.caller.accountId, functionId);
+  if (versions.length === 0) throw functionNotFound(functionId);
+  versions.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+  return json(200, { functions: await functionsJson(versions) });
+}
+
+async function getFunctionVersion(req: ApiRequest): Promise<ApiResponse> {
+  const [functionId, versionId] = versionIds(req);
+  const includeSecrets = parseQuery(req, getQuery).includeSecrets !== false;
+  const record = await getOwnedVersion(req.caller.accountId, functionId, versionId);
+  if (!record) throw versionNotFound(functionId, versionId);
+  return json(200, { function: await functionJson(record, includeSecrets) });
+}
+
+async function listFunctionIds(req: ApiRequest): Promise<ApiResponse> {
+  const versions = await visibleVersions(req);
+  return json(200, { functionIds: [...new Set(versions.map((version) => version.functionId))] });
+}
+
+async function deleteFunctionVersion(req: ApiRequest): Promise<ApiResponse> {
+  const [functionId, versionId] = versionIds(req);
+  const outcome = await deleteInactiveVersion(req.caller.accountId, functionId, versionId);
+  if (outcome.deleted) return noContent();
+  if (!outcome.status) throw versionNotFound(functionId, versionId);
+  throw conflict(
+    `Function '${functionId}' version '${versionId}' is ${outcome.status}; only an INACTIVE version can be deleted: undeploy it first with DELETE /v2/nvcf/deployments/functions/${functionId}/versions/${versionId}`,
+  );
+}
+
+async function updateMetadata(req: ApiRequest): Promise<ApiResponse> {
+  const [functionId, versionId] = versionIds(req);
+  const { tags } = parseJsonBody(req, metadataUpdateSchema);
+  const record = await replaceTags(req.caller.accountId, functionId, versionId, tags);
+  if (!record) throw versionNotFound(functionId, versionId);
+  return json(200, { function: await functionJson(record) });
+}
+
+/** Serves F1–F8 of core/routes.ts. */
+export const handler = createApiHandler('functions', {
+  F1: createFunction,
+  F2: createFunctionVersion,
+  F3: listFunctions,
+  F4: listFunctionVersions,
+  F5: getFunctionVersion,
+  F6: listFunctionIds,
+  F7: deleteFunctionVersion,
+  F8: updateMetadata,
+});

@@ -94,6 +94,19 @@ export function uuidParam(req: ApiRequest, name: string): string {
   return value.toLowerCase();
 }
 
+/** The functionId and functionVersionId path parameters, both UUIDs. */
+export function versionIds(req: ApiRequest): [functionId: string, versionId: string] {
+  return [uuidParam(req, 'functionId'), uuidParam(req, 'functionVersionId')];
+}
+
+/** An optional query flag: "true" or "false" in any letter case. */
+export const queryFlag = z
+  .string()
+  .transform((value) => value.toLowerCase())
+  .pipe(z.enum(['true', 'false'], { error: 'must be true or false' }))
+  .transform((value) => value === 'true')
+  .optional();
+
 /** Validates the query string with a schema; 400 naming the parameter otherwise. */
 export function parseQuery<S extends z.ZodType>(req: ApiRequest, schema: S): z.infer<S> {
   const result = schema.safeParse(req.query);

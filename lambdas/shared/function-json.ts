@@ -1,0 +1,68 @@
+/**
+ * NVCF's Function object (nvcf-api.md §2.1) from a stored version: the
+ * `function` of F1/F2/F5/F8 and D4 responses and the items of F3/F4 lists.
+ * Secret values never leave the platform; only their names are shown.
+ */
+import type { InstanceRecord } from '../../core/functions';
+import type { FunctionVersionRecord } from '../../core/model';
+
+/** Instance statuses of NVCF by the worker's state; other states are shown upper-cased as they are. */
+const INSTANCE_STATUS: Record<string, string> = {
+  READY: 'ACTIVE',
+  ERROR: 'ERRORED',
+  UNHEALTHY: 'ERRORED',
+};
+
+function instanceJson(record: FunctionVersionRecord, instance: InstanceRecord) {
+  const state = instance.state.toUpperCase();
+  return {
+    instanceId: instance.instanceId,
+    functionId: record.functionId,
+    functionVersionId: record.versionId,
+    instanceType: instance.instanceType,
+    instanceStatus: INSTANCE_STATUS[state] ?? state,
+    gpu: instance.gpu,
+    backend: instance.backend,
+    location: instance.location,
+    ncaId: record.accountId,
+    instanceCreatedAt: instance.createdAt,
+    instanceUpdatedAt: instance.lastSeen,
+  };
+}
+
+export interface FunctionJsonOptions {
+  /** The version's live instances; `activeInstances` is shown when there are any. */
+  instances?: readonly InstanceRecord[];
+  /** Show the names of the version's secrets (F5's `includeSecrets`, default true). */
+  includeSecrets?: boolean;
+}
+
+/** The Function object of a version; absent fields are omitted by JSON serialization. */
+export function toFunctionJson(record: FunctionVersionRecord, options: FunctionJsonOptions = {}) {
+  const { instances = [], includeSecrets = true } = options;
+  return {
+    id: record.functionId,
+    versionId: record.versionId,
+    ncaId: record.accountId,
+    name: record.name,
+    status: record.status,
+    functionType: record.functionType,
+    createdAt: record.createdAt,
+    healthUri: record.healthUri,
+    inferenceUrl: record.inferenceUrl,
+    inferencePort: record.inferencePort,
+    containerImage: record.containerImage,
+    containerArgs: record.containerArgs,
+    containerEnvironment: record.containerEnvironment,
+    apiBodyFormat: record.apiBodyFormat,
+    models: record.models,
+    resources: record.resources,
+    helmChart: record.helmChart,
+    helmChartServiceName: record.helmChartServiceName,
+    description: record.description,
+    tags: record.tags,
+    health: record.health,
+    secrets: includeSecrets && record.secrets?.length ? record.secrets.map((secret) => secret.name) : undefined,
+    activeInstances: instances.length > 0 ? instances.map((instance) => instanceJson(record, instance)) : undefined,
+  };
+}
