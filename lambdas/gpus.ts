@@ -1,4 +1,41 @@
+/**
+ * G1 clusterGroups and G2 supportedGpus: the GPU offers of core/gpus.ts in
+ * NVCF's shapes (nvcf-api.md §2.6 and §7). The whole cluster is one cluster
+ * group, visible to every account as its own.
+ */
+import { AWS_BACKEND, gpuCluster, gpuOffers, stableUuid, type GpuOffer } from '../core/gpus';
 import { createApiHandler } from './http/handler';
+import type { ApiRequest } from './http/request';
+import { json, type ApiResponse } from './http/responses';
 
-/** Serves the gpus routes of core/routes.ts; unimplemented routes answer 501. */
-export const handler = createApiHandler('gpus', {});
+function instanceTypes(offer: GpuOffer) {
+  return offer.instanceTypes.map((name, i) => ({ name, description: `${offer.gpu} GPU on ${name}`, default: i === 0 }));
+}
+
+async function listClusterGroups(req: ApiRequest): Promise<ApiResponse> {
+  const [cluster, offers] = await Promise.all([gpuCluster(), gpuOffers()]);
+  const accountId = req.caller.accountId;
+  return json(200, {
+    clusterGroups: [
+      {
+        id: stableUuid(`cluster-group:${cluster.name}`),
+        name: cluster.name,
+        ncaId: accountId,
+        authorizedNcaIds: [accountId],
+        clusters: [{ id: stableUuid(`cluster:${cluster.name}`), name: cluster.name, k8sVersion: cluster.k8sVersion }],
+        gpus: offers.map((offer) => ({ name: offer.gpu, instanceTypes: instanceTypes(offer) })),
+      },
+    ],
+  });
+}
+
+async function listSupportedGpus(): Promise<ApiResponse> {
+  const offers = await gpuOffers();
+  return json(
+    200,
+    offers.map((offer) => ({ gpu: offer.gpu, backend: AWS_BACKEND, instanceTypes: offer.instanceTypes })),
+  );
+}
+
+/** Serves G1 and G2 of core/routes.ts. */
+export const handler = createApiHandler('gpus', { G1: listClusterGroups, G2: listSupportedGpus });
