@@ -4,7 +4,7 @@
  * itself is shown once, when created.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { GetCommand, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, PutCommand, UpdateCommand, paginateScan } from '@aws-sdk/lib-dynamodb';
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { z } from 'zod';
 import { dynamo } from './aws';
@@ -93,4 +93,15 @@ export async function revokeApiKey(keyOrHash: string): Promise<boolean> {
     if (error instanceof ConditionalCheckFailedException) return false;
     throw error;
   }
+}
+
+/** Every key record of an account, revoked ones included (a scan: ApiKeys is keyed by hash only, and small). */
+export async function listApiKeys(accountId: string): Promise<ApiKeyRecord[]> {
+  const records: ApiKeyRecord[] = [];
+  const pages = paginateScan(
+    { client: dynamo() },
+    { TableName: tableName('apiKeys'), FilterExpression: 'accountId = :accountId', ExpressionAttributeValues: { ':accountId': accountId } },
+  );
+  for await (const page of pages) records.push(...((page.Items ?? []) as ApiKeyRecord[]));
+  return records.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
 }

@@ -1,0 +1,135 @@
+/**
+ * Admin command for API keys, run as `npm run keys -- <command>`. It talks to
+ * the ApiKeys table through the AWS SDK's normal credential chain, so it works
+ * against any environment the SDK can reach (AWS, or the emulators when
+ * AWS_ENDPOINT_URL_DYNAMODB points at them).
+ *
+ * Exit codes: 0 done, 1 the operation failed, 2 usage error.
+ */
+import { parseArgs } from 'node:util';
+import { accountIdSchema, API_KEY_PREFIX, createApiKey, listApiKeys, revokeApiKey } from '../core/api-keys';
+import { ENV } from '../core/names';
+import { SCOPES, type Scope } from '../core/routes';
+
+const USAGE = `usage:
+  npm run keys -- create --account <id> [--scopes <scope,scope,...>] [--description <text>] [--table <name>]
+  npm run keys -- revoke <key or its sha256> [--table <name>]
+  npm run keys -- list --account <id> [--table <name>]
+
+create prints the new key alone on stdout; it is shown only this once.
+scopes (default: all): ${SCOPES.join(', ')}
+The ApiKeys table is --table, else the ${ENV.apiKeysTable} environment variable; for a deployed stack it is
+the stack output ApiKeysTableName:
+  export ${ENV.apiKeysTable}=$(aws cloudformation describe-stacks --stack-name Nvcf \\
+    --query "Stacks[0].Outputs[?OutputKey=='ApiKeysTableName'].OutputValue" --output text)`;
+
+/** A mistake in the command line: reported with the usage text and exit code 2. */
+class UsageError extends Error {}
+
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+
+function parseCommandLine(argv: string[]) {
+  try {
+    return parseArgs({
+      args: argv,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        account: { type: 'string' },
+        scopes: { type: 'string' },
+        description: { type: 'string' },
+        table: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+}
+
+function requireAccount(account: string | undefined): string {
+  if (!account) throw new UsageError('--account <id> is required');
+  const parsed = accountIdSchema.safeParse(account);
+  if (!parsed.success) throw new UsageError(`--account: ${parsed.error.issues[0]!.message}`);
+  return parsed.data;
+}
+
+function parseScopes(list: string | undefined): Scope[] | undefined {
+  if (list === undefined) return undefined;
+  const scopes = list.split(',').map((scope) => scope.trim()).filter(Boolean);
+  if (scopes.length === 0) throw new UsageError('--scopes needs at least one scope');
+  const unknown = scopes.filter((scope) => !(SCOPES as readonly string[]).includes(scope));
+  if (unknown.length > 0) throw new UsageError(`unknown scope(s) ${unknown.join(', ')}; known scopes: ${SCOPES.join(', ')}`);
+  return scopes as Scope[];
+}
+
+/** Points core/config at the ApiKeys table: --table wins over the environment. */
+function selectTable(table: string | undefined): void {
+  if (table) process.env[ENV.apiKeysTable] = table;
+  if (!process.env[ENV.apiKeysTable]) {
+    throw new UsageError(
+      `no ApiKeys table given: set ${ENV.apiKeysTable} to the table's name (stack output ApiKeysTableName) or pass --table <name>`,
+    );
+  }
+}
+
+async function run(argv: string[]): Promise<number> {
+  const { values, positionals } = parseCommandLine(argv);
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const [command, ...rest] = positionals;
+  switch (command) {
+    case 'create': {
+      if (rest.length > 0) throw new UsageError(`create takes no positional arguments, got "${rest.join(' ')}"`);
+      const accountId = requireAccount(values.account);
+      const scopes = parseScopes(values.scopes);
+      selectTable(values.table);
+      const { key, record } = await createApiKey({ accountId, scopes, description: values.description });
+      console.log(key);
+      console.error(`created an API key for account ${accountId} with scopes ${record.scopes.join(',')}; it is not shown again (sha256 ${record.keyHash})`);
+      return 0;
+    }
+    case 'revoke': {
+      const [keyOrHash, ...extra] = rest;
+      if (!keyOrHash || extra.length > 0) throw new UsageError('revoke takes exactly one argument: the key or its sha256');
+      if (!keyOrHash.startsWith(API_KEY_PREFIX) && !SHA256_HEX.test(keyOrHash)) {
+        throw new UsageError(`"${keyOrHash}" is neither an API key (${API_KEY_PREFIX}...) nor a sha256 in lower-case hex`);
+      }
+      selectTable(values.table);
+      if (!(await revokeApiKey(keyOrHash))) {
+        console.error('no such API key');
+        return 1;
+      }
+      console.error('revoked; requests with this key now get 401 (API Gateway may serve a cached authorization for up to its cache TTL)');
+      return 0;
+    }
+    case 'list': {
+      if (rest.length > 0) throw new UsageError(`list takes no positional arguments, got "${rest.join(' ')}"`);
+      const accountId = requireAccount(values.account);
+      selectTable(values.table);
+      for (const record of await listApiKeys(accountId)) {
+        const state = record.disabled ? 'revoked' : 'active';
+        console.log([record.keyHash, state, record.createdAt, record.scopes.join(','), record.description ?? ''].join('\t'));
+      }
+      return 0;
+    }
+    case undefined:
+      throw new UsageError('a command is required');
+    default:
+      throw new UsageError(`unknown command "${command}"`);
+  }
+}
+
+try {
+  process.exitCode = await run(process.argv.slice(2));
+} catch (error) {
+  if (error instanceof UsageError) {
+    console.error(`${error.message}\n\n${USAGE}`);
+    process.exitCode = 2;
+  } else {
+    console.error(`keys: ${(error as Error).name}: ${(error as Error).message}`);
+    process.exitCode = 1;
+  }
+}
