@@ -1,0 +1,132 @@
+/**
+ * Echo inference server honouring the NVCF container contract, in plain Node
+ * (run with `npx tsx examples/echo/server.ts [port]`, or PORT=8000).
+ *
+ * - `GET /health` → 200 `{"status":"OK"}`.
+ * - `POST /echo` with a JSON body → the JSON string `message` repeated
+ *   `repeats` times, like NVIDIA's fastapi_echo_sample. Optional fields:
+ *   - `delay`: seconds to wait before answering;
+ *   - `progress`: number of progress steps written to `NVCF-LARGE-OUTPUT-DIR/progress`
+ *     during the delay (`{"id", "progress", "partialResponse": {"step"}}`);
+ *   - `outputFile`: `{"name", "bytes"}` — a large output written as `<name>.partial`,
+ *     then renamed to `<name>` (the platform uploads only finished files);
+ *   - `responseBytes`: answer with that many binary bytes (application/octet-stream);
+ *   - `fail`: `{"status", "error"}` — answer that status with `{"error"}`;
+ *   - `assets`: true → answer an object whose `assets` maps each file of
+ *     `NVCF-ASSET-DIR` to its sha256 (and `message` holds the echo);
+ *   - `headers`: true → the object also holds the `NVCF-*` headers received;
+ *   - `crash`: true → the process exits mid-request (to exercise redelivery).
+ * - `POST /echo` with a non-JSON body → `{"bytes", "sha256"}` of the body.
+ *
+ * With ECHO_CALL_LOG=<file>, one line `start <reqId>` / `done <reqId>` per call is
+ * appended to that file, so tests can count calls across restarts.
+ */
+import { createHash } from 'node:crypto';
+import { appendFileSync } from 'node:fs';
+import { readFile, readdir, rename, writeFile } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+interface EchoRequest {
+  message?: string;
+  repeats?: number;
+  delay?: number;
+  progress?: number;
+  outputFile?: { name: string; bytes: number };
+  responseBytes?: number;
+  fail?: { status: number; error: string };
+  assets?: boolean;
+  headers?: boolean;
+  crash?: boolean;
+}
+
+const port = Number(process.argv[2] ?? process.env.PORT ?? 8000);
+const callLog = process.env.ECHO_CALL_LOG;
+
+function log(event: string, requestId: string): void {
+  if (callLog) appendFileSync(callLog, `${event} ${requestId}\n`);
+}
+
+function send(res: ServerResponse, status: number, body: unknown, contentType = 'application/json'): void {
+  const bytes = Buffer.isBuffer(body) ? body : Buffer.from(JSON.stringify(body));
+  res.writeHead(status, { 'content-type': contentType, 'content-length': bytes.length });
+  res.end(bytes);
+}
+
+async function readBody(req: IncomingMessage): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+async function assetDigests(dir: string | undefined): Promise<Record<string, string>> {
+  if (!dir) return {};
+  const digests: Record<string, string> = {};
+  for (const name of await readdir(dir).catch(() => [])) {
+    digests[name] = createHash('sha256').update(await readFile(join(dir, name))).digest('hex');
+  }
+  return digests;
+}
+
+async function echo(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const header = (name: string) => req.headers[name.toLowerCase()] as string | undefined;
+  const requestId = header('NVCF-REQID') ?? 'unknown';
+  const outputDir = header('NVCF-LARGE-OUTPUT-DIR');
+  const raw = await readBody(req);
+  let input: EchoRequest;
+  try {
+    input = JSON.parse(raw.toString('utf8')) as EchoRequest;
+  } catch {
+    send(res, 200, { bytes: raw.length, sha256: createHash('sha256').update(raw).digest('hex') });
+    return;
+  }
+  log('start', requestId);
+  if (input.crash) process.exit(3);
+
+  const steps = input.progress ?? 0;
+  const delayMs = (input.delay ?? 0) * 1000;
+  for (let step = 1; step <= steps; step += 1) {
+    await sleep(delayMs / (steps + 1));
+    const progress = { id: requestId, progress: Math.round((100 * step) / (steps + 1)), partialResponse: { step } };
+    // Written next to the final name and renamed, so the platform never reads half a file.
+    if (outputDir) {
+      await writeFile(join(outputDir, 'progress.tmp'), JSON.stringify(progress));
+      await rename(join(outputDir, 'progress.tmp'), join(outputDir, 'progress'));
+    }
+  }
+  await sleep(steps > 0 ? delayMs / (steps + 1) : delayMs);
+
+  if (input.outputFile && outputDir) {
+    const target = join(outputDir, input.outputFile.name);
+    await writeFile(`${target}.partial`, Buffer.alloc(input.outputFile.bytes, 'x'));
+    await rename(`${target}.partial`, target);
+  }
+  log('done', requestId);
+  if (input.fail) return send(res, input.fail.status, { error: input.fail.error });
+  if (input.responseBytes !== undefined) {
+    const bytes = Buffer.alloc(input.responseBytes);
+    for (let i = 0; i < bytes.length; i += 1) bytes[i] = i % 251;
+    return send(res, 200, bytes, 'application/octet-stream');
+  }
+  const message = (input.message ?? '').repeat(input.repeats ?? 1);
+  if (!input.assets && !input.headers) return send(res, 200, message);
+  const nvcfHeaders = Object.fromEntries(Object.entries(req.headers).filter(([name]) => name.startsWith('nvcf-') || name.startsWith('x-')));
+  send(res, 200, {
+    message,
+    ...(input.assets ? { assets: await assetDigests(header('NVCF-ASSET-DIR')) } : {}),
+    ...(input.headers ? { headers: nvcfHeaders } : {}),
+  });
+}
+
+const server = createServer((req, res) => {
+  if (req.method === 'GET' && req.url === '/health') return send(res, 200, { status: 'OK' });
+  if (req.method === 'POST' && req.url === '/echo') {
+    echo(req, res).catch((error: Error) => send(res, 500, { error: error.message }));
+    return;
+  }
+  send(res, 404, { error: `no route ${req.method} ${req.url}` });
+});
+
+server.listen(port, '127.0.0.1', () => process.stdout.write(`echo server listening on http://127.0.0.1:${port}\n`));
+process.on('SIGTERM', () => server.close(() => process.exit(0)));

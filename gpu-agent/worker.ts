@@ -1,0 +1,243 @@
+/**
+ * The gpu-agent worker: one per instance, beside the function container.
+ *
+ * 1. Reads its configuration (gpu-agent/worker/config.ts) and the version.
+ * 2. Records the instance STARTING and waits for the container's health
+ *    check; never healthy within the health timeout → the DEPLOYING version
+ *    becomes ERROR with `healthInfo`, and the worker exits 1.
+ * 3. READY: heartbeats keep the Instances item fresh; while the version is
+ *    DEPLOYING, each heartbeat flips it ACTIVE once READY instances reach the
+ *    sum of minInstances.
+ * 4. Long-polls the version's queue with up to maxRequestConcurrency jobs in
+ *    flight (gpu-agent/worker/job.ts). After a failed container call it stops
+ *    receiving until the health check passes again.
+ * 5. SIGTERM/SIGINT: stops receiving, lets jobs finish within the grace
+ *    period, releases the rest (visibility 0), removes the instance, exits 0.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { GetQueueAttributesCommand, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
+import { sqs } from '../core/aws';
+import { maxReceiveCount as configuredMaxReceiveCount } from '../core/config';
+import { changeStatus, getVersion } from '../core/functions';
+import { countReadyInstances, putHeartbeat, removeInstance, type InstanceState } from '../core/instances';
+import type { FunctionVersionRecord, GpuSpecification, HealthInfo } from '../core/model';
+import { findVersionQueueUrl } from '../core/queues';
+import { logger, readWorkerConfig, type WorkerConfig } from './worker/config';
+import { waitForHealthy } from './worker/container';
+import { Job } from './worker/job';
+
+function specificationOf(version: FunctionVersionRecord, config: WorkerConfig): GpuSpecification | undefined {
+  const specifications = version.deployment?.specifications ?? [];
+  return (
+    specifications.find((spec) => (!config.gpu || spec.gpu === config.gpu) && (!config.instanceType || spec.instanceType === config.instanceType)) ??
+    specifications[0]
+  );
+}
+
+async function queueUrlOf(config: WorkerConfig, version: FunctionVersionRecord): Promise<string> {
+  const url = config.queueUrl ?? version.deployment?.queueUrl ?? (await findVersionQueueUrl(config.versionId));
+  if (!url) throw new Error(`version ${config.versionId} has no queue: is it deployed?`);
+  return url;
+}
+
+async function queueMaxReceiveCount(queueUrl: string): Promise<number> {
+  const { Attributes } = await sqs().send(new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ['RedrivePolicy'] }));
+  const policy = Attributes?.RedrivePolicy ? (JSON.parse(Attributes.RedrivePolicy) as { maxReceiveCount?: number | string }) : undefined;
+  return Number(policy?.maxReceiveCount) || configuredMaxReceiveCount();
+}
+
+export class Worker {
+  private state: InstanceState = 'STARTING';
+  private stopping = false;
+  private containerSuspect = false;
+  private versionActive = false;
+  private readonly jobs = new Set<Job>();
+  private readonly running = new Set<Promise<void>>();
+  private readonly receiving = new AbortController();
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private readonly createdAt = new Date().toISOString();
+
+  constructor(
+    private readonly config: WorkerConfig,
+    private readonly version: FunctionVersionRecord,
+  ) {}
+
+  private get concurrency(): number {
+    return this.config.maxRequestConcurrency ?? specificationOf(this.version, this.config)?.maxRequestConcurrency ?? 1;
+  }
+
+  private get baseUrl(): string {
+    return this.config.inferenceBaseUrl ?? `http://127.0.0.1:${this.version.inferencePort}`;
+  }
+
+  private get healthUrl(): string {
+    const { health, inferencePort } = this.version;
+    const base = health.port === inferencePort ? new URL(this.baseUrl) : Object.assign(new URL(this.baseUrl), { port: String(health.port) });
+    return new URL(health.uri, base).toString();
+  }
+
+  /** Runs until stopped; resolves with the process exit code. */
+  async run(): Promise<number> {
+    const queueUrl = await queueUrlOf(this.config, this.version);
+    const maxReceiveCount = await queueMaxReceiveCount(queueUrl);
+    await this.heartbeat();
+    this.heartbeatTimer = setInterval(() => void this.heartbeat(), this.config.heartbeatSeconds * 1000);
+
+    const failure = await waitForHealthy(this.healthUrl, this.version.health, this.config.healthTimeoutSeconds * 1000, () => this.stopping);
+    if (this.stopping) return this.shutdown();
+    if (failure) {
+      await this.reportUnhealthy(failure);
+      return 1;
+    }
+    this.state = 'READY';
+    await this.heartbeat();
+    logger.info('instance ready', { instanceId: this.config.instanceId, queueUrl, concurrency: this.concurrency });
+
+    const runtime = {
+      config: this.config,
+      version: this.version,
+      queueUrl,
+      maxReceiveCount,
+      inferenceUrl: new URL(this.version.inferenceUrl, this.baseUrl).toString(),
+      onContainerUnreachable: () => (this.containerSuspect = true),
+    };
+    while (!this.stopping) {
+      const free = this.concurrency - this.running.size;
+      if (free <= 0) {
+        await Promise.race(this.running);
+        continue;
+      }
+      if (this.containerSuspect) {
+        await this.recheckHealth();
+        continue;
+      }
+      try {
+        const { Messages = [] } = await sqs().send(
+          new ReceiveMessageCommand({
+            QueueUrl: queueUrl,
+            MaxNumberOfMessages: Math.min(10, free),
+            WaitTimeSeconds: this.config.receiveWaitSeconds,
+            VisibilityTimeout: this.config.leaseSeconds,
+            MessageSystemAttributeNames: ['ApproximateReceiveCount'],
+          }),
+          { abortSignal: this.receiving.signal },
+        );
+        for (const message of Messages) this.start(new Job(runtime, message));
+      } catch (error) {
+        if (this.stopping) break;
+        logger.warn('receive failed; retrying', { error: error as Error });
+        await sleep(1000);
+      }
+    }
+    return this.shutdown();
+  }
+
+  /** Asks the worker to stop (SIGTERM). */
+  stop(): void {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.state = 'DRAINING';
+    this.receiving.abort();
+  }
+
+  private start(job: Job): void {
+    this.jobs.add(job);
+    const done = job.run().finally(() => {
+      this.jobs.delete(job);
+      this.running.delete(done);
+    });
+    this.running.add(done);
+  }
+
+  private async recheckHealth(): Promise<void> {
+    this.state = 'STARTING';
+    const failure = await waitForHealthy(this.healthUrl, this.version.health, this.config.healthTimeoutSeconds * 1000, () => this.stopping);
+    if (failure) {
+      logger.error('container unhealthy after a failed call', { failure });
+      return;
+    }
+    this.containerSuspect = false;
+    this.state = 'READY';
+  }
+
+  private async heartbeat(): Promise<void> {
+    try {
+      const spec = specificationOf(this.version, this.config);
+      await putHeartbeat({
+        versionId: this.config.versionId,
+        instanceId: this.config.instanceId,
+        functionId: this.config.functionId,
+        state: this.state,
+        inFlight: this.running.size,
+        createdAt: this.createdAt,
+        gpu: this.config.gpu ?? spec?.gpu,
+        instanceType: this.config.instanceType ?? spec?.instanceType,
+        backend: this.config.backend ?? spec?.backend,
+        location: this.config.region,
+      });
+      if (this.state === 'READY' && !this.versionActive) await this.activateVersion();
+    } catch (error) {
+      logger.warn('heartbeat failed', { error: error as Error });
+    }
+  }
+
+  /** DEPLOYING → ACTIVE once READY instances reach the deployment's minimum. */
+  private async activateVersion(): Promise<void> {
+    const version = await getVersion(this.config.functionId, this.config.versionId);
+    if (version?.status !== 'DEPLOYING') {
+      this.versionActive = version?.status === 'ACTIVE';
+      return;
+    }
+    const required = (version.deployment?.specifications ?? []).reduce((sum, spec) => sum + spec.minInstances, 0);
+    if ((await countReadyInstances(this.config.versionId)) < required) return;
+    const activated = await changeStatus({ functionId: version.functionId, versionId: version.versionId, from: ['DEPLOYING'], to: 'ACTIVE' });
+    if (activated) {
+      this.versionActive = true;
+      logger.info('version active', { versionId: version.versionId });
+    }
+  }
+
+  /** The container never passed its health check: the DEPLOYING version becomes ERROR with the reason. */
+  private async reportUnhealthy(failure: string): Promise<void> {
+    logger.error('container never became healthy', { failure });
+    this.state = 'ERROR';
+    clearInterval(this.heartbeatTimer);
+    const version = await getVersion(this.config.functionId, this.config.versionId);
+    const spec = specificationOf(this.version, this.config);
+    if (version?.status === 'DEPLOYING' && version.deployment) {
+      const info: HealthInfo = {
+        gpu: spec?.gpu ?? this.config.gpu ?? 'unknown',
+        ...(spec?.backend ?? this.config.backend ? { backend: spec?.backend ?? this.config.backend } : {}),
+        ...(spec?.instanceType ?? this.config.instanceType ? { instanceType: spec?.instanceType ?? this.config.instanceType } : {}),
+        error: `instance ${this.config.instanceId} did not become healthy within ${this.config.healthTimeoutSeconds} s: ${failure}`,
+      };
+      const deployment = { ...version.deployment, healthInfo: [...(version.deployment.healthInfo ?? []), info], updatedAt: new Date().toISOString() };
+      await changeStatus({ functionId: version.functionId, versionId: version.versionId, from: ['DEPLOYING'], to: 'ERROR', set: { deployment } });
+    }
+    await removeInstance(this.config.versionId, this.config.instanceId);
+  }
+
+  private async shutdown(): Promise<number> {
+    const grace = sleep(this.config.graceSeconds * 1000, 'timeout' as const);
+    if ((await Promise.race([Promise.allSettled(this.running), grace])) === 'timeout') {
+      logger.warn('grace period over; releasing unfinished jobs', { jobs: this.jobs.size });
+      await Promise.allSettled([...this.jobs].map((job) => job.release()));
+    }
+    clearInterval(this.heartbeatTimer);
+    await removeInstance(this.config.versionId, this.config.instanceId);
+    logger.info('worker stopped', { instanceId: this.config.instanceId });
+    return 0;
+  }
+}
+
+/** Entry of `gpu-agent worker`: runs the worker of this instance until SIGTERM. */
+export async function main(): Promise<number> {
+  const config = readWorkerConfig();
+  const version = await getVersion(config.functionId, config.versionId);
+  if (!version) throw new Error(`function ${config.functionId} has no version ${config.versionId}`);
+  const worker = new Worker(config, version);
+  process.once('SIGTERM', () => worker.stop());
+  process.once('SIGINT', () => worker.stop());
+  return worker.run();
+}
+

@@ -1,0 +1,86 @@
+/**
+ * The worker's configuration, read from the environment in one place and
+ * validated with zod. The controller (or the local process runtime) sets these
+ * on the worker beside each function container.
+ */
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import { Logger } from '@aws-lambda-powertools/logger';
+import { z } from 'zod';
+import { SERVICE_NAME } from '../../core/names';
+
+/** The worker's structured logger. */
+export const logger = new Logger({ serviceName: SERVICE_NAME, persistentKeys: { role: 'worker' } });
+
+/** Environment variables the worker reads. The NVCF_* platform ones are also injected into the container (nvcf-api.md §4.1). */
+export const WORKER_ENV = {
+  functionId: 'NVCF_FUNCTION_ID',
+  versionId: 'NVCF_FUNCTION_VERSION_ID',
+  instanceId: 'NVCF_INSTANCE_ID',
+  backend: 'NVCF_BACKEND',
+  gpu: 'NVCF_GPU',
+  instanceType: 'NVCF_INSTANCETYPE',
+  region: 'NVCF_REGION',
+  environment: 'NVCF_ENV',
+  /** Base URL of the container, e.g. http://127.0.0.1:8000; default: loopback at the version's inferencePort. */
+  inferenceBaseUrl: 'NVCF_WORKER_INFERENCE_URL',
+  /** The version's queue; default: found by the version id. */
+  queueUrl: 'NVCF_WORKER_QUEUE_URL',
+  assetDir: 'NVCF_WORKER_ASSET_DIR',
+  outputDir: 'NVCF_WORKER_OUTPUT_DIR',
+  /** Jobs in flight at once; default: the deployment's maxRequestConcurrency. */
+  maxRequestConcurrency: 'NVCF_WORKER_MAX_CONCURRENCY',
+  /** Visibility a running job keeps on its message, renewed every third of it. */
+  leaseSeconds: 'NVCF_WORKER_LEASE_SECONDS',
+  /** How long the container may take to pass its health check. */
+  healthTimeoutSeconds: 'NVCF_WORKER_HEALTH_TIMEOUT_SECONDS',
+  heartbeatSeconds: 'NVCF_WORKER_HEARTBEAT_SECONDS',
+  /** On SIGTERM, how long in-flight jobs may run before their messages are released. */
+  graceSeconds: 'NVCF_WORKER_GRACE_SECONDS',
+  /** Longest a single container call may take. */
+  inferenceTimeoutSeconds: 'NVCF_WORKER_INFERENCE_TIMEOUT_SECONDS',
+  receiveWaitSeconds: 'NVCF_WORKER_RECEIVE_WAIT_SECONDS',
+  /** Least time between two progress writes of one job. */
+  progressIntervalMs: 'NVCF_WORKER_PROGRESS_INTERVAL_MS',
+} as const;
+
+const seconds = (fallback: number, max = 86_400) => z.coerce.number().int().min(1).max(max).default(fallback);
+const optional = z.string().trim().min(1).optional();
+
+const configSchema = z.object({
+  functionId: z.uuid(),
+  versionId: z.uuid(),
+  instanceId: z.string().trim().min(1).default(() => `${hostname()}-${randomUUID().slice(0, 8)}`),
+  backend: optional,
+  gpu: optional,
+  instanceType: optional,
+  region: optional,
+  environment: optional,
+  inferenceBaseUrl: z.url().optional(),
+  queueUrl: z.url().optional(),
+  assetDir: z.string().min(1).default('/var/inf/inputAssets'),
+  outputDir: z.string().min(1).default('/var/inf/response'),
+  maxRequestConcurrency: z.coerce.number().int().min(1).max(16_384).optional(),
+  leaseSeconds: seconds(60, 43_200),
+  healthTimeoutSeconds: seconds(600),
+  heartbeatSeconds: seconds(20, 60),
+  graceSeconds: seconds(25, 3600),
+  inferenceTimeoutSeconds: seconds(3600),
+  receiveWaitSeconds: z.coerce.number().int().min(0).max(20).default(20),
+  progressIntervalMs: z.coerce.number().int().min(0).max(60_000).default(500),
+});
+
+export type WorkerConfig = z.infer<typeof configSchema>;
+
+/** Reads and validates the worker's environment; throws naming every bad variable. */
+export function readWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerConfig {
+  const raw = Object.fromEntries(
+    Object.entries(WORKER_ENV).map(([key, name]) => [key, env[name] === '' ? undefined : env[name]]),
+  );
+  const result = configSchema.safeParse(raw);
+  if (!result.success) {
+    const problems = result.error.issues.map((issue) => `${WORKER_ENV[issue.path[0] as keyof typeof WORKER_ENV] ?? issue.path.join('.')}: ${issue.message}`);
+    throw new Error(`invalid worker configuration: ${problems.join('; ')}`);
+  }
+  return result.data;
+}
