@@ -2,7 +2,8 @@
  * Admin command for API keys, run as `npm run keys -- <command>`. It talks to
  * the ApiKeys table through the AWS SDK's normal credential chain, so it works
  * against any environment the SDK can reach (AWS, or the emulators when
- * AWS_ENDPOINT_URL_DYNAMODB points at them).
+ * AWS_ENDPOINT_URL_DYNAMODB points at them), and finds a running local stack
+ * (`npm start`) by its PORT and NVCF_DATA_DIR.
  *
  * Exit codes: 0 done, 1 the operation failed, 2 usage error.
  */
@@ -10,6 +11,7 @@ import { parseArgs } from 'node:util';
 import { accountIdSchema, API_KEY_PREFIX, createApiKey, listApiKeys, revokeApiKey } from '../core/api-keys';
 import { ENV } from '../core/names';
 import { SCOPES, type Scope } from '../core/routes';
+import { DEFAULT_LOCAL_PORT, findLocalStack } from '../local/discovery';
 
 const USAGE = `usage:
   npm run keys -- create --account <id> [--scopes <scope,scope,...>] [--description <text>] [--table <name>]
@@ -21,7 +23,8 @@ scopes (default: all): ${SCOPES.join(', ')}
 The ApiKeys table is --table, else the ${ENV.apiKeysTable} environment variable; for a deployed stack it is
 the stack output ApiKeysTableName:
   export ${ENV.apiKeysTable}=$(aws cloudformation describe-stacks --stack-name Nvcf \\
-    --query "Stacks[0].Outputs[?OutputKey=='ApiKeysTableName'].OutputValue" --output text)`;
+    --query "Stacks[0].Outputs[?OutputKey=='ApiKeysTableName'].OutputValue" --output text)
+Without either, the local stack (npm start) running with the same PORT and NVCF_DATA_DIR is used.`;
 
 /** A mistake in the command line: reported with the usage text and exit code 2. */
 class UsageError extends Error {}
@@ -63,14 +66,22 @@ function parseScopes(list: string | undefined): Scope[] | undefined {
   return scopes as Scope[];
 }
 
-/** Points core/config at the ApiKeys table: --table wins over the environment. */
-function selectTable(table: string | undefined): void {
+/**
+ * Points core/config at the ApiKeys table: --table wins over the environment,
+ * and without either the local stack running with this PORT (and NVCF_DATA_DIR) is used.
+ */
+async function selectTable(table: string | undefined): Promise<void> {
   if (table) process.env[ENV.apiKeysTable] = table;
-  if (!process.env[ENV.apiKeysTable]) {
-    throw new UsageError(
-      `no ApiKeys table given: set ${ENV.apiKeysTable} to the table's name (stack output ApiKeysTableName) or pass --table <name>`,
-    );
+  if (process.env[ENV.apiKeysTable]) return;
+  const localStack = await findLocalStack();
+  if (localStack) {
+    Object.assign(process.env, localStack);
+    return;
   }
+  throw new UsageError(
+    `no ApiKeys table given: set ${ENV.apiKeysTable} to the table's name (stack output ApiKeysTableName) or pass --table <name>; ` +
+      `no local stack (npm start) runs with PORT=${process.env.PORT || DEFAULT_LOCAL_PORT}${process.env.NVCF_DATA_DIR ? ` and NVCF_DATA_DIR=${process.env.NVCF_DATA_DIR}` : ''}`,
+  );
 }
 
 async function run(argv: string[]): Promise<number> {
@@ -85,7 +96,7 @@ async function run(argv: string[]): Promise<number> {
       if (rest.length > 0) throw new UsageError(`create takes no positional arguments, got "${rest.join(' ')}"`);
       const accountId = requireAccount(values.account);
       const scopes = parseScopes(values.scopes);
-      selectTable(values.table);
+      await selectTable(values.table);
       const { key, record } = await createApiKey({ accountId, scopes, description: values.description });
       console.log(key);
       console.error(`created an API key for account ${accountId} with scopes ${record.scopes.join(',')}; it is not shown again (sha256 ${record.keyHash})`);
@@ -97,7 +108,7 @@ async function run(argv: string[]): Promise<number> {
       if (!keyOrHash.startsWith(API_KEY_PREFIX) && !SHA256_HEX.test(keyOrHash)) {
         throw new UsageError(`"${keyOrHash}" is neither an API key (${API_KEY_PREFIX}...) nor a sha256 in lower-case hex`);
       }
-      selectTable(values.table);
+      await selectTable(values.table);
       if (!(await revokeApiKey(keyOrHash))) {
         console.error('no such API key');
         return 1;
@@ -108,7 +119,7 @@ async function run(argv: string[]): Promise<number> {
     case 'list': {
       if (rest.length > 0) throw new UsageError(`list takes no positional arguments, got "${rest.join(' ')}"`);
       const accountId = requireAccount(values.account);
-      selectTable(values.table);
+      await selectTable(values.table);
       for (const record of await listApiKeys(accountId)) {
         const state = record.disabled ? 'revoked' : 'active';
         console.log([record.keyHash, state, record.createdAt, record.scopes.join(','), record.description ?? ''].join('\t'));

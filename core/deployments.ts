@@ -333,17 +333,15 @@ async function errorInvocation(requestId: string | undefined): Promise<void> {
   }
 }
 
-/** Every deployed version of every account (ids, status and deployment only). */
-export async function listDeployedVersions(): Promise<Pick<FunctionVersionRecord, 'functionId' | 'versionId' | 'status' | 'deployment'>[]> {
-  const items: Pick<FunctionVersionRecord, 'functionId' | 'versionId' | 'status' | 'deployment'>[] = [];
+/** Every deployed version of every account, in full: the controller runs them, D1 sizes nodegroups for them. */
+export async function listDeployedVersions(): Promise<DeployedVersion[]> {
+  const items: DeployedVersion[] = [];
   let ExclusiveStartKey: Record<string, unknown> | undefined;
   do {
     const page = await dynamo().send(
       new ScanCommand({
         TableName: tableName('functions'),
         FilterExpression: 'attribute_exists(deployment)',
-        ProjectionExpression: 'functionId, versionId, #status, deployment',
-        ExpressionAttributeNames: { '#status': 'status' },
         ConsistentRead: true,
         ExclusiveStartKey,
       }),

@@ -6,17 +6,13 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 
-/**
- * Preloaded into workers: resolves *.localhost to loopback, as the test process
- * does with fauxqs' interceptLocalhostDns (queue URLs are http://sqs.<region>.localhost:<port>/...).
- */
-const LOCALHOST_DNS = `data:text/javascript,${encodeURIComponent(
-  "import dns from 'node:dns';const lookup=dns.lookup;dns.lookup=(name,options,callback)=>{if(typeof options==='function'){callback=options;options={};}if(typeof options==='number')options={family:options};if(String(name).endsWith('.localhost'))return options.all?callback(null,[{address:'127.0.0.1',family:4}]):callback(null,'127.0.0.1',4);return lookup(name,options,callback);};",
-)}`;
+/** Resolves *.localhost (fauxqs queue URLs) to loopback in the child processes. */
+const LOCALHOST_DNS = join(ROOT, 'local', 'localhost-dns.mjs');
 
 export interface TestProcess {
   child: ChildProcess;

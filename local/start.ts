@@ -1,0 +1,258 @@
+/**
+ * `npm start`: the whole platform on one machine. Emulators for DynamoDB, SQS
+ * and S3 on loopback, the Lambda handlers behind an in-process API Gateway on
+ * http://127.0.0.1:$PORT, and the gpu-agent controller with the `process`
+ * runtime. The interface (variables, output, signals) is DESIGN.md's
+ * "Local embedded stack".
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { z } from 'zod';
+import { API_KEY_PREFIX, registerApiKey } from '../core/api-keys';
+import { resetAwsClients } from '../core/aws';
+import { listDeployedVersions } from '../core/deployments';
+import { parseGpuConfiguration } from '../core/gpus';
+import type { FunctionVersionRecord } from '../core/model';
+import { ENV } from '../core/names';
+import { matchRoute } from '../core/routes';
+import { imageMapSchema, ProcessRuntime, type ImageMap, type InstanceEvent } from '../gpu-agent/controller/process-runtime';
+import { Controller } from '../gpu-agent/controller/reconcile';
+import { DEFAULT_LOCAL_PORT, publishLocalStack } from './discovery';
+import { startEmulators } from './emulators';
+import { LocalGateway, type GatewayRequest } from './gateway';
+import { serveGateway } from './http-server';
+import { restoreQueues, saveQueues } from './queue-snapshot';
+import { createLocalResources, localResourceEnv } from './resources';
+
+const ROOT = resolve(dirname(new URL(import.meta.url).pathname), '..');
+/** The account NVCF_API_KEY belongs to. */
+const LOCAL_ACCOUNT_ID = 'local';
+const RECONCILE_INTERVAL_MS = 1000;
+/** Visibility a job keeps on its message while its worker lives: how soon a crashed worker's job runs again. */
+const LEASE_SECONDS = 10;
+
+class ConfigError extends Error {}
+
+function say(message: string): void {
+  process.stdout.write(`${new Date().toISOString().slice(11, 19)}  ${message}\n`);
+}
+
+function readPort(): number {
+  const raw = process.env.PORT || String(DEFAULT_LOCAL_PORT);
+  const port = Number(raw);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new ConfigError(`PORT must be a TCP port from 1 to 65535, got "${raw}"`);
+  return port;
+}
+
+async function readImageMap(): Promise<{ images: ImageMap; path: string }> {
+  const path = resolve(process.env.NVCF_LOCAL_IMAGES || join(ROOT, 'examples', 'local-images.json'));
+  let raw: unknown;
+  try {
+    raw = JSON.parse(await readFile(path, 'utf8'));
+  } catch (error) {
+    throw new ConfigError(`NVCF_LOCAL_IMAGES: cannot read ${path} as JSON: ${(error as Error).message}`);
+  }
+  const parsed = imageMapSchema.safeParse(raw);
+  if (!parsed.success) {
+    throw new ConfigError(`NVCF_LOCAL_IMAGES: ${path} is not an image map: ${z.prettifyError(parsed.error).replace(/\n\s*/g, ' ')}; expected {"<containerImage>": {"command": ["..."], "env": {}}}`);
+  }
+  return { images: parsed.data, path };
+}
+
+/**
+ * NVCF_LOCAL_GPUS, as NVCF_GPUS JSON (`[{"gpu":"L40S","instanceTypes":["g6e.xlarge"]}]`)
+ * or as a short list `L40S:g6e.xlarge|g6e.2xlarge,A10G` (a GPU without types gets `local.<gpu>`).
+ */
+function readGpus(): string | undefined {
+  const raw = process.env.NVCF_LOCAL_GPUS?.trim();
+  if (!raw) return undefined;
+  const json = raw.startsWith('[')
+    ? raw
+    : JSON.stringify(
+        raw.split(',').map((entry) => {
+          const [gpu = '', types] = entry.trim().split(':');
+          return { gpu, instanceTypes: types ? types.split('|') : [`local.${gpu.toLowerCase()}`] };
+        }),
+      );
+  try {
+    parseGpuConfiguration(json);
+  } catch (error) {
+    throw new ConfigError(`NVCF_LOCAL_GPUS: ${(error as Error).message.replace(`${ENV.gpus} `, '')} (or a list such as L40S:g6e.xlarge|g6e.2xlarge,A10G)`);
+  }
+  return json;
+}
+
+/** NVCF_API_KEY, else the key generated on an earlier start with the same NVCF_DATA_DIR, else a new one. */
+async function localApiKey(dataDir: string | undefined): Promise<string> {
+  const given = process.env.NVCF_API_KEY?.trim();
+  if (given) {
+    if (!given.startsWith(API_KEY_PREFIX) || given.length < API_KEY_PREFIX.length + 32) {
+      throw new ConfigError(`NVCF_API_KEY must start with "${API_KEY_PREFIX}" and carry at least 32 more characters`);
+    }
+    return given;
+  }
+  const file = dataDir ? join(dataDir, 'api-key') : undefined;
+  if (file && existsSync(file)) return (await readFile(file, 'utf8')).trim();
+  const key = `${API_KEY_PREFIX}${randomBytes(32).toString('base64url')}`;
+  if (file) await writeFile(file, key, { mode: 0o600 });
+  return key;
+}
+
+const LIFECYCLE_ROUTES: Record<string, (json: any, path: string) => string> = {
+  F1: (json) => `function created: ${json.function.name} (${json.function.id}, version ${json.function.versionId})`,
+  F2: (json) => `function version created: ${json.function.name} (${json.function.id}, version ${json.function.versionId})`,
+  F7: (_, path) => {
+    const [functionId, , versionId] = path.split('/').slice(-3);
+    return `function version deleted: ${functionId} version ${versionId}`;
+  },
+  D1: (json) => `deployment requested: ${json.deployment.functionId} version ${json.deployment.functionVersionId}`,
+  D3: (json) => `deployment updated: ${json.deployment.functionId} version ${json.deployment.functionVersionId}`,
+  D4: (json) => `undeployed: ${json.function.id} version ${json.function.versionId}`,
+  A1: (json) => `asset created: ${json.assetId}`,
+};
+
+/** One line for each request that changes what runs, as the user sees it in the terminal. */
+function describeRequest(request: GatewayRequest, status: number, body: Buffer): string | undefined {
+  const match = matchRoute(request.method, request.path);
+  if (!match || 'allowed' in match || status >= 300) return undefined;
+  const describe = LIFECYCLE_ROUTES[match.route.ref];
+  if (!describe) return undefined;
+  try {
+    return describe(body.length ? JSON.parse(body.toString('utf8')) : {}, request.path);
+  } catch {
+    return undefined;
+  }
+}
+
+function describeInstance(event: InstanceEvent): string {
+  const { version, spec } = event.workload;
+  const what = `instance ${event.instanceId} of ${version.name} version ${version.versionId} (${spec.gpu}, port ${event.port})`;
+  if (event.kind === 'crashed') return `${what} crashed: its ${event.process} ${event.exit}; logs in ${event.logDir}`;
+  return `${what} ${event.kind}`;
+}
+
+/** Deployed versions, printing a line whenever one changes status. */
+function watchedVersions(): () => Promise<FunctionVersionRecord[]> {
+  const known = new Map<string, string>();
+  return async () => {
+    const versions = await listDeployedVersions();
+    const seen = new Set<string>();
+    for (const version of versions) {
+      seen.add(version.versionId);
+      if (known.get(version.versionId) === version.status) continue;
+      known.set(version.versionId, version.status);
+      const health = version.status === 'ERROR' ? `: ${version.deployment.healthInfo?.map((info) => info.error).join('; ') ?? 'no details'}` : '';
+      say(`deployment ${version.status}: ${version.name} (${version.functionId} version ${version.versionId})${health}`);
+    }
+    for (const versionId of known.keys()) if (!seen.has(versionId)) known.delete(versionId);
+    return versions;
+  };
+}
+
+async function main(): Promise<void> {
+  const port = readPort();
+  const { images, path: imagesPath } = await readImageMap();
+  const gpus = readGpus();
+  const dataDir = process.env.NVCF_DATA_DIR ? resolve(process.env.NVCF_DATA_DIR) : undefined;
+  if (dataDir) await mkdir(dataDir, { recursive: true });
+  process.env.POWERTOOLS_LOG_LEVEL ??= 'WARN';
+
+  const emulators = await startEmulators({ dataDir });
+  const stackEnv: Record<string, string> = { ...emulators.env, ...localResourceEnv(), ...(gpus ? { [ENV.gpus]: gpus } : {}) };
+  Object.assign(process.env, stackEnv);
+  resetAwsClients();
+  await createLocalResources(stackEnv);
+  const queueSnapshot = dataDir ? join(dataDir, 'sqs-messages.json') : undefined;
+  if (queueSnapshot) {
+    const restored = await restoreQueues(queueSnapshot);
+    if (restored > 0) say(`restored ${restored} queued invocation(s) from ${dataDir}`);
+  }
+  const apiKey = await localApiKey(dataDir);
+  await registerApiKey(apiKey, LOCAL_ACCOUNT_ID);
+
+  const gateway = new LocalGateway();
+  const handle = gateway.handle.bind(gateway);
+  gateway.handle = async (request) => {
+    const response = await handle(request);
+    const line = describeRequest(request, response.statusCode, response.body);
+    if (line) say(line);
+    return response;
+  };
+  const server = await serveGateway(gateway, port, (error) => say(`internal error: ${String(error)}`));
+
+  const workDir = await mkdtemp(join(tmpdir(), 'nvcf-local-'));
+  const runtime = new ProcessRuntime({
+    images,
+    imagesDir: dirname(imagesPath),
+    workerCommand: [process.execPath, '--import', 'tsx', '--import', join(ROOT, 'local', 'localhost-dns.mjs'), join(ROOT, 'gpu-agent', 'main.ts'), 'worker'],
+    workerBaseEnv: stackEnv,
+    workDir,
+    platform: { backend: 'local', environment: 'local', region: stackEnv.AWS_REGION! },
+    onEvent: (event) => say(describeInstance(event)),
+    leaseSeconds: LEASE_SECONDS,
+  });
+  const controller = new Controller(runtime, {
+    failed: (workload, failure) => say(`deployment ERROR: ${workload.version.name} (${workload.version.versionId}): ${failure}`),
+    error: (step, error) => say(`controller: ${step} failed, retrying: ${(error as Error).message}`),
+  }, watchedVersions());
+
+  let stopping = false;
+  let pass: Promise<void> = Promise.resolve();
+  const loop = async () => {
+    while (!stopping) {
+      pass = controller.reconcile().catch((error) => say(`controller: ${(error as Error).message}`));
+      await pass;
+      await new Promise((resolve) => setTimeout(resolve, RECONCILE_INTERVAL_MS));
+    }
+  };
+  void loop();
+  const unpublish = await publishLocalStack(stackEnv);
+
+  say(`API key (account "${LOCAL_ACCOUNT_ID}"): ${apiKey}`);
+  say(`images from ${imagesPath}${dataDir ? `; state in ${dataDir}` : '; state in memory'}`);
+  say(`NVCF local stack ready at ${server.url}`);
+
+  let stopRequestedAt = 0;
+  const shutdown = async (signal: string) => {
+    if (stopping) {
+      // npm and tsx relay the terminal's signal, so one Ctrl-C can arrive twice at once; only a later one forces.
+      if (Date.now() - stopRequestedAt < 1000) return;
+      say('stopping now');
+      runtime.kill();
+      process.exit(130);
+    }
+    stopRequestedAt = Date.now();
+    stopping = true;
+    say(`${signal}: stopping instances (a second signal stops at once)`);
+    await pass;
+    await runtime.stopAll();
+    if (queueSnapshot) {
+      const saved = await saveQueues(queueSnapshot, LEASE_SECONDS);
+      if (saved > 0) say(`saved ${saved} queued invocation(s) to ${dataDir}`);
+    }
+    await server.close();
+    await emulators.stop();
+    await unpublish();
+    await rm(workDir, { recursive: true, force: true });
+    say('stopped');
+  };
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(signal, () => {
+      shutdown(signal).then(
+        () => process.exit(0),
+        (error) => {
+          process.stderr.write(`shutdown failed: ${String(error)}\n`);
+          process.exit(1);
+        },
+      );
+    });
+  }
+}
+
+main().catch((error) => {
+  process.stderr.write(error instanceof ConfigError ? `${error.message}\n` : `npm start failed: ${(error as Error).stack ?? String(error)}\n`);
+  process.exit(error instanceof ConfigError ? 2 : 1);
+});

@@ -1,0 +1,260 @@
+/**
+ * `npm start` as a user runs it: a child process group started with npm, the
+ * README quick start run by bash against it, then the promises of the local
+ * stack: crashed instance processes are replaced without losing invocations,
+ * SIGTERM leaves no process behind, and NVCF_DATA_DIR keeps functions,
+ * deployments and queued invocations across a restart.
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort, waitFor } from '../support/processes';
+
+const ROOT = new URL('../../', import.meta.url).pathname;
+const ECHO_IMAGE = 'nvcr.io/nvcf-examples/echo:1.0';
+const run = promisify(execFile);
+
+/** Tags every process of this test's stacks (the stack and workers inherit it; commands get it from the image map). */
+const MARKER = `nvcf-e2e-${randomUUID()}`;
+
+interface LocalStack {
+  child: ChildProcess;
+  url: string;
+  output(): string;
+  /** Sends `signal` to the whole process group, as a terminal's Ctrl-C does, and waits until the group is gone. */
+  stop(signal?: NodeJS.Signals): Promise<void>;
+}
+
+async function startStack(env: Record<string, string>): Promise<LocalStack> {
+  const child = spawn('npm', ['start', '--silent'], {
+    cwd: ROOT,
+    env: { ...process.env, NVCF_E2E_MARKER: MARKER, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  let output = '';
+  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const url = await waitFor(
+    'npm start to print that the API is ready',
+    () => {
+      if (child.exitCode !== null) throw new Error(`npm start exited ${child.exitCode}:\n${output}`);
+      return /NVCF local stack ready at (http:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1];
+    },
+    60_000,
+  );
+  return {
+    child,
+    url,
+    output: () => output,
+    async stop(signal = 'SIGTERM') {
+      const group = -child.pid!;
+      const alive = () => {
+        try {
+          process.kill(group, 0);
+          return true;
+        } catch {
+          return false;
+        }
+      };
+      if (alive()) process.kill(group, signal);
+      // npm exits at once; the stack in its group takes its time to stop instances and save state.
+      await waitFor('every process of npm start to exit', () => !alive(), 60_000).catch(() => process.kill(group, 'SIGKILL'));
+      await exited;
+    },
+  };
+}
+
+/** Processes of this test still alive, found by the marker in their environment. */
+async function markedProcesses(): Promise<{ pid: number; cmdline: string; env: string }[]> {
+  const found = [];
+  for (const name of await readdir('/proc')) {
+    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
+    try {
+      const env = await readFile(`/proc/${name}/environ`, 'utf8');
+      if (env.includes(MARKER)) found.push({ pid: Number(name), cmdline: (await readFile(`/proc/${name}/cmdline`, 'utf8')).replaceAll('\0', ' '), env });
+    } catch {
+      // gone meanwhile, or not ours to read
+    }
+  }
+  return found;
+}
+
+let workDir: string;
+let imageMap: string;
+let callLog: string;
+const apiKey = `nvapi-${randomBytes(32).toString('base64url')}`;
+
+beforeAll(async () => {
+  workDir = await mkdtemp(join(tmpdir(), 'nvcf-e2e-local-'));
+  imageMap = join(workDir, 'images.json');
+  callLog = join(workDir, 'calls.log');
+  // The shipped echo example, with the marker and a call log in its environment.
+  await writeFile(
+    imageMap,
+    JSON.stringify({
+      [ECHO_IMAGE]: { command: [process.execPath, '--import', import.meta.resolve('tsx'), join(ROOT, 'examples/echo/server.ts'), '{port}'], env: { NVCF_E2E_MARKER: MARKER, ECHO_CALL_LOG: callLog } },
+    }),
+  );
+});
+
+afterAll(async () => {
+  for (const leftover of await markedProcesses()) process.kill(leftover.pid, 'SIGKILL');
+  await rm(workDir, { recursive: true, force: true });
+});
+
+function api(stack: LocalStack) {
+  return async (method: string, path: string, options: { body?: unknown; headers?: Record<string, string> } = {}) => {
+    const response = await fetch(`${stack.url}${path}`, {
+      method,
+      redirect: 'manual',
+      headers: { authorization: `Bearer ${apiKey}`, ...(options.body ? { 'content-type': 'application/json' } : {}), ...options.headers },
+      body: options.body ? JSON.stringify(options.body) : undefined,
+    });
+    const text = await response.text();
+    let json: any;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      json = undefined;
+    }
+    return { status: response.status, headers: response.headers, text, json };
+  };
+}
+
+async function deployEcho(call: ReturnType<typeof api>, spec: { minInstances: number; maxInstances: number; maxRequestConcurrency?: number }) {
+  const created = await call('POST', '/v2/nvcf/functions', {
+    body: { name: 'echo-e2e', inferenceUrl: '/echo', inferencePort: 8000, containerImage: ECHO_IMAGE, health: { protocol: 'HTTP', uri: '/health', port: 8000, timeout: 'PT10S', expectedStatusCode: 200 } },
+  });
+  expect(created.status).toBe(200);
+  const { id: functionId, versionId } = created.json.function;
+  const deployed = await call('POST', `/v2/nvcf/deployments/functions/${functionId}/versions/${versionId}`, {
+    body: { deploymentSpecifications: [{ gpu: 'LOCAL', instanceType: 'local.gpu', ...spec }] },
+  });
+  expect(deployed.status).toBe(200);
+  await waitFor('the version to become ACTIVE', async () => (await call('GET', `/v2/nvcf/functions/${functionId}/versions/${versionId}`)).json.function.status === 'ACTIVE', 30_000);
+  return { functionId, versionId };
+}
+
+async function pollResult(call: ReturnType<typeof api>, requestId: string, timeoutMs = 60_000) {
+  return waitFor(`request ${requestId} to finish`, async () => {
+    const polled = await call('GET', `/v2/nvcf/pexec/status/${requestId}`, { headers: { 'nvcf-poll-seconds': '5' } });
+    return polled.status === 202 ? undefined : polled;
+  }, timeoutMs);
+}
+
+/** The two processes of the instance serving `versionId`: its worker, and the command the worker calls. */
+async function instanceOf(versionId: string) {
+  const processes = await markedProcesses();
+  const worker = processes.find((proc) => proc.cmdline.includes('gpu-agent/main.ts worker') && proc.env.includes(versionId))!;
+  const port = /NVCF_WORKER_INFERENCE_URL=http:\/\/127\.0\.0\.1:(\d+)/.exec(worker.env)![1];
+  const command = processes.find((proc) => proc.cmdline.includes('echo/server.ts') && proc.cmdline.trim().endsWith(` ${port}`))!;
+  return { worker, command };
+}
+
+async function callCount(event: 'start' | 'done', requestId: string): Promise<number> {
+  const log = await readFile(callLog, 'utf8').catch(() => '');
+  return log.split('\n').filter((line) => line === `${event} ${requestId}`).length;
+}
+
+describe('npm start', () => {
+  const dataDir = () => join(workDir, 'data');
+  let stack: LocalStack;
+  let port: number;
+
+  beforeAll(async () => {
+    port = await freePort();
+    stack = await startStack({ PORT: String(port), NVCF_API_KEY: apiKey, NVCF_LOCAL_IMAGES: imageMap, NVCF_DATA_DIR: dataDir() });
+  }, 90_000);
+  afterAll(async () => stack?.stop('SIGKILL'));
+
+  it('runs the README quick start as written', async () => {
+    const readme = await readFile(join(ROOT, 'README.md'), 'utf8');
+    const section = readme.slice(readme.indexOf('<!-- quickstart:start -->'), readme.indexOf('<!-- quickstart:end -->'));
+    const script = [...section.matchAll(/```sh\n([\s\S]*?)```/g)].map((match) => match[1]).join('\n');
+    expect(script).toContain('/v2/nvcf/pexec/functions');
+    const cwd = await mkdtemp(join(workDir, 'quickstart-'));
+
+    const { stdout } = await run('bash', ['-c', `set -euo pipefail\n${script}`], { cwd, env: { ...process.env, PORT: String(port), NVCF_API_KEY: apiKey }, timeout: 120_000 });
+
+    expect(stdout).toContain('"hello hello "'); // sync
+    expect(stdout).toContain('"later"'); // async, polled
+    expect(stdout).toMatch(/"assets":\{"[0-9a-f-]{36}":"[0-9a-f]{64}"\}/); // asset by presigned POST
+    expect(stdout).toMatch(/HTTP\/1\.1 202[\s\S]*nvcf-percent-complete: \d+[\s\S]*\{"step":\d\}/i); // progress
+    expect(stdout).toMatch(/[0-9a-f-]{36}\.response\n[\s\S]*1048576 .* result\.bin/); // zip listing
+    expect(stdout).toMatch(/INACTIVE\n204\n$/); // undeploy, delete
+    expect(stack.output()).toMatch(/function created: echo/);
+    expect(stack.output()).toMatch(/instance local-\w+ of echo version [0-9a-f-]+ \(LOCAL, port \d+\) ready/);
+    expect(stack.output()).toMatch(/deployment ACTIVE: echo/);
+  }, 150_000);
+
+  it('replaces a killed function command and completes its invocation exactly once', async () => {
+    const call = api(stack);
+    const { functionId, versionId } = await deployEcho(call, { minInstances: 1, maxInstances: 1 });
+    const accepted = await call('POST', `/v2/nvcf/pexec/functions/${functionId}`, { body: { message: 'survivor', delay: 3 }, headers: { 'nvcf-poll-seconds': '0' } });
+    const requestId = accepted.headers.get('nvcf-reqid')!;
+    await waitFor('the container to start the call', async () => (await callCount('start', requestId)) > 0);
+    const { command } = await instanceOf(versionId);
+
+    process.kill(command.pid, 'SIGKILL');
+
+    const result = await pollResult(call, requestId);
+    expect(result.status).toBe(200);
+    expect(result.json).toBe('survivor');
+    expect(await callCount('done', requestId)).toBe(1);
+    expect(stack.output()).toMatch(/crashed: its command was killed by SIGKILL/);
+  }, 90_000);
+
+  it('replaces a killed worker and completes its invocation exactly once', async () => {
+    const call = api(stack);
+    const { functionId, versionId } = await deployEcho(call, { minInstances: 1, maxInstances: 1 });
+    const accepted = await call('POST', `/v2/nvcf/pexec/functions/${functionId}`, { body: { message: 'orphan', delay: 2 }, headers: { 'nvcf-poll-seconds': '0' } });
+    const requestId = accepted.headers.get('nvcf-reqid')!;
+    await waitFor('the container to start the call', async () => (await callCount('start', requestId)) > 0);
+    const { worker } = await instanceOf(versionId);
+
+    process.kill(worker.pid, 'SIGKILL');
+
+    // The message reappears once the dead worker's lease ends, and the new instance's worker runs it.
+    const result = await pollResult(call, requestId);
+    expect(result.status).toBe(200);
+    expect(result.json).toBe('orphan');
+    expect(result.headers.get('nvcf-status')).toBe('fulfilled');
+    expect(stack.output()).toMatch(/crashed: its worker was killed by SIGKILL/);
+  }, 90_000);
+
+  it('stops on SIGTERM with no process left, keeps state in NVCF_DATA_DIR, and serves it again after a restart', async () => {
+    const call = api(stack);
+    const { functionId, versionId } = await deployEcho(call, { minInstances: 0, maxInstances: 1, maxRequestConcurrency: 1 });
+    // One call runs, two wait in the queue when the stack stops.
+    const requestIds: string[] = [];
+    for (const message of ['first', 'second', 'third']) {
+      const accepted = await call('POST', `/v2/nvcf/pexec/functions/${functionId}`, { body: { message, delay: 2 }, headers: { 'nvcf-poll-seconds': '0' } });
+      requestIds.push(accepted.headers.get('nvcf-reqid')!);
+    }
+    await waitFor('the first call to start', async () => (await callCount('start', requestIds[0]!)) > 0, 30_000);
+
+    await stack.stop('SIGTERM');
+
+    expect(stack.output()).toMatch(/ saved [12] queued invocation\(s\) to /);
+    expect(stack.output().trimEnd().split('\n').at(-1)).toMatch(/^\d\d:\d\d:\d\d  stopped$/);
+    expect(await markedProcesses()).toEqual([]);
+    await expect(fetch(`${stack.url}/v2/nvcf/functions`)).rejects.toThrow();
+
+    stack = await startStack({ PORT: String(port), NVCF_API_KEY: apiKey, NVCF_LOCAL_IMAGES: imageMap, NVCF_DATA_DIR: dataDir() });
+    const restarted = api(stack);
+    const version = await restarted('GET', `/v2/nvcf/functions/${functionId}/versions/${versionId}`);
+    expect(version.status).toBe(200);
+    expect(version.json.function.status).toBe('ACTIVE');
+    for (const [i, message] of ['first', 'second', 'third'].entries()) {
+      const result = await pollResult(restarted, requestIds[i]!);
+      expect(result.status, `${message}: ${result.text}`).toBe(200);
+      expect(result.json).toBe(message);
+    }
+  }, 150_000);
+});
