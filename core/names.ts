@@ -72,7 +72,32 @@ export const K8S = {
   gpuLabel: 'nvcf.io/gpu',
   gpuTaintKey: 'nvidia.com/gpu',
   gpuResource: 'nvidia.com/gpu',
+  /** Label of every object the controller makes for a workload; its value is the workload key (`<versionId>-<specIndex>`). */
+  workloadLabel: 'nvcf.io/workload',
+  /** `app.kubernetes.io/managed-by` value of the controller's objects, and its server-side apply field manager. */
+  controllerManager: 'nvcf-controller',
+  /** Annotation holding the workload fingerprint (gpu-agent/controller/plan.ts) an object was applied with. */
+  fingerprintAnnotation: 'nvcf.io/fingerprint',
+  /** Helm functions are installed into namespaces `<prefix><workload key>`. */
+  helmNamespacePrefix: 'nvcf-fn-',
+  /** Label of the system nodegroup's nodes (value `system`); platform pods select it, GPU nodes never carry it. */
+  systemNodeLabel: 'nvcf.io/node-role',
+  systemNodeRole: 'system',
+  /** Kubernetes' own node label for the CPU architecture. */
+  archLabel: 'kubernetes.io/arch',
 } as const;
+
+/** A CPU architecture as Kubernetes' `kubernetes.io/arch` node label names it. */
+export type CpuArch = 'amd64' | 'arm64';
+
+/**
+ * CPU architecture of an instance type: Graviton families carry a `g` after
+ * the generation digit (g5g, t4g, m7gd); everything else here is x86.
+ */
+export function instanceArch(instanceType: string): CpuArch {
+  const family = instanceType.split('.')[0] ?? '';
+  return /^[a-z]+\d+g[a-z]*$/.test(family) ? 'arm64' : 'amd64';
+}
 
 /** Powertools service name of every Lambda and agent process. */
 export const SERVICE_NAME = 'nvcf';

@@ -6,8 +6,6 @@
  *   version's queue;
  * - `fetch-artifacts`: downloads a version's models and resources before the
  *   function container starts.
- * Roles that are not implemented yet fail loudly: a pod must crash rather than
- * look healthy while doing nothing.
  */
 
 const ROLES = {
@@ -33,17 +31,15 @@ if (role === '--help' || role === '-h') {
 } else if (!isRole(role)) {
   process.stderr.write(`${role ? `unknown role "${role}"` : 'missing role'}\n\n${usage()}\n`);
   process.exitCode = 2;
-} else if (role === 'worker') {
-  import('./worker')
+} else {
+  const entry = role === 'worker' ? import('./worker') : role === 'controller' ? import('./controller/k8s/main') : import('./fetch-artifacts');
+  entry
     .then(({ main }) => main())
     .then(
       (code) => process.exit(code),
       (error: Error) => {
-        process.stderr.write(`gpu-agent worker: ${error.stack ?? error.message}\n`);
+        process.stderr.write(`gpu-agent ${role}: ${error.stack ?? error.message}\n`);
         process.exit(1);
       },
     );
-} else {
-  process.stderr.write(`gpu-agent ${role}: not implemented yet (this role ${ROLES[role]}); exiting instead of pretending to run\n`);
-  process.exitCode = 1;
 }

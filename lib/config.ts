@@ -5,6 +5,7 @@
  */
 import { RemovalPolicy } from 'aws-cdk-lib';
 import { DEFAULT_MAX_RECEIVE_COUNT } from '../core/limits';
+import { instanceArch, type CpuArch } from '../core/names';
 
 /** One GPU type offered by the platform, backed by one EKS managed nodegroup. */
 export interface GpuNodegroupProps {
@@ -224,7 +225,8 @@ export interface ResolvedConfig {
   readonly oldestMessageAgeAlarmSeconds: number;
 }
 
-export type CpuArch = 'amd64' | 'arm64';
+// Shared with the controller, which picks the agent image for a GPU type's nodes.
+export { instanceArch, type CpuArch };
 
 export interface ResolvedGpu extends Required<GpuNodegroupProps> {
   readonly arch: CpuArch;
@@ -303,15 +305,6 @@ function stringList(name: string, value: unknown, { nonEmpty }: { nonEmpty: bool
   }
   if (nonEmpty && value.length === 0) fail(`${name} must not be empty`);
   return value as string[];
-}
-
-/**
- * CPU architecture of an instance type: Graviton families carry a `g` after
- * the generation digit (g5g, t4g, m7gd); everything else here is x86.
- */
-export function instanceArch(instanceType: string): CpuArch {
-  const family = instanceType.split('.')[0] ?? '';
-  return /^[a-z]+\d+g[a-z]*$/.test(family) ? 'arm64' : 'amd64';
 }
 
 function instanceType(name: string, value: unknown): string {

@@ -74,10 +74,12 @@ export class GpuAgent extends Construct {
       dependsOn: [namespaces],
     });
 
-    this.grantData(this.workerIdentity, data);
-    this.grantData(this.controllerIdentity, data);
-    // Status transitions of function versions (DEPLOYING -> ACTIVE | ERROR) are the controller's alone.
+    this.grantWorker(this.workerIdentity, data);
+    // The controller reads the deployed versions and turns failing ones to ERROR; it never touches
+    // queues or objects (KEDA reads queue depths with its own identity).
+    data.tables.functions.grantReadData(this.controllerIdentity.role);
     data.tables.functions.grant(this.controllerIdentity.role, 'dynamodb:UpdateItem');
+    acknowledgeFunctionsIndex(this.controllerIdentity, data);
 
     const rbac = cluster.addManifest('ControllerRbac', ...controllerRbac());
     rbac.node.addDependency(namespaces);
@@ -95,11 +97,16 @@ export class GpuAgent extends Construct {
     this.controller.node.addDependency(this.controllerIdentity.serviceAccount!, this.controllerIdentity.association, rbac);
   }
 
-  /** What both agent processes need; the controller adds its own on top. */
-  private grantData(identity: PodIdentityRole, data: DataStore): void {
+  /**
+   * The function pods' identity, used by the worker sidecar and the fetch-artifacts init container:
+   * serve the version queue, record instances and invocations, flip its version ACTIVE (or ERROR
+   * when the container never becomes healthy), read assets, inputs and models, write outputs.
+   */
+  private grantWorker(identity: PodIdentityRole, data: DataStore): void {
     const { role } = identity;
     const { tables, bucket, queueKey } = data;
     tables.functions.grantReadData(role);
+    tables.functions.grant(role, 'dynamodb:UpdateItem');
     tables.instances.grantReadWriteData(role);
     tables.invocations.grantReadWriteData(role);
     role.addToPrincipalPolicy(
@@ -112,11 +119,7 @@ export class GpuAgent extends Construct {
     queueKey?.grantDecrypt(role);
 
     const { policy } = identity;
-    acknowledgeWildcard(
-      policy,
-      `${tables.functions.tableArn}/index/*`,
-      'Grants the byAccount global secondary index of the Functions table only; index ARNs can only be granted with the /index/* suffix.',
-    );
+    acknowledgeFunctionsIndex(identity, data);
     acknowledgeWildcard(
       policy,
       queueArnPattern(this),
@@ -137,7 +140,28 @@ export class GpuAgent extends Construct {
   }
 }
 
-function controllerRbac(): Record<string, unknown>[] {
+function acknowledgeFunctionsIndex(identity: PodIdentityRole, data: DataStore): void {
+  acknowledgeWildcard(
+    identity.policy,
+    `${data.tables.functions.tableArn}/index/*`,
+    'Grants the byAccount global secondary index of the Functions table only; index ARNs can only be granted with the /index/* suffix.',
+  );
+}
+
+const WRITE = ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'];
+const READ = ['get', 'list', 'watch'];
+
+/**
+ * What the controller may do in the cluster, and nothing more:
+ * - in nvcf-functions (Role): the objects of container functions (Deployments,
+ *   KEDA ScaledObjects and TriggerAuthentications) and reading their pods;
+ * - anywhere (ClusterRole): the namespaces of Helm functions, created at run
+ *   time, and there the kinds a Helm function's chart may hold (helm keeps its
+ *   release records in Secrets) and their pods. RBAC cannot scope by namespace
+ *   name prefix, hence cluster-wide; without `escalate`/`bind`, a chart's Role
+ *   can grant only what the controller itself holds.
+ */
+export function controllerRbac(): Record<string, unknown>[] {
   const subject = { kind: 'ServiceAccount', name: K8S.controllerServiceAccount, namespace: K8S.systemNamespace };
   const name = K8S.controllerName;
   return [
@@ -146,11 +170,9 @@ function controllerRbac(): Record<string, unknown>[] {
       kind: 'Role',
       metadata: { name, namespace: K8S.functionsNamespace },
       rules: [
-        { apiGroups: ['apps'], resources: ['deployments'], verbs: ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'] },
-        { apiGroups: ['keda.sh'], resources: ['scaledobjects', 'triggerauthentications'], verbs: ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'] },
-        { apiGroups: [''], resources: ['secrets', 'configmaps'], verbs: ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'] },
-        { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch', 'delete'] },
-        { apiGroups: [''], resources: ['pods/log', 'events'], verbs: ['get', 'list', 'watch'] },
+        { apiGroups: ['apps'], resources: ['deployments'], verbs: WRITE },
+        { apiGroups: ['keda.sh'], resources: ['scaledobjects', 'triggerauthentications'], verbs: WRITE },
+        { apiGroups: [''], resources: ['pods'], verbs: READ },
       ],
     },
     {
@@ -164,8 +186,13 @@ function controllerRbac(): Record<string, unknown>[] {
       apiVersion: 'rbac.authorization.k8s.io/v1',
       kind: 'ClusterRole',
       metadata: { name },
-      // GPU capacity per node type feeds clusterGroups and placement decisions.
-      rules: [{ apiGroups: [''], resources: ['nodes'], verbs: ['get', 'list', 'watch'] }],
+      rules: [
+        { apiGroups: [''], resources: ['namespaces'], verbs: WRITE },
+        { apiGroups: ['apps'], resources: ['deployments'], verbs: WRITE },
+        { apiGroups: [''], resources: ['services', 'serviceaccounts', 'configmaps', 'secrets'], verbs: WRITE },
+        { apiGroups: ['rbac.authorization.k8s.io'], resources: ['roles', 'rolebindings'], verbs: WRITE },
+        { apiGroups: [''], resources: ['pods'], verbs: READ },
+      ],
     },
     {
       apiVersion: 'rbac.authorization.k8s.io/v1',
@@ -194,6 +221,8 @@ function controllerDeployment(image: string, arch: CpuArch, environment: Record<
           serviceAccountName: K8S.controllerServiceAccount,
           nodeSelector: { [SYSTEM_NODE_LABEL.key]: SYSTEM_NODE_LABEL.value, 'kubernetes.io/arch': arch },
           securityContext: { runAsNonRoot: true, runAsUser: 1000, runAsGroup: 1000, seccompProfile: { type: 'RuntimeDefault' } },
+          // helm keeps its cache and config under the temp dir; the root filesystem is read-only.
+          volumes: [{ name: 'tmp', emptyDir: {} }],
           containers: [
             {
               name: 'controller',
@@ -201,6 +230,7 @@ function controllerDeployment(image: string, arch: CpuArch, environment: Record<
               args: ['controller'],
               env: Object.entries(environment).map(([name, value]) => ({ name, value })),
               resources: { requests: { cpu: '100m', memory: '256Mi' }, limits: { memory: '512Mi' } },
+              volumeMounts: [{ name: 'tmp', mountPath: '/tmp' }],
               securityContext: {
                 allowPrivilegeEscalation: false,
                 readOnlyRootFilesystem: true,

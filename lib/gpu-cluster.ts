@@ -17,7 +17,7 @@ import { acknowledgeKubectlProvider } from './nag';
 import { PodIdentityRole } from './pod-identity';
 
 /** Label of the system nodegroup's nodes; platform pods select it, GPU nodes never carry it. */
-export const SYSTEM_NODE_LABEL = { key: 'nvcf.io/node-role', value: 'system' } as const;
+export const SYSTEM_NODE_LABEL = { key: K8S.systemNodeLabel, value: K8S.systemNodeRole } as const;
 
 /** Where KEDA runs; its operator's ServiceAccount is the chart's default name. */
 export const KEDA = { namespace: 'keda', release: 'keda', operatorServiceAccount: 'keda-operator' } as const;

@@ -72,6 +72,10 @@ export function workloadFingerprint(workload: Workload): string {
     spec.maxInstances,
     spec.maxRequestConcurrency,
     spec.configuration,
+    // Appended: a PUT may move a specification to another GPU or instance type (node selector, agent image).
+    spec.gpu,
+    spec.instanceType,
+    version.helmChartServiceName,
   ]);
 }
 

@@ -283,54 +283,95 @@ describe('agent and worker permissions', () => {
       .map((r) => (r as { 'Fn::Join': [string, [unknown, string]] })['Fn::Join'][1][1])
       .sort();
 
-  it('lets the controller, alone, move function versions through their statuses', () => {
-    const updates = (which: 'controllerIdentity' | 'workerIdentity') =>
-      grantsOf(statements(which), 'dynamodb:UpdateItem').filter((s) => JSON.stringify(s.Resource).includes(tableArn('functions')));
-    expect(updates('controllerIdentity')).toHaveLength(1);
-    expect(updates('workerIdentity')).toEqual([]);
+  it('lets the controller read Functions and change version statuses, and nothing else', () => {
+    const st = statements('controllerIdentity');
+    expect(actionsOf(st)).toEqual(
+      ['dynamodb:BatchGetItem', 'dynamodb:ConditionCheckItem', 'dynamodb:DescribeTable', 'dynamodb:GetItem', 'dynamodb:GetRecords', 'dynamodb:GetShardIterator', 'dynamodb:Query', 'dynamodb:Scan', 'dynamodb:UpdateItem'].sort(),
+    );
+    for (const statement of st) expect(JSON.stringify(statement.Resource)).toContain(tableArn('functions'));
+    expect(actionsOf(roleStatements(variant.template, logicalId(variant.stack.agent!.controllerIdentity.role)))).not.toContain('kms:Decrypt');
   });
 
-  it('gives both read on Functions, read/write on Instances and Invocations, and nothing on Assets or ApiKeys', () => {
-    for (const which of ['controllerIdentity', 'workerIdentity'] as const) {
-      const st = statements(which);
-      const on = (table: Parameters<typeof tableArn>[0]) => actionsOf(st.filter((s) => JSON.stringify(s.Resource).includes(tableArn(table))));
-      expect(on('functions')).toContain('dynamodb:Query');
-      expect(on('functions').filter((a) => ['dynamodb:PutItem', 'dynamodb:DeleteItem'].includes(a))).toEqual([]);
-      for (const table of ['instances', 'invocations'] as const) expect(on(table)).toEqual(expect.arrayContaining(['dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:GetItem']));
-      expect(on('assets')).toEqual([]);
-      expect(on('apiKeys')).toEqual([]);
-    }
+  it('lets the worker flip its version ACTIVE or ERROR, but never create or delete versions', () => {
+    const st = statements('workerIdentity');
+    const on = (table: Parameters<typeof tableArn>[0]) => actionsOf(st.filter((s) => JSON.stringify(s.Resource).includes(tableArn(table))));
+    expect(on('functions')).toEqual(expect.arrayContaining(['dynamodb:GetItem', 'dynamodb:Query', 'dynamodb:UpdateItem']));
+    expect(on('functions').filter((a) => ['dynamodb:PutItem', 'dynamodb:DeleteItem'].includes(a))).toEqual([]);
   });
 
-  it('lets both consume the version queues but never send, create or delete them', () => {
-    for (const which of ['controllerIdentity', 'workerIdentity'] as const) {
-      expect(actionsOf(statements(which)).filter((a) => a.startsWith('sqs:'))).toEqual(
-        ['sqs:ChangeMessageVisibility', 'sqs:DeleteMessage', 'sqs:GetQueueAttributes', 'sqs:GetQueueUrl', 'sqs:ReceiveMessage'],
-      );
-    }
+  it('gives the worker read/write on Instances and Invocations, and nothing on Assets or ApiKeys', () => {
+    const st = statements('workerIdentity');
+    const on = (table: Parameters<typeof tableArn>[0]) => actionsOf(st.filter((s) => JSON.stringify(s.Resource).includes(tableArn(table))));
+    for (const table of ['instances', 'invocations'] as const) expect(on(table)).toEqual(expect.arrayContaining(['dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:GetItem']));
+    expect(on('assets')).toEqual([]);
+    expect(on('apiKeys')).toEqual([]);
   });
 
-  it('lets both read assets/, inputs/ and models/ and write outputs/ only', () => {
-    for (const which of ['controllerIdentity', 'workerIdentity'] as const) {
-      expect(objectPrefixes(statements(which), 's3:GetObject')).toEqual(['/assets/*', '/inputs/*', '/models/*']);
-      expect(objectPrefixes(statements(which), 's3:PutObject')).toEqual(['/outputs/*']);
-      expect(grantsOf(statements(which), 's3:DeleteObject')).toEqual([]);
-    }
+  it('lets the worker consume the version queues but never send, create or delete them', () => {
+    expect(actionsOf(statements('workerIdentity')).filter((a) => a.startsWith('sqs:'))).toEqual(
+      ['sqs:ChangeMessageVisibility', 'sqs:DeleteMessage', 'sqs:GetQueueAttributes', 'sqs:GetQueueUrl', 'sqs:ReceiveMessage'],
+    );
   });
 
-  it('lets both publish metrics to the NVCF namespace only', () => {
-    for (const which of ['controllerIdentity', 'workerIdentity'] as const) {
-      expect(grantsOf(statements(which), 'cloudwatch:PutMetricData')).toEqual([
-        expect.objectContaining({ Resource: '*', Condition: { StringEquals: { 'cloudwatch:namespace': 'NVCF' } } }),
-      ]);
-    }
+  it('lets the worker (and fetch-artifacts) read assets/, inputs/ and models/ and write outputs/ only', () => {
+    expect(objectPrefixes(statements('workerIdentity'), 's3:GetObject')).toEqual(['/assets/*', '/inputs/*', '/models/*']);
+    expect(objectPrefixes(statements('workerIdentity'), 's3:PutObject')).toEqual(['/outputs/*']);
+    expect(grantsOf(statements('workerIdentity'), 's3:DeleteObject')).toEqual([]);
   });
 
-  it('lets both decrypt messages of KMS-encrypted queues', () => {
+  it('lets the worker publish metrics to the NVCF namespace only', () => {
+    expect(grantsOf(statements('workerIdentity'), 'cloudwatch:PutMetricData')).toEqual([
+      expect.objectContaining({ Resource: '*', Condition: { StringEquals: { 'cloudwatch:namespace': 'NVCF' } } }),
+    ]);
+  });
+
+  it('lets the worker decrypt messages of KMS-encrypted queues', () => {
     const keyArn = JSON.stringify({ 'Fn::GetAtt': [logicalId(variant.stack.data.queueKey!), 'Arn'] });
-    for (const which of ['controllerIdentity', 'workerIdentity'] as const) {
-      expect(grantsOf(statements(which, variant), 'kms:Decrypt').map((s) => JSON.stringify(s.Resource))).toEqual([keyArn]);
+    expect(grantsOf(statements('workerIdentity', variant), 'kms:Decrypt').map((s) => JSON.stringify(s.Resource))).toEqual([keyArn]);
+  });
+});
+
+describe('controller RBAC', () => {
+  type Rule = { apiGroups: string[]; resources: string[]; verbs: string[] };
+  const grants = (rules: Rule[]) =>
+    rules.flatMap((rule) => rule.apiGroups.flatMap((group) => rule.resources.map((resource) => `${group || 'core'}/${resource}:${[...rule.verbs].sort().join(',')}`))).sort();
+  const WRITE = 'create,delete,get,list,patch,update,watch';
+  const READ = 'get,list,watch';
+
+  it('lets the controller manage container functions’ objects in nvcf-functions and read their pods', () => {
+    const role = find(synth.template, 'Role', K8S.controllerName);
+    expect(role.metadata.namespace).toBe(K8S.functionsNamespace);
+    expect(grants(role.rules)).toEqual([`apps/deployments:${WRITE}`, `core/pods:${READ}`, `keda.sh/scaledobjects:${WRITE}`, `keda.sh/triggerauthentications:${WRITE}`].sort());
+  });
+
+  it('lets the controller make Helm functions’ namespaces and exactly the kinds their charts may hold, without escalate or bind', () => {
+    const clusterRole = find(synth.template, 'ClusterRole', K8S.controllerName);
+    expect(grants(clusterRole.rules)).toEqual(
+      [
+        `core/namespaces:${WRITE}`,
+        `apps/deployments:${WRITE}`,
+        `core/services:${WRITE}`,
+        `core/serviceaccounts:${WRITE}`,
+        `core/configmaps:${WRITE}`,
+        `core/secrets:${WRITE}`,
+        `rbac.authorization.k8s.io/roles:${WRITE}`,
+        `rbac.authorization.k8s.io/rolebindings:${WRITE}`,
+        `core/pods:${READ}`,
+      ].sort(),
+    );
+    expect(JSON.stringify(clusterRole.rules)).not.toMatch(/escalate|bind"|impersonate|\*/);
+  });
+
+  it('binds both to the controller’s ServiceAccount only', () => {
+    for (const kind of ['RoleBinding', 'ClusterRoleBinding']) {
+      expect(find(synth.template, kind, K8S.controllerName).subjects).toEqual([{ kind: 'ServiceAccount', name: K8S.controllerServiceAccount, namespace: K8S.systemNamespace }]);
     }
+  });
+
+  it('gives the controller a writable /tmp for helm beside its read-only root filesystem', () => {
+    const pod = find(synth.template, 'Deployment', K8S.controllerName).spec.template.spec;
+    expect(pod.volumes).toEqual([{ name: 'tmp', emptyDir: {} }]);
+    expect(pod.containers[0].volumeMounts).toEqual([{ name: 'tmp', mountPath: '/tmp' }]);
   });
 });
 

@@ -1,0 +1,84 @@
+/**
+ * The part of the Kubernetes API the controller uses, behind a narrow
+ * interface: server-side apply, list by label, delete by name. One
+ * implementation talks to the API server with @kubernetes/client-node; tests
+ * use an in-memory fake (test/support/fake-kubernetes.ts).
+ */
+import { KubeConfig, KubernetesObjectApi, PatchStrategy, type KubernetesObject as ClientObject } from '@kubernetes/client-node';
+import { K8S } from '../../../core/names';
+
+/** The kinds the controller reads or writes, with where the API serves them. */
+export const KINDS = {
+  Namespace: { apiVersion: 'v1', namespaced: false },
+  ServiceAccount: { apiVersion: 'v1', namespaced: true },
+  Pod: { apiVersion: 'v1', namespaced: true },
+  Deployment: { apiVersion: 'apps/v1', namespaced: true },
+  ScaledObject: { apiVersion: 'keda.sh/v1alpha1', namespaced: true },
+  TriggerAuthentication: { apiVersion: 'keda.sh/v1alpha1', namespaced: true },
+} as const;
+
+export type Kind = keyof typeof KINDS;
+
+export interface ObjectMeta {
+  name: string;
+  namespace?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  creationTimestamp?: string;
+}
+
+/** Any Kubernetes object; the controller builds them as plain data. */
+export interface KubernetesObject {
+  apiVersion: string;
+  kind: string;
+  metadata: ObjectMeta;
+  [field: string]: unknown;
+}
+
+export interface KubernetesApi {
+  /** Server-side apply with the controller's field manager, forcing ownership of the fields it sets. */
+  apply(object: KubernetesObject): Promise<void>;
+  /** Objects of `kind` whose labels match `labelSelector`; `namespace` undefined means every namespace. */
+  list(kind: Kind, namespace: string | undefined, labelSelector?: string): Promise<KubernetesObject[]>;
+  /** Deletes the object; a missing object is not an error. */
+  delete(kind: Kind, namespace: string | undefined, name: string): Promise<void>;
+}
+
+/** Talks to the API server: in-cluster credentials in a pod, the kubeconfig elsewhere. */
+export class ClientNodeApi implements KubernetesApi {
+  private readonly client: KubernetesObjectApi;
+
+  constructor(config: KubeConfig = defaultKubeConfig()) {
+    this.client = KubernetesObjectApi.makeApiClient(config);
+  }
+
+  async apply(object: KubernetesObject): Promise<void> {
+    await this.client.patch(object as ClientObject, undefined, undefined, K8S.controllerManager, true, PatchStrategy.ServerSideApply);
+  }
+
+  async list(kind: Kind, namespace: string | undefined, labelSelector?: string): Promise<KubernetesObject[]> {
+    const items: KubernetesObject[] = [];
+    let continueToken: string | undefined;
+    do {
+      const page = await this.client.list(KINDS[kind].apiVersion, kind, namespace, undefined, undefined, undefined, undefined, labelSelector, 500, continueToken);
+      // Lists carry apiVersion/kind on the list only; the controller reads them per item.
+      items.push(...page.items.map((item) => ({ ...(item as KubernetesObject), apiVersion: KINDS[kind].apiVersion, kind })));
+      continueToken = page.metadata?._continue;
+    } while (continueToken);
+    return items;
+  }
+
+  async delete(kind: Kind, namespace: string | undefined, name: string): Promise<void> {
+    try {
+      await this.client.delete({ apiVersion: KINDS[kind].apiVersion, kind, metadata: { name, ...(namespace ? { namespace } : {}) } });
+    } catch (error) {
+      if ((error as { code?: number }).code !== 404) throw error;
+    }
+  }
+}
+
+function defaultKubeConfig(): KubeConfig {
+  const config = new KubeConfig();
+  config.loadFromDefault();
+  return config;
+}

@@ -1,0 +1,304 @@
+/**
+ * The Kubernetes objects of a workload, as plain data for server-side apply.
+ *
+ * Container function, in nvcf-functions:
+ * - Deployment `nvcf-<key>`: pods of the user's container (GPU, node selector,
+ *   taint toleration, readiness from `health`, /config read-only) and the
+ *   gpu-agent worker beside it (shared emptyDir at /var/inf for the asset and
+ *   large-output dirs), after the `fetch-artifacts` init container when the
+ *   version has models or resources. No `replicas`: KEDA owns them.
+ * - ScaledObject + TriggerAuthentication `nvcf-<key>`: KEDA scales the
+ *   Deployment on the version's SQS queue with the KEDA operator's identity.
+ * Helm function: the chart goes into namespace `nvcf-fn-<key>` (helm.ts);
+ * here the worker-only Deployment that forwards to the chart's service, and
+ * the same KEDA objects.
+ *
+ * Pods use the `nvcf-worker` ServiceAccount made by the CDK app: EKS Pod
+ * Identity associations name a ServiceAccount, so that one account carries
+ * the worker's AWS role for every version.
+ */
+import { durationSeconds } from '../../../core/function-schemas';
+import type { HealthCheck } from '../../../core/model';
+import { ENV, instanceArch, K8S, type CpuArch } from '../../../core/names';
+import { FETCH_ARTIFACTS_ENV, FETCH_ARTIFACTS_ROLE } from '../../fetch-artifacts';
+import { WORKER_ENV } from '../../worker/config';
+import { containerEnvironment, workerEnvironment, type PlatformContext } from '../environment';
+import { workloadFingerprint, type Workload } from '../plan';
+import type { KubernetesObject } from './api';
+
+/** What every workload's objects share: the platform and the agent images. */
+export interface ObjectContext {
+  platform: PlatformContext;
+  /** gpu-agent image per CPU architecture (NVCF_AGENT_IMAGES). */
+  agentImages: Partial<Record<CpuArch, string>>;
+  /** Architecture of the system nodes, where the controller and Helm functions' workers run. */
+  systemArch: CpuArch;
+  /** Variables of the agent processes copied from the controller's own environment: tables, bucket, region, logging. */
+  agentEnv: Record<string, string>;
+}
+
+/** The controller's variables its agent processes need too; the cluster and image settings are the controller's own. */
+const CONTROLLER_ONLY = new Set<string>([ENV.clusterName, ENV.agentImages, ENV.gpus]);
+const SHARED_PLATFORM_ENV = ['AWS_REGION', 'POWERTOOLS_SERVICE_NAME', 'POWERTOOLS_LOG_LEVEL', 'POWERTOOLS_METRICS_NAMESPACE'];
+
+/** `agentEnv` from the controller's environment: table, bucket and queue settings, region, logging. */
+export function agentEnvironment(env: NodeJS.ProcessEnv): Record<string, string> {
+  const names = [...Object.values(ENV).filter((name) => !CONTROLLER_ONLY.has(name)), ...SHARED_PLATFORM_ENV];
+  return Object.fromEntries(names.flatMap((name) => (env[name] !== undefined ? [[name, env[name]!]] : [])));
+}
+
+/** How long the worker may finish in-flight jobs after SIGTERM before releasing them to the queue. */
+export const WORKER_GRACE_SECONDS = 120;
+/** Time the function container has to stop once the worker is done. */
+const CONTAINER_STOP_SECONDS = 30;
+/** Mounted in both containers at the same path, so that NVCF-ASSET-DIR and NVCF-LARGE-OUTPUT-DIR mean the same there. */
+export const WORK_DIR = '/var/inf';
+/** Models and resources, read-only for the function container (nvcf-api.md §4.1). */
+export const CONFIG_DIR = '/config';
+export const FETCH_ARTIFACTS_CONTAINER = 'fetch-artifacts';
+export const INFERENCE_CONTAINER = 'inference';
+export const WORKER_CONTAINER = 'worker';
+
+/** Everything the controller makes carries this label; observe() lists by it. */
+export const MANAGED_SELECTOR = `app.kubernetes.io/managed-by=${K8S.controllerManager}`;
+
+/** Name of a workload's Deployment, ScaledObject, TriggerAuthentication and Helm release. */
+export function workloadName(key: string): string {
+  return `nvcf-${key.toLowerCase()}`;
+}
+
+/** Namespace a Helm function's chart is installed into. */
+export function helmNamespace(key: string): string {
+  return `${K8S.helmNamespacePrefix}${key.toLowerCase()}`;
+}
+
+/** Label telling a Helm function's objects from a container function's: the former also need their namespace. */
+export const HELM_FUNCTION_LABEL = 'nvcf.io/helm-function';
+
+function labels({ key, version }: Workload): Record<string, string> {
+  return {
+    'app.kubernetes.io/managed-by': K8S.controllerManager,
+    'app.kubernetes.io/part-of': 'nvcf',
+    [K8S.workloadLabel]: key,
+    [HELM_FUNCTION_LABEL]: String(Boolean(version.helmChart)),
+    'nvcf.io/function-id': version.functionId,
+    'nvcf.io/version-id': version.versionId,
+  };
+}
+
+function metadata(workload: Workload, name: string, namespace?: string): KubernetesObject['metadata'] {
+  return {
+    name,
+    ...(namespace ? { namespace } : {}),
+    labels: labels(workload),
+    annotations: { [K8S.fingerprintAnnotation]: workloadFingerprint(workload) },
+  };
+}
+
+const toEnv = (variables: Record<string, string>) => Object.entries(variables).map(([name, value]) => ({ name, value }));
+
+/** The agent processes run as the image's non-root user with nothing they do not need. */
+const AGENT_SECURITY_CONTEXT = {
+  runAsNonRoot: true,
+  runAsUser: 1000,
+  runAsGroup: 1000,
+  allowPrivilegeEscalation: false,
+  readOnlyRootFilesystem: true,
+  capabilities: { drop: ['ALL'] },
+};
+const AGENT_RESOURCES = { requests: { cpu: '50m', memory: '128Mi' }, limits: { memory: '512Mi' } };
+
+function agentImage(context: ObjectContext, arch: CpuArch): string {
+  const image = context.agentImages[arch];
+  if (!image) throw new Error(`no gpu-agent image for ${arch} nodes in NVCF_AGENT_IMAGES; add a GPU type of that architecture to the CDK app's nvcf:gpus and deploy it`);
+  return image;
+}
+
+function readinessProbe(health: HealthCheck): Record<string, unknown> {
+  const timeoutSeconds = Math.max(1, Math.ceil(durationSeconds(health.timeout) || 10));
+  const check = health.protocol === 'gRPC' ? { grpc: { port: health.port } } : { httpGet: { path: health.uri.startsWith('/') ? health.uri : `/${health.uri}`, port: health.port } };
+  return { ...check, periodSeconds: 10, timeoutSeconds, failureThreshold: 3 };
+}
+
+function workerContainer(workload: Workload, context: ObjectContext, image: string, inferenceBaseUrl: string): Record<string, unknown> {
+  return {
+    name: WORKER_CONTAINER,
+    image,
+    args: ['worker'],
+    env: toEnv({
+      ...context.agentEnv,
+      ...workerEnvironment(workload, context.platform),
+      [WORKER_ENV.inferenceBaseUrl]: inferenceBaseUrl,
+      [WORKER_ENV.assetDir]: `${WORK_DIR}/inputAssets`,
+      [WORKER_ENV.outputDir]: `${WORK_DIR}/response`,
+      [WORKER_ENV.graceSeconds]: String(WORKER_GRACE_SECONDS),
+    }),
+    resources: AGENT_RESOURCES,
+    securityContext: AGENT_SECURITY_CONTEXT,
+    volumeMounts: [
+      { name: 'work', mountPath: WORK_DIR },
+      { name: 'tmp', mountPath: '/tmp' },
+    ],
+  };
+}
+
+function fetchArtifactsContainer(workload: Workload, context: ObjectContext, image: string): Record<string, unknown> {
+  return {
+    name: FETCH_ARTIFACTS_CONTAINER,
+    image,
+    args: [FETCH_ARTIFACTS_ROLE],
+    env: toEnv({
+      ...context.agentEnv,
+      [FETCH_ARTIFACTS_ENV.functionId]: workload.version.functionId,
+      [FETCH_ARTIFACTS_ENV.versionId]: workload.version.versionId,
+      [FETCH_ARTIFACTS_ENV.directory]: CONFIG_DIR,
+    }),
+    // The fetcher writes its one-line reason to the termination log; it ends up in the pod status and healthInfo.
+    terminationMessagePolicy: 'FallbackToLogsOnError',
+    resources: AGENT_RESOURCES,
+    securityContext: AGENT_SECURITY_CONTEXT,
+    volumeMounts: [
+      { name: 'config', mountPath: CONFIG_DIR },
+      { name: 'tmp', mountPath: '/tmp' },
+    ],
+  };
+}
+
+function containerDeployment(workload: Workload, context: ObjectContext): KubernetesObject {
+  const { version, spec, key } = workload;
+  if (!version.containerImage) throw new Error(`version ${version.versionId} has neither a container image nor a Helm chart`);
+  const arch = instanceArch(spec.instanceType);
+  const image = agentImage(context, arch);
+  const args = (version.containerArgs ?? '').split(/\s+/).filter(Boolean);
+  const hasArtifacts = (version.models?.length ?? 0) + (version.resources?.length ?? 0) > 0;
+  const ports = [{ name: 'inference', containerPort: version.inferencePort }];
+  if (version.health.port !== version.inferencePort) ports.push({ name: 'health', containerPort: version.health.port });
+
+  const inference = {
+    name: INFERENCE_CONTAINER,
+    image: version.containerImage,
+    ...(args.length ? { args } : {}),
+    env: toEnv(containerEnvironment(workload, context.platform)),
+    ports,
+    resources: { limits: { [K8S.gpuResource]: '1' } },
+    readinessProbe: readinessProbe(version.health),
+    // Both containers get SIGTERM at once; the container keeps serving while the worker drains its jobs.
+    lifecycle: { preStop: { sleep: { seconds: WORKER_GRACE_SECONDS } } },
+    // Users' images may need root (many inference servers do); they get no privilege escalation.
+    securityContext: { allowPrivilegeEscalation: false },
+    volumeMounts: [
+      { name: 'config', mountPath: CONFIG_DIR, readOnly: true },
+      { name: 'work', mountPath: WORK_DIR },
+    ],
+  };
+
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: metadata(workload, workloadName(key), K8S.functionsNamespace),
+    spec: {
+      selector: { matchLabels: { [K8S.workloadLabel]: key } },
+      template: {
+        metadata: { labels: labels(workload) },
+        spec: {
+          serviceAccountName: K8S.workerServiceAccount,
+          terminationGracePeriodSeconds: WORKER_GRACE_SECONDS + CONTAINER_STOP_SECONDS,
+          nodeSelector: { [K8S.gpuLabel]: spec.gpu, 'node.kubernetes.io/instance-type': spec.instanceType, [K8S.archLabel]: arch },
+          tolerations: [{ key: K8S.gpuTaintKey, operator: 'Exists', effect: 'NoSchedule' }],
+          securityContext: { seccompProfile: { type: 'RuntimeDefault' } },
+          volumes: [
+            { name: 'config', emptyDir: {} },
+            { name: 'work', emptyDir: {} },
+            { name: 'tmp', emptyDir: {} },
+          ],
+          ...(hasArtifacts ? { initContainers: [fetchArtifactsContainer(workload, context, image)] } : {}),
+          containers: [inference, workerContainer(workload, context, image, `http://127.0.0.1:${version.inferencePort}`)],
+        },
+      },
+    },
+  };
+}
+
+/** The worker of a Helm function: no GPU of its own, on the system nodes, calling the chart's service. */
+function helmWorkerDeployment(workload: Workload, context: ObjectContext): KubernetesObject {
+  const { version, key } = workload;
+  const serviceUrl = `http://${version.helmChartServiceName}.${helmNamespace(key)}.svc:${version.inferencePort}`;
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: metadata(workload, workloadName(key), K8S.functionsNamespace),
+    spec: {
+      selector: { matchLabels: { [K8S.workloadLabel]: key } },
+      template: {
+        metadata: { labels: labels(workload) },
+        spec: {
+          serviceAccountName: K8S.workerServiceAccount,
+          terminationGracePeriodSeconds: WORKER_GRACE_SECONDS + CONTAINER_STOP_SECONDS,
+          nodeSelector: { [K8S.systemNodeLabel]: K8S.systemNodeRole, [K8S.archLabel]: context.systemArch },
+          securityContext: { seccompProfile: { type: 'RuntimeDefault' } },
+          volumes: [
+            { name: 'work', emptyDir: {} },
+            { name: 'tmp', emptyDir: {} },
+          ],
+          containers: [workerContainer(workload, context, agentImage(context, context.systemArch), serviceUrl)],
+        },
+      },
+    },
+  };
+}
+
+function triggerAuthentication(workload: Workload): KubernetesObject {
+  return {
+    apiVersion: 'keda.sh/v1alpha1',
+    kind: 'TriggerAuthentication',
+    metadata: metadata(workload, workloadName(workload.key), K8S.functionsNamespace),
+    // The KEDA operator's own Pod Identity role, which may read the version queues' depth (lib/gpu-cluster.ts).
+    spec: { podIdentity: { provider: 'aws', identityOwner: 'keda' } },
+  };
+}
+
+/** KEDA's rule is the process runtime's desiredInstances (plan.ts): queued + in flight over maxRequestConcurrency. */
+function scaledObject(workload: Workload, context: ObjectContext): KubernetesObject {
+  const { spec, version, key } = workload;
+  const name = workloadName(key);
+  return {
+    apiVersion: 'keda.sh/v1alpha1',
+    kind: 'ScaledObject',
+    metadata: metadata(workload, name, K8S.functionsNamespace),
+    spec: {
+      scaleTargetRef: { name },
+      minReplicaCount: spec.minInstances,
+      maxReplicaCount: spec.maxInstances,
+      pollingInterval: 15,
+      cooldownPeriod: 60,
+      triggers: [
+        {
+          type: 'aws-sqs-queue',
+          authenticationRef: { name },
+          metadata: {
+            queueURL: version.deployment!.queueUrl,
+            queueLength: String(spec.maxRequestConcurrency),
+            awsRegion: context.platform.region,
+            scaleOnInFlight: 'true',
+          },
+        },
+      ],
+    },
+  };
+}
+
+/** The Helm function's namespace; pod security "baseline" like nvcf-functions. */
+export function helmNamespaceObject(workload: Workload): KubernetesObject {
+  const base = metadata(workload, helmNamespace(workload.key));
+  return {
+    apiVersion: 'v1',
+    kind: 'Namespace',
+    metadata: { ...base, labels: { ...base.labels, 'pod-security.kubernetes.io/enforce': 'baseline', 'pod-security.kubernetes.io/warn': 'restricted' } },
+  };
+}
+
+/** The objects in nvcf-functions of a workload, in apply order (the ScaledObject after its target). */
+export function workloadObjects(workload: Workload, context: ObjectContext): KubernetesObject[] {
+  const deployment = workload.version.helmChart ? helmWorkerDeployment(workload, context) : containerDeployment(workload, context);
+  return [triggerAuthentication(workload), deployment, scaledObject(workload, context)];
+}

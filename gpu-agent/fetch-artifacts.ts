@@ -1,0 +1,132 @@
+/**
+ * The `fetch-artifacts` role: the init container of a function pod. It reads
+ * the version and downloads each of its `models` into `<dir>/models/<name>`
+ * and each of its `resources` into `<dir>/resources/<name>` (dir = /config,
+ * which the function container then mounts read-only).
+ *
+ * Accepted URIs: `s3://<platform bucket>/models/<key>`, one object each (the
+ * pod's identity may read only that prefix of that bucket). An object whose
+ * key ends in `.tar.gz`, `.tgz` or `.tar` is unpacked with tar, one ending in
+ * `.zip` with unzip (both are in the agent image); any other object is stored
+ * as it is, as `<dir>/models/<name>/<last part of the key>`. Other URIs (NGC
+ * model registry, https) fail with a message saying what to do instead.
+ */
+import { spawn } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { join, posix } from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { GetObjectCommand } from '@aws-sdk/client-s3';
+import { Logger } from '@aws-lambda-powertools/logger';
+import { s3 } from '../core/aws';
+import { bucketName } from '../core/config';
+import { getVersion } from '../core/functions';
+import type { ArtifactReference, FunctionVersionRecord } from '../core/model';
+import { S3_PREFIX, SERVICE_NAME } from '../core/names';
+import { WORKER_ENV } from './worker/config';
+
+export const FETCH_ARTIFACTS_ROLE = 'fetch-artifacts';
+
+/** Environment of the fetcher; the controller sets it on the init container. */
+export const FETCH_ARTIFACTS_ENV = {
+  functionId: WORKER_ENV.functionId,
+  versionId: WORKER_ENV.versionId,
+  /** Where models/ and resources/ go; default /config. */
+  directory: 'NVCF_ARTIFACTS_DIR',
+  /** Where the reason of a failure is written; default Kubernetes' /dev/termination-log, whence it reaches the version's healthInfo. */
+  terminationLog: 'NVCF_TERMINATION_LOG',
+} as const;
+
+const logger = new Logger({ serviceName: SERVICE_NAME, persistentKeys: { role: FETCH_ARTIFACTS_ROLE } });
+
+/** A model or resource name becomes one directory name. */
+const SAFE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+interface Archive {
+  suffixes: string[];
+  command: (file: string, target: string) => string[];
+}
+
+const ARCHIVES: Archive[] = [
+  { suffixes: ['.tar.gz', '.tgz'], command: (file, target) => ['tar', '-xzf', file, '-C', target, '--no-same-owner', '--no-same-permissions'] },
+  { suffixes: ['.tar'], command: (file, target) => ['tar', '-xf', file, '-C', target, '--no-same-owner', '--no-same-permissions'] },
+  { suffixes: ['.zip'], command: (file, target) => ['unzip', '-q', '-o', file, '-d', target] },
+];
+
+/** The object key an artifact URI names, or an error a user can act on. */
+export function artifactKey(artifact: ArtifactReference, bucket: string): string {
+  const match = /^s3:\/\/([^/]+)\/(.+)$/.exec(artifact.uri);
+  const hint = `upload it to s3://${bucket}/${S3_PREFIX.models}... and use that URI`;
+  if (!match) return fail(`"${artifact.name}" has URI "${artifact.uri}", which is not an s3:// URI; ${hint}`);
+  const [, uriBucket, key] = match;
+  if (uriBucket !== bucket || !key!.startsWith(S3_PREFIX.models) || key!.split('/').includes('..')) {
+    return fail(`"${artifact.name}" is at ${artifact.uri}, outside s3://${bucket}/${S3_PREFIX.models} where function pods may read; ${hint}`);
+  }
+  return key!;
+}
+
+function fail(message: string): never {
+  throw new Error(message);
+}
+
+function run(command: string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command[0]!, command.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+    child.once('error', reject);
+    child.once('close', (code) => (code === 0 ? resolve() : reject(new Error(`${command[0]} exited with code ${code}: ${stderr.trim()}`))));
+  });
+}
+
+async function fetchOne(artifact: ArtifactReference, target: string, bucket: string): Promise<void> {
+  if (!SAFE_NAME.test(artifact.name)) fail(`artifact name "${artifact.name}" must be letters, digits, ".", "_" or "-" (it names a directory under /config)`);
+  const key = artifactKey(artifact, bucket);
+  const { Body } = await s3()
+    .send(new GetObjectCommand({ Bucket: bucket, Key: key }))
+    .catch((error: Error) => fail(`cannot read ${artifact.uri} for "${artifact.name}": ${error.name}: ${error.message}`));
+  await rm(target, { recursive: true, force: true });
+  await mkdir(target, { recursive: true });
+  const archive = ARCHIVES.find(({ suffixes }) => suffixes.some((suffix) => key.endsWith(suffix)));
+  const file = archive ? `${target}.download` : join(target, posix.basename(key));
+  await pipeline(Body as Readable, createWriteStream(file));
+  if (!archive) return;
+  try {
+    await run(archive.command(file, target));
+  } catch (error) {
+    fail(`cannot unpack ${artifact.uri} for "${artifact.name}": ${(error as Error).message}`);
+  } finally {
+    await rm(file, { force: true });
+  }
+}
+
+/** Downloads every model and resource of `version` below `directory`. */
+export async function fetchArtifacts(version: Pick<FunctionVersionRecord, 'models' | 'resources'>, directory: string, bucket = bucketName()): Promise<void> {
+  const wanted = [
+    ...(version.models ?? []).map((artifact) => ({ artifact, target: join(directory, 'models', artifact.name) })),
+    ...(version.resources ?? []).map((artifact) => ({ artifact, target: join(directory, 'resources', artifact.name) })),
+  ];
+  for (const { artifact, target } of wanted) {
+    logger.info('fetching', { name: artifact.name, uri: artifact.uri, target });
+    await fetchOne(artifact, target, bucket);
+  }
+}
+
+/** Entry of `gpu-agent fetch-artifacts`; resolves with the exit code. */
+export async function main(env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  try {
+    const functionId = env[FETCH_ARTIFACTS_ENV.functionId] ?? fail(`${FETCH_ARTIFACTS_ENV.functionId} is not set`);
+    const versionId = env[FETCH_ARTIFACTS_ENV.versionId] ?? fail(`${FETCH_ARTIFACTS_ENV.versionId} is not set`);
+    const version = (await getVersion(functionId, versionId)) ?? fail(`function ${functionId} has no version ${versionId}`);
+    await fetchArtifacts(version, env[FETCH_ARTIFACTS_ENV.directory] || '/config');
+    logger.info('artifacts fetched', { models: version.models?.length ?? 0, resources: version.resources?.length ?? 0 });
+    return 0;
+  } catch (error) {
+    const message = (error as Error).message;
+    logger.error('fetching artifacts failed', { error: error as Error });
+    // Best effort: off Kubernetes there is no termination log.
+    await writeFile(env[FETCH_ARTIFACTS_ENV.terminationLog] || '/dev/termination-log', message).catch(() => undefined);
+    return 1;
+  }
+}

@@ -1,0 +1,112 @@
+/**
+ * The Kubernetes runtime's paths that reach AWS, on the local emulators:
+ * a crash-looping pod turns its DEPLOYING version into ERROR with healthInfo
+ * (through the shared Controller and the real DynamoDB calls), and the
+ * fetch-artifacts role downloads and unpacks models from the platform bucket.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { s3 } from '../../core/aws';
+import { bucketName } from '../../core/config';
+import { getVersion } from '../../core/functions';
+import { K8S } from '../../core/names';
+import { main as fetchArtifactsMain } from '../../gpu-agent/fetch-artifacts';
+import { KubernetesRuntime } from '../../gpu-agent/controller/kubernetes';
+import { Controller } from '../../gpu-agent/controller/reconcile';
+import { FakeHelm, FakeKubernetes } from '../support/fake-kubernetes';
+import { deployVersion, putVersion } from '../support/function-versions';
+import { CONTEXT } from '../support/k8s-fixtures';
+import { startTestStack, type TestStack } from '../support/stack';
+
+let stack: TestStack;
+let scratch: string;
+beforeAll(async () => {
+  stack = await startTestStack();
+  scratch = mkdtempSync(join(tmpdir(), 'nvcf-artifacts-'));
+});
+afterAll(async () => {
+  await stack.stop();
+  rmSync(scratch, { recursive: true, force: true });
+});
+
+describe('failure reporting', () => {
+  it('puts a DEPLOYING version whose container crash-loops into ERROR with an actionable healthInfo', async () => {
+    const version = await deployVersion(await putVersion('acct-k8s'), { status: 'DEPLOYING' });
+    const api = new FakeKubernetes();
+    const controller = new Controller(new KubernetesRuntime({ ...CONTEXT, api, helm: new FakeHelm({}) }));
+    await controller.reconcile();
+    const key = `${version.versionId}-0`;
+    api.addPod(`nvcf-${key}-abc`, K8S.functionsNamespace, { 'app.kubernetes.io/managed-by': 'nvcf-controller', [K8S.workloadLabel]: key }, {
+      containerStatuses: [{ name: 'inference', restartCount: 4, state: { waiting: { reason: 'CrashLoopBackOff' } }, lastState: { terminated: { exitCode: 1, reason: 'Error' } } }],
+    });
+
+    await controller.reconcile();
+
+    const stored = await getVersion(version.functionId, version.versionId);
+    expect(stored!.status).toBe('ERROR');
+    expect(stored!.deployment!.healthInfo).toEqual([
+      {
+        gpu: 'L40S',
+        instanceType: 'g6e.xlarge',
+        error: `container "inference" keeps crashing: restarted 4 times, last exit code 1; see its logs with kubectl logs -n nvcf-functions nvcf-${key}-abc -c inference --previous`,
+      },
+    ]);
+    // ERROR keeps the workload, so the failure stays visible in the cluster.
+    expect(api.get('Deployment', K8S.functionsNamespace, `nvcf-${key}`)).toBeDefined();
+  });
+});
+
+describe('fetch-artifacts', () => {
+  const put = (key: string, body: Buffer | string) => s3().send(new PutObjectCommand({ Bucket: bucketName(), Key: key, Body: body }));
+
+  it('downloads models and resources into /config/models/<name> and /config/resources/<name>, unpacking archives', async () => {
+    const source = join(scratch, 'source');
+    mkdirSync(join(source, 'weights'), { recursive: true });
+    writeFileSync(join(source, 'weights', 'layer0.bin'), 'tensor bytes');
+    execFileSync('tar', ['-czf', join(scratch, 'weights.tar.gz'), '-C', source, 'weights']);
+    execFileSync('zip', ['-q', '-r', join(scratch, 'tokenizer.zip'), 'weights'], { cwd: source });
+    await put('models/acct/weights.tar.gz', readFileSync(join(scratch, 'weights.tar.gz')));
+    await put('models/acct/tokenizer.zip', readFileSync(join(scratch, 'tokenizer.zip')));
+    await put('models/acct/labels.txt', 'cat\ndog\n');
+    const bucket = bucketName();
+    const version = await putVersion('acct-artifacts', {
+      models: [
+        { name: 'weights', version: '1', uri: `s3://${bucket}/models/acct/weights.tar.gz` },
+        { name: 'tokenizer', version: '1', uri: `s3://${bucket}/models/acct/tokenizer.zip` },
+      ],
+      resources: [{ name: 'labels', version: '1', uri: `s3://${bucket}/models/acct/labels.txt` }],
+    });
+    const config = join(scratch, 'config');
+
+    const code = await fetchArtifactsMain({ ...process.env, NVCF_FUNCTION_ID: version.functionId, NVCF_FUNCTION_VERSION_ID: version.versionId, NVCF_ARTIFACTS_DIR: config });
+
+    expect(code).toBe(0);
+    expect(readFileSync(join(config, 'models', 'weights', 'weights', 'layer0.bin'), 'utf8')).toBe('tensor bytes');
+    expect(readFileSync(join(config, 'models', 'tokenizer', 'weights', 'layer0.bin'), 'utf8')).toBe('tensor bytes');
+    expect(readFileSync(join(config, 'resources', 'labels', 'labels.txt'), 'utf8')).toBe('cat\ndog\n');
+  });
+
+  it('refuses a URI outside the platform bucket’s models/ prefix with what to do instead', async () => {
+    const version = await putVersion('acct-artifacts', {
+      models: [{ name: 'llm', version: '1', uri: 'https://api.ngc.nvidia.com/v2/models/org/llm/versions/1/files' }],
+    });
+    const termination = join(scratch, 'termination-log');
+    const code = await fetchArtifactsMain({ ...process.env, NVCF_FUNCTION_ID: version.functionId, NVCF_FUNCTION_VERSION_ID: version.versionId, NVCF_ARTIFACTS_DIR: join(scratch, 'c2'), NVCF_TERMINATION_LOG: termination });
+    expect(code).toBe(1);
+    expect(readFileSync(termination, 'utf8')).toBe(
+      `"llm" has URI "https://api.ngc.nvidia.com/v2/models/org/llm/versions/1/files", which is not an s3:// URI; upload it to s3://${bucketName()}/models/... and use that URI`,
+    );
+  });
+
+  it('names the object it cannot read', async () => {
+    const version = await putVersion('acct-artifacts', { models: [{ name: 'gone', version: '1', uri: `s3://${bucketName()}/models/acct/missing.tar.gz` }] });
+    const termination = join(scratch, 'termination-log-2');
+    const code = await fetchArtifactsMain({ ...process.env, NVCF_FUNCTION_ID: version.functionId, NVCF_FUNCTION_VERSION_ID: version.versionId, NVCF_ARTIFACTS_DIR: join(scratch, 'c3'), NVCF_TERMINATION_LOG: termination });
+    expect(code).toBe(1);
+    expect(readFileSync(termination, 'utf8')).toMatch(/^cannot read s3:\/\/.*\/models\/acct\/missing.tar.gz for "gone": NoSuchKey/);
+  });
+});

@@ -1,0 +1,176 @@
+/**
+ * The Kubernetes objects the controller applies for a workload, validated
+ * against the Kubernetes schemas (kubernetes-models); KEDA's objects have no
+ * model there, so their shape is asserted.
+ */
+import { Deployment } from 'kubernetes-models/apps/v1';
+import { Namespace } from 'kubernetes-models/v1';
+import { describe, expect, it } from 'vitest';
+import type { FunctionVersionRecord } from '../../core/model';
+import { ENV, K8S } from '../../core/names';
+import { agentEnvironment, helmNamespaceObject, workloadObjects } from '../../gpu-agent/controller/k8s/objects';
+import { workloadFingerprint } from '../../gpu-agent/controller/plan';
+import { CONTEXT, testVersion, workloadOf } from '../support/k8s-fixtures';
+
+const envOf = (container: { env?: { name: string; value?: string }[] }) => Object.fromEntries((container.env ?? []).map((e) => [e.name, e.value]));
+
+function objectsOf(version: FunctionVersionRecord) {
+  const [auth, deployment, scaled] = workloadObjects(workloadOf(version), CONTEXT) as any[];
+  return { auth, deployment, scaled };
+}
+
+describe('container function objects', () => {
+  it('produce a Deployment that validates against the Kubernetes schema', () => {
+    const { deployment } = objectsOf(testVersion({ models: [{ name: 'weights', version: '1', uri: 's3://platform-bucket/models/w.tar.gz' }] }));
+    expect(() => new Deployment(deployment).validate()).not.toThrow();
+    expect(deployment.metadata).toMatchObject({ name: 'nvcf-v0v0v0v0-0000-4000-8000-000000000002-0', namespace: K8S.functionsNamespace });
+  });
+
+  it('leave the replica count to KEDA and label everything with the workload key and fingerprint', () => {
+    const version = testVersion();
+    const { auth, deployment, scaled } = objectsOf(version);
+    expect(deployment.spec.replicas).toBeUndefined();
+    for (const object of [auth, deployment, scaled]) {
+      expect(object.metadata.labels).toMatchObject({ [K8S.workloadLabel]: `${version.versionId}-0`, 'app.kubernetes.io/managed-by': 'nvcf-controller' });
+      expect(object.metadata.annotations[K8S.fingerprintAnnotation]).toBe(workloadFingerprint(workloadOf(version)));
+    }
+  });
+
+  it('run the user container on one GPU of the requested type, tolerating the GPU taint, with readiness from health', () => {
+    const pod = objectsOf(testVersion()).deployment.spec.template.spec;
+    expect(pod.nodeSelector).toEqual({ 'nvcf.io/gpu': 'L40S', 'node.kubernetes.io/instance-type': 'g6e.xlarge', 'kubernetes.io/arch': 'amd64' });
+    expect(pod.tolerations).toEqual([{ key: 'nvidia.com/gpu', operator: 'Exists', effect: 'NoSchedule' }]);
+    const inference = pod.containers.find((c: { name: string }) => c.name === 'inference');
+    expect(inference).toMatchObject({
+      image: 'nvcr.io/example/echo:1.0',
+      args: ['--workers', '2'],
+      ports: [{ name: 'inference', containerPort: 8000 }],
+      resources: { limits: { 'nvidia.com/gpu': '1' } },
+      readinessProbe: { httpGet: { path: '/health', port: 8000 }, timeoutSeconds: 10 },
+      securityContext: { allowPrivilegeEscalation: false },
+    });
+    expect(inference.volumeMounts).toContainEqual({ name: 'config', mountPath: '/config', readOnly: true });
+    expect(envOf(inference)).toMatchObject({ MODEL: 'small', NVCF_FUNCTION_ID: 'f0f0f0f0-0000-4000-8000-000000000001', NVCF_BACKEND: 'AWS', NVCF_REGION: 'us-east-1' });
+    // The user container gets no table or bucket names: those are the worker's.
+    expect(envOf(inference)[ENV.functionsTable]).toBeUndefined();
+  });
+
+  it('put the worker beside it: agent image, non-root, loopback URL, shared work dir, queue and tables', () => {
+    const pod = objectsOf(testVersion()).deployment.spec.template.spec;
+    const worker = pod.containers.find((c: { name: string }) => c.name === 'worker');
+    expect(worker).toMatchObject({ image: CONTEXT.agentImages.amd64, args: ['worker'], securityContext: { runAsNonRoot: true, readOnlyRootFilesystem: true } });
+    expect(envOf(worker)).toMatchObject({
+      NVCF_WORKER_INFERENCE_URL: 'http://127.0.0.1:8000',
+      NVCF_WORKER_ASSET_DIR: '/var/inf/inputAssets',
+      NVCF_WORKER_OUTPUT_DIR: '/var/inf/response',
+      NVCF_WORKER_QUEUE_URL: testVersion().deployment!.queueUrl,
+      NVCF_WORKER_MAX_CONCURRENCY: '4',
+      [ENV.functionsTable]: 'Functions',
+      [ENV.bucket]: 'platform-bucket',
+    });
+    const inference = pod.containers.find((c: { name: string }) => c.name === 'inference');
+    // Same path in both containers, so NVCF-ASSET-DIR means the same file to each.
+    expect(worker.volumeMounts).toContainEqual({ name: 'work', mountPath: '/var/inf' });
+    expect(inference.volumeMounts).toContainEqual({ name: 'work', mountPath: '/var/inf' });
+    expect(pod.serviceAccountName).toBe(K8S.workerServiceAccount);
+  });
+
+  it('give the worker time to drain: grace period beyond its own, container kept serving meanwhile', () => {
+    const pod = objectsOf(testVersion()).deployment.spec.template.spec;
+    const worker = pod.containers.find((c: { name: string }) => c.name === 'worker');
+    const inference = pod.containers.find((c: { name: string }) => c.name === 'inference');
+    const grace = Number(envOf(worker).NVCF_WORKER_GRACE_SECONDS);
+    expect(inference.lifecycle.preStop.sleep.seconds).toBe(grace);
+    expect(pod.terminationGracePeriodSeconds).toBeGreaterThan(grace);
+  });
+
+  it('fetch models and resources in an init container only when the version has some', () => {
+    expect(objectsOf(testVersion()).deployment.spec.template.spec.initContainers).toBeUndefined();
+    const version = testVersion({
+      models: [{ name: 'weights', version: '1', uri: 's3://platform-bucket/models/w.tar.gz' }],
+      resources: [{ name: 'vocab', version: '1', uri: 's3://platform-bucket/models/vocab.txt' }],
+    });
+    const [init] = objectsOf(version).deployment.spec.template.spec.initContainers;
+    expect(init).toMatchObject({ name: 'fetch-artifacts', image: CONTEXT.agentImages.amd64, args: ['fetch-artifacts'], terminationMessagePolicy: 'FallbackToLogsOnError' });
+    expect(init.volumeMounts).toContainEqual({ name: 'config', mountPath: '/config' });
+    expect(envOf(init)).toMatchObject({ NVCF_FUNCTION_ID: version.functionId, NVCF_FUNCTION_VERSION_ID: version.versionId, NVCF_ARTIFACTS_DIR: '/config', [ENV.bucket]: 'platform-bucket' });
+  });
+
+  it('use the arm64 agent image and node selector for a Graviton GPU type', () => {
+    const pod = objectsOf(testVersion({}, { gpu: 'T4G', instanceType: 'g5g.xlarge' })).deployment.spec.template.spec;
+    expect(pod.nodeSelector['kubernetes.io/arch']).toBe('arm64');
+    expect(pod.containers.find((c: { name: string }) => c.name === 'worker').image).toBe(CONTEXT.agentImages.arm64);
+  });
+
+  it('probe gRPC functions with the gRPC health protocol', () => {
+    const { deployment } = objectsOf(testVersion({ health: { protocol: 'gRPC', uri: '/', port: 8001, timeout: 'PT5S', expectedStatusCode: 0 }, inferencePort: 8001 }));
+    expect(() => new Deployment(deployment).validate()).not.toThrow();
+    expect(deployment.spec.template.spec.containers[0].readinessProbe).toMatchObject({ grpc: { port: 8001 }, timeoutSeconds: 5 });
+  });
+
+  it('scale with KEDA on the version queue: queueLength = maxRequestConcurrency, in-flight counted, min/max from the spec', () => {
+    const { auth, scaled, deployment } = objectsOf(testVersion({}, { minInstances: 0, maxInstances: 5, maxRequestConcurrency: 4 }));
+    expect(scaled).toMatchObject({
+      apiVersion: 'keda.sh/v1alpha1',
+      kind: 'ScaledObject',
+      metadata: { name: deployment.metadata.name, namespace: K8S.functionsNamespace },
+      spec: {
+        scaleTargetRef: { name: deployment.metadata.name },
+        minReplicaCount: 0,
+        maxReplicaCount: 5,
+        triggers: [
+          {
+            type: 'aws-sqs-queue',
+            authenticationRef: { name: auth.metadata.name },
+            metadata: { queueURL: testVersion().deployment!.queueUrl, queueLength: '4', awsRegion: 'us-east-1', scaleOnInFlight: 'true' },
+          },
+        ],
+      },
+    });
+    // KEDA reads trigger metadata as strings only.
+    for (const value of Object.values(scaled.spec.triggers[0].metadata)) expect(typeof value).toBe('string');
+    expect(auth).toMatchObject({ apiVersion: 'keda.sh/v1alpha1', kind: 'TriggerAuthentication', spec: { podIdentity: { provider: 'aws', identityOwner: 'keda' } } });
+  });
+
+  it('fail with an actionable message when no agent image exists for the nodes’ architecture', () => {
+    const workload = workloadOf(testVersion({}, { gpu: 'T4G', instanceType: 'g5g.xlarge' }));
+    expect(() => workloadObjects(workload, { ...CONTEXT, agentImages: { amd64: 'x' } })).toThrow(/no gpu-agent image for arm64/);
+  });
+});
+
+describe('Helm function objects', () => {
+  const helmVersion = () => testVersion({ containerImage: undefined, helmChart: 'https://charts.example.com/echo-0.1.0.tgz', helmChartServiceName: 'echo' });
+
+  it('run a worker-only Deployment on the system nodes that calls the chart’s service in the version namespace', () => {
+    const { deployment } = objectsOf(helmVersion());
+    expect(() => new Deployment(deployment).validate()).not.toThrow();
+    const pod = deployment.spec.template.spec;
+    expect(pod.containers.map((c: { name: string }) => c.name)).toEqual(['worker']);
+    expect(pod.nodeSelector).toEqual({ 'nvcf.io/node-role': 'system', 'kubernetes.io/arch': 'amd64' });
+    expect(envOf(pod.containers[0]).NVCF_WORKER_INFERENCE_URL).toBe('http://echo.nvcf-fn-v0v0v0v0-0000-4000-8000-000000000002-0.svc:8000');
+  });
+
+  it('install into a labelled namespace with the baseline pod security level', () => {
+    const namespace = helmNamespaceObject(workloadOf(helmVersion())) as any;
+    expect(() => new Namespace(namespace).validate()).not.toThrow();
+    expect(namespace.metadata.name.length).toBeLessThanOrEqual(63);
+    expect(namespace.metadata.labels).toMatchObject({ 'pod-security.kubernetes.io/enforce': 'baseline', [K8S.workloadLabel]: `${helmVersion().versionId}-0` });
+  });
+});
+
+describe('agent environment', () => {
+  it('copies the table, bucket and queue settings and the region, not the controller’s cluster settings', () => {
+    const env = agentEnvironment({
+      [ENV.functionsTable]: 'F',
+      [ENV.instancesTable]: 'I',
+      [ENV.bucket]: 'B',
+      [ENV.queuePrefix]: 'nvcf-',
+      [ENV.clusterName]: 'cluster',
+      [ENV.agentImages]: '{}',
+      AWS_REGION: 'eu-west-1',
+      POWERTOOLS_LOG_LEVEL: 'INFO',
+      HOME: '/root',
+    });
+    expect(env).toEqual({ [ENV.functionsTable]: 'F', [ENV.instancesTable]: 'I', [ENV.bucket]: 'B', [ENV.queuePrefix]: 'nvcf-', AWS_REGION: 'eu-west-1', POWERTOOLS_LOG_LEVEL: 'INFO' });
+  });
+});
