@@ -11,7 +11,7 @@ import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { createPresignedPost, type PresignedPost } from '@aws-sdk/s3-presigned-post';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { DeleteCommand, GetCommand, PutCommand, paginateQuery } from '@aws-sdk/lib-dynamodb';
-import { z } from 'zod';
+import * as z from 'zod';
 import { dynamo, s3 } from './aws';
 import { bucketName, tableName } from './config';
 import { ASSET_MAX_BYTES, ASSET_TTL_SECONDS, MAX_DESCRIPTION_LENGTH, PRESIGNED_URL_SECONDS } from './limits';

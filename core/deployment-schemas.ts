@@ -4,7 +4,7 @@
  * ignored, as NVCF's own service ignores them; rules that need the function
  * version or the GPU offers live in core/deployments.ts.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import { MAX_INSTANCES_PER_SPECIFICATION, MAX_REQUEST_CONCURRENCY } from './limits';
 
 /** NVCF's own wording for this rule, which clients match on. */

@@ -16,7 +16,7 @@
  *   `inferenceUrl` (`/grpc`, `/gRPC`, `grpc.nvcf.nvidia.com:443`), since a gRPC
  *   container cannot answer an HTTP health check.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import {
   MAX_DESCRIPTION_LENGTH,
   MAX_NAME_LENGTH,

@@ -7,7 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import { DescribeClusterCommand, DescribeNodegroupCommand, ListNodegroupsCommand } from '@aws-sdk/client-eks';
-import { z } from 'zod';
+import * as z from 'zod';
 import { eks } from './aws';
 import { clusterName, gpusConfiguration } from './config';
 import { GPU_OFFERS_CACHE_SECONDS } from './limits';

@@ -3,7 +3,7 @@
  * read by the gpu-agent worker, and the header rules both sides share
  * (nvcf-api.md §3.1, §4.2).
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import { POLL_SECONDS_MAX } from './limits';
 
 /** The request body: inline in the message (≤ MAX_INLINE_REQUEST_BYTES once encoded) or an object in the bucket. */

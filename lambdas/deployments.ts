@@ -3,7 +3,7 @@
  * The rules and their order live in core/deployments.ts; this file parses
  * requests and renders NVCF's Deployment object.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import { deploymentRequestSchema } from '../core/deployment-schemas';
 import { deployVersion, requireDeployedVersion, undeployVersion, updateDeployment, type DeployedVersion } from '../core/deployments';
 import type { GpuSpecification } from '../core/model';

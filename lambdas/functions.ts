@@ -4,7 +4,7 @@
  * storage in core/functions.ts; this file parses requests and renders NVCF's
  * Function object.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import { createFunctionRequestSchema, metadataUpdateSchema } from '../core/function-schemas';
 import {
   createVersion,

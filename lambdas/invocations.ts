@@ -20,7 +20,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { SendMessageCommand } from '@aws-sdk/client-sqs';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import { z } from 'zod';
+import * as z from 'zod';
 import { getOwnedAsset } from '../core/assets';
 import { s3, sqs } from '../core/aws';
 import { bucketName } from '../core/config';

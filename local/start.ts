@@ -10,7 +10,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { z } from 'zod';
+import * as z from 'zod';
 import { API_KEY_PREFIX, registerApiKey } from '../core/api-keys';
 import { resetAwsClients } from '../core/aws';
 import { listDeployedVersions } from '../core/deployments';

@@ -11,7 +11,7 @@ import { createWriteStream } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { z } from 'zod';
+import * as z from 'zod';
 import { WORKER_ENV } from '../worker/config';
 import { containerEnvironment, workerEnvironment, type PlatformContext } from './environment';
 import { workloadFingerprint, type Workload } from './plan';

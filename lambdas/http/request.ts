@@ -4,7 +4,7 @@
  * that validate them and fail with a 4xx Problem.
  */
 import type { APIGatewayProxyEventV2WithLambdaAuthorizer } from 'aws-lambda';
-import { z } from 'zod';
+import * as z from 'zod';
 import { MAX_MANAGEMENT_BODY_BYTES } from '../../core/limits';
 import { badRequest, payloadTooLarge } from '../../core/problem';
 import type { RouteDefinition, Scope } from '../../core/routes';

@@ -5,7 +5,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Logger } from '@aws-lambda-powertools/logger';
-import { z } from 'zod';
+import * as z from 'zod';
 import { AWS_BACKEND } from '../../../core/gpus';
 import { ENV, SERVICE_NAME, type CpuArch } from '../../../core/names';
 import { KubernetesRuntime } from '../kubernetes';
