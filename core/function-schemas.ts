@@ -19,6 +19,10 @@
 import * as z from 'zod';
 import {
   MAX_DESCRIPTION_LENGTH,
+  MAX_ENVIRONMENT_NAME_LENGTH,
+  MAX_ENVIRONMENT_VARIABLES,
+  MAX_HEALTH_TIMEOUT_SECONDS,
+  PLATFORM_ENVIRONMENT_PREFIX,
   MAX_NAME_LENGTH,
   MAX_SECRET_NAME_LENGTH,
   MAX_SECRET_VALUE_LENGTH,
@@ -80,23 +84,41 @@ const inferenceUrl = uriString
 
 const path = uriString.regex(ABSOLUTE_PATH, 'must be a URL path starting with /, e.g. /v2/health/ready');
 
-const healthSchema = z.object(
-  {
-    protocol: z.enum(['HTTP', 'gRPC'], { error: 'must be HTTP or gRPC' }),
-    uri: uriString.regex(/^\S+$/, 'must not contain whitespace'),
-    port,
-    timeout: z.string(required).refine((timeout) => durationSeconds(timeout) > 0, {
-      error: 'must be a positive ISO-8601 duration such as PT10S',
-    }),
-    expectedStatusCode: z.number(required).int('must be an integer').min(100, 'must be an HTTP status code').max(599, 'must be an HTTP status code'),
-  },
-  { error: 'must be an object {protocol, uri, port, timeout, expectedStatusCode}' },
-);
+const platformPortMessage = `ports ${RESERVED_CONTAINER_PORTS.join(' and ')} are reserved for the platform`;
+const containerPort = port.refine((value) => !RESERVED_CONTAINER_PORTS.includes(value), { error: platformPortMessage });
+
+const healthSchema = z
+  .object(
+    {
+      protocol: z.enum(['HTTP', 'gRPC'], { error: 'must be HTTP or gRPC' }),
+      uri: uriString.regex(/^\S+$/, 'must not contain whitespace'),
+      port: containerPort,
+      timeout: z.string(required).refine((timeout) => durationSeconds(timeout) > 0 && durationSeconds(timeout) <= MAX_HEALTH_TIMEOUT_SECONDS, {
+        error: `must be a positive ISO-8601 duration of at most ${MAX_HEALTH_TIMEOUT_SECONDS} seconds, such as PT10S`,
+      }),
+      expectedStatusCode: z.number(required).int('must be an integer').min(100, 'must be an HTTP status code').max(599, 'must be an HTTP status code'),
+    },
+    { error: 'must be an object {protocol, uri, port, timeout, expectedStatusCode}' },
+  )
+  .superRefine((health, ctx) => {
+    // The worker and the readiness probe call it on the container: a path, never a URL of another host.
+    if (health.protocol === 'HTTP' && !ABSOLUTE_PATH.test(health.uri) && !RELATIVE_PATH.test(health.uri)) {
+      ctx.addIssue({ code: 'custom', path: ['uri'], message: 'must be the URL path the container answers health checks on, e.g. /v2/health/ready' });
+    }
+  })
+  .transform((health) => (health.protocol === 'HTTP' && !health.uri.startsWith('/') ? { ...health, uri: `/${health.uri}` } : health));
+
+/** Names a directory under /config/models or /config/resources. */
+export const ARTIFACT_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+/** Environment variable names as Kubernetes and POSIX shells take them. */
+const ENVIRONMENT_NAME = /^[A-Za-z_][A-Za-z0-9_.-]*$/;
+/** Kubernetes Service names (DNS-1035 labels): the worker of a Helm function calls http://<name>.<namespace>.svc. */
+const SERVICE_NAME = /^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$/;
 
 const artifactsSchema = z
   .array(
     z.object({
-      name: z.string(required).min(1, 'must not be empty').max(MAX_NAME_LENGTH, `must be at most ${MAX_NAME_LENGTH} characters`),
+      name: z.string(required).regex(ARTIFACT_NAME, 'must be 1 to 128 letters, digits, ".", "_" or "-", starting with a letter or digit (it names a directory under /config)'),
       version: z.string(required).min(1, 'must not be empty').max(MAX_NAME_LENGTH, `must be at most ${MAX_NAME_LENGTH} characters`),
       uri: uriString,
     }),
@@ -106,6 +128,30 @@ const artifactsSchema = z
     artifacts.forEach((artifact, i) => {
       if (seen.has(artifact.name)) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `duplicate name "${artifact.name}"; names must be unique` });
       seen.add(artifact.name);
+    });
+  });
+
+const containerEnvironmentSchema = z
+  .array(
+    z.object({
+      key: z
+        .string(required)
+        .max(MAX_ENVIRONMENT_NAME_LENGTH, `must be at most ${MAX_ENVIRONMENT_NAME_LENGTH} characters`)
+        .regex(ENVIRONMENT_NAME, 'must be an environment variable name: letters, digits, "_", "." or "-", not starting with a digit')
+        .refine((key) => !key.startsWith(PLATFORM_ENVIRONMENT_PREFIX), { error: `names starting with ${PLATFORM_ENVIRONMENT_PREFIX} are set by the platform` }),
+      value: z
+        .string(required)
+        .max(MAX_SECRET_VALUE_LENGTH, `must be at most ${MAX_SECRET_VALUE_LENGTH} characters`)
+        .refine((value) => !value.includes('\0'), { error: 'must not contain NUL characters' }),
+    }),
+    required,
+  )
+  .max(MAX_ENVIRONMENT_VARIABLES, `at most ${MAX_ENVIRONMENT_VARIABLES} variables are allowed`)
+  .superRefine((variables, ctx) => {
+    const seen = new Set<string>();
+    variables.forEach((variable, i) => {
+      if (seen.has(variable.key)) ctx.addIssue({ code: 'custom', path: [i, 'key'], message: `duplicate key "${variable.key}"` });
+      seen.add(variable.key);
     });
   });
 
@@ -167,20 +213,17 @@ export const createFunctionRequestSchema = z
         .max(MAX_NAME_LENGTH, `must be at most ${MAX_NAME_LENGTH} characters`)
         .regex(NAME, 'must start with a letter or digit and contain only letters, digits, - and _'),
       inferenceUrl,
-      inferencePort: port
-        .refine((value) => !RESERVED_CONTAINER_PORTS.includes(value), {
-          error: `ports ${RESERVED_CONTAINER_PORTS.join(' and ')} are reserved for the platform`,
-        })
-        .nullish(),
+      inferencePort: containerPort.nullish(),
       containerImage: uriString.regex(IMAGE_REFERENCE, 'must be a container image reference such as nvcr.io/org/image:tag').nullish(),
       containerArgs: z.string(required).max(MAX_URI_LENGTH, `must be at most ${MAX_URI_LENGTH} characters`).nullish(),
-      containerEnvironment: z
-        .array(z.object({ key: z.string(required).min(1, 'must not be empty'), value: z.string(required) }))
-        .nullish(),
+      containerEnvironment: containerEnvironmentSchema.nullish(),
       models: artifactsSchema.nullish(),
       resources: artifactsSchema.nullish(),
       helmChart: uriString.regex(/^(https?|oci):\/\/\S+$/, 'must be an http(s):// or oci:// URL of a Helm chart').nullish(),
-      helmChartServiceName: z.string(required).min(1, 'must not be empty').max(MAX_NAME_LENGTH, `must be at most ${MAX_NAME_LENGTH} characters`).nullish(),
+      helmChartServiceName: z
+        .string(required)
+        .regex(SERVICE_NAME, "must be the name of the chart's Kubernetes Service: at most 63 lower-case letters, digits and '-', starting with a letter")
+        .nullish(),
       apiBodyFormat: z.enum(['PREDICT_V2', 'CUSTOM'], { error: 'must be PREDICT_V2 or CUSTOM' }).nullish(),
       functionType: z.enum(['DEFAULT', 'STREAMING'], { error: 'must be DEFAULT or STREAMING' }).nullish(),
       healthUri: path.nullish(),

@@ -8,7 +8,7 @@ import { DeleteCommand, GetCommand, PutCommand, QueryCommand, UpdateCommand, typ
 import { dynamo } from './aws';
 import { tableName } from './config';
 import type { FunctionDefinition } from './function-schemas';
-import type { FunctionStatus, FunctionVersionRecord } from './model';
+import type { DeploymentRecord, FunctionStatus, FunctionVersionRecord, HealthInfo } from './model';
 import { BY_ACCOUNT_INDEX } from './tables';
 
 async function queryAll<T = FunctionVersionRecord>(input: QueryCommandInput): Promise<T[]> {
@@ -121,6 +121,46 @@ export async function changeStatus(change: StatusChange): Promise<FunctionVersio
     return Attributes as FunctionVersionRecord;
   } catch (error) {
     if (error instanceof ConditionalCheckFailedException) return undefined;
+    throw error;
+  }
+}
+
+/**
+ * Turns a deployed version to ERROR and appends `info` to its deployment's
+ * healthInfo: only from one of `from`, and only while the deployment is the
+ * one the caller saw (same createdAt), so that a failure seen in an old
+ * deployment never marks a redeploy. Other deployment fields are left alone,
+ * so a concurrent update (D3) is not undone. False when the condition failed.
+ */
+export async function reportVersionFailure(
+  version: Pick<FunctionVersionRecord, 'functionId' | 'versionId'> & { deployment: Pick<DeploymentRecord, 'createdAt'> },
+  info: HealthInfo,
+  from: readonly FunctionStatus[],
+): Promise<boolean> {
+  const fromList = from.map((_, i) => `:from${i}`);
+  const now = new Date().toISOString();
+  try {
+    await dynamo().send(
+      new UpdateCommand({
+        TableName: tableName('functions'),
+        Key: { functionId: version.functionId, versionId: version.versionId },
+        UpdateExpression:
+          'SET #status = :error, #updatedAt = :now, deployment.healthInfo = list_append(if_not_exists(deployment.healthInfo, :none), :info), deployment.updatedAt = :now',
+        ConditionExpression: `#status IN (${fromList.join(', ')}) AND deployment.createdAt = :createdAt`,
+        ExpressionAttributeNames: { '#status': 'status', '#updatedAt': 'updatedAt' },
+        ExpressionAttributeValues: {
+          ':error': 'ERROR',
+          ':now': now,
+          ':none': [],
+          ':info': [info],
+          ':createdAt': version.deployment.createdAt,
+          ...Object.fromEntries(from.map((status, i) => [`:from${i}`, status])),
+        },
+      }),
+    );
+    return true;
+  } catch (error) {
+    if (error instanceof ConditionalCheckFailedException) return false;
     throw error;
   }
 }

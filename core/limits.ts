@@ -54,6 +54,13 @@ export const UNDEPLOY_DRAIN_SECONDS = 8;
 
 /** Container ports the platform keeps for its own monitoring (nvcf-api.md §4.1); functions may not listen on them. */
 export const RESERVED_CONTAINER_PORTS: readonly number[] = [8080, 8010];
+/** Longest `health.timeout` accepted; a health check that needs longer is a container that is not up. */
+export const MAX_HEALTH_TIMEOUT_SECONDS = 3600;
+/** `containerEnvironment`: variables per version, and characters of a name (values share MAX_SECRET_VALUE_LENGTH). */
+export const MAX_ENVIRONMENT_VARIABLES = 256;
+export const MAX_ENVIRONMENT_NAME_LENGTH = 256;
+/** Variables the platform sets in every function container (nvcf-api.md §4.1); functions cannot set their own. */
+export const PLATFORM_ENVIRONMENT_PREFIX = 'NVCF_';
 export const MAX_SECRET_NAME_LENGTH = 48;
 /** Characters of one secret value (a JSON object counts as its serialized text). */
 export const MAX_SECRET_VALUE_LENGTH = 32768;

@@ -25,6 +25,8 @@ export const ENV = {
    * gpu-agent image URI; the controller runs the worker sidecar from the image matching the node.
    */
   agentImages: 'NVCF_AGENT_IMAGES',
+  /** Image the controller runs for model-only functions (no containerImage): NVIDIA Triton serving /config/models. */
+  tritonImage: 'NVCF_TRITON_IMAGE',
 } as const;
 
 /** Default prefix of per-version queue names; IAM grants are scoped to `<prefix>*`. */

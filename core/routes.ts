@@ -84,6 +84,15 @@ export interface RouteMatch {
   pathParameters: Record<string, string>;
 }
 
+/** A path segment, percent-decoded; one that is not valid percent-encoding is kept as sent, for the handler to reject. */
+function decodePathSegment(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
+  }
+}
+
 /**
  * Finds the route serving a request as API Gateway does: literal segments win
  * over `{param}` segments, so `/functions/ids` never matches `{functionId}`.
@@ -101,7 +110,7 @@ export function matchRoute(method: string, path: string): RouteMatch | { allowed
     const matches = pattern.every((part, i) => {
       const segment = segments[i]!;
       if (part.startsWith('{') && part.endsWith('}')) {
-        params[part.slice(1, -1)] = decodeURIComponent(segment);
+        params[part.slice(1, -1)] = decodePathSegment(segment);
         return true;
       }
       literals += 1;

@@ -21,6 +21,7 @@ import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { s3 } from '../core/aws';
 import { bucketName } from '../core/config';
+import { ARTIFACT_NAME } from '../core/function-schemas';
 import { getVersion } from '../core/functions';
 import type { ArtifactReference, FunctionVersionRecord } from '../core/model';
 import { S3_PREFIX, SERVICE_NAME } from '../core/names';
@@ -40,8 +41,6 @@ export const FETCH_ARTIFACTS_ENV = {
 
 const logger = new Logger({ serviceName: SERVICE_NAME, persistentKeys: { role: FETCH_ARTIFACTS_ROLE } });
 
-/** A model or resource name becomes one directory name. */
-const SAFE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 interface Archive {
   suffixes: string[];
@@ -81,7 +80,7 @@ function run(command: string[]): Promise<void> {
 }
 
 async function fetchOne(artifact: ArtifactReference, target: string, bucket: string): Promise<void> {
-  if (!SAFE_NAME.test(artifact.name)) fail(`artifact name "${artifact.name}" must be letters, digits, ".", "_" or "-" (it names a directory under /config)`);
+  if (!ARTIFACT_NAME.test(artifact.name)) fail(`artifact name "${artifact.name}" must be letters, digits, ".", "_" or "-" (it names a directory under /config)`);
   const key = artifactKey(artifact, bucket);
   const { Body } = await s3()
     .send(new GetObjectCommand({ Bucket: bucket, Key: key }))

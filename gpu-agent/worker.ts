@@ -18,7 +18,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { GetQueueAttributesCommand, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import { sqs } from '../core/aws';
 import { maxReceiveCount as configuredMaxReceiveCount } from '../core/config';
-import { changeStatus, getVersion } from '../core/functions';
+import { changeStatus, getVersion, reportVersionFailure } from '../core/functions';
 import { countReadyInstances, putHeartbeat, removeInstance, type InstanceState } from '../core/instances';
 import type { FunctionVersionRecord, GpuSpecification, HealthInfo } from '../core/model';
 import { findVersionQueueUrl } from '../core/queues';
@@ -211,8 +211,7 @@ export class Worker {
         ...(spec?.instanceType ?? this.config.instanceType ? { instanceType: spec?.instanceType ?? this.config.instanceType } : {}),
         error: `instance ${this.config.instanceId} did not become healthy within ${this.config.healthTimeoutSeconds} s: ${failure}`,
       };
-      const deployment = { ...version.deployment, healthInfo: [...(version.deployment.healthInfo ?? []), info], updatedAt: new Date().toISOString() };
-      await changeStatus({ functionId: version.functionId, versionId: version.versionId, from: ['DEPLOYING'], to: 'ERROR', set: { deployment } });
+      await reportVersionFailure({ ...version, deployment: version.deployment }, info, ['DEPLOYING']);
     }
     await removeInstance(this.config.versionId, this.config.instanceId);
   }

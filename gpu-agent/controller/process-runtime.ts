@@ -188,10 +188,12 @@ export class ProcessRuntime implements Runtime {
     await Promise.all(['assets', 'outputs'].map((sub) => mkdir(join(dir, sub), { recursive: true })));
 
     const hostEnv = Object.fromEntries(HOST_ENV.flatMap((name) => (process.env[name] ? [[name, process.env[name]!]] : [])));
-    const [program, ...args] = image.command.map((part) => part.replaceAll('{port}', String(port)));
+    const withPort = (text: string) => text.replaceAll('{port}', String(port));
+    const [program, ...args] = image.command.map(withPort);
+    const imageEnv = Object.fromEntries(Object.entries(image.env ?? {}).map(([name, value]) => [name, withPort(value)]));
     const command = spawn(program!, [...args, ...(version.containerArgs ? version.containerArgs.split(/\s+/).filter(Boolean) : [])], {
       cwd: this.options.imagesDir,
-      env: { ...hostEnv, ...image.env, ...containerEnvironment(workload, this.options.platform) },
+      env: { ...hostEnv, ...imageEnv, ...containerEnvironment(workload, this.options.platform) },
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true,
     });

@@ -4,7 +4,7 @@
  * runtime does not autoscale by itself, and turn the failures the runtime
  * sees into the version's ERROR status with `healthInfo`.
  */
-import { changeStatus } from '../../core/functions';
+import { reportVersionFailure } from '../../core/functions';
 import { listDeployedVersions } from '../../core/deployments';
 import type { FunctionVersionRecord, HealthInfo } from '../../core/model';
 import { queueCounts } from '../../core/queues';
@@ -89,8 +89,7 @@ export class Controller {
     const { version, spec } = workload;
     if (!version.deployment || version.status === 'ERROR') return;
     const info: HealthInfo = { gpu: spec.gpu, instanceType: spec.instanceType, ...(spec.backend ? { backend: spec.backend } : {}), error: failure };
-    const deployment = { ...version.deployment, healthInfo: [...(version.deployment.healthInfo ?? []), info], updatedAt: new Date().toISOString() };
-    const changed = await changeStatus({ functionId: version.functionId, versionId: version.versionId, from: ['DEPLOYING', 'ACTIVE'], to: 'ERROR', set: { deployment } });
+    const changed = await reportVersionFailure({ ...version, deployment: version.deployment }, info, ['DEPLOYING', 'ACTIVE']);
     if (changed) this.events.failed?.(workload, failure);
   }
 

@@ -21,6 +21,11 @@ describe('route table', () => {
     expect(match).toMatchObject({ route: { ref: 'D4' }, pathParameters: { functionId: 'f-1', functionVersionId: 'v-2' } });
   });
 
+  it('decodes path parameters, and keeps a segment that is not valid percent-encoding as sent', () => {
+    expect(matchRoute('GET', '/v2/nvcf/assets/a%2Db')).toMatchObject({ pathParameters: { assetId: 'a-b' } });
+    expect(matchRoute('GET', '/v2/nvcf/assets/%ZZ')).toMatchObject({ route: { ref: 'A3' }, pathParameters: { assetId: '%ZZ' } });
+  });
+
   it('reports the allowed methods when only the method is wrong', () => {
     expect(matchRoute('PATCH', '/v2/nvcf/assets')).toEqual({ allowed: ['POST', 'GET'] });
   });
