@@ -2,39 +2,40 @@
  * Deploy, update and undeploy a function version (nvcf-api.md §2.2, D1–D4).
  *
  * Every step is ordered so that a crash anywhere is repaired by retrying the
- * same request: idempotent work (queues, nodegroup sizing) comes before the
- * conditional status write that makes the change visible, and cleanup after
- * an undeploy is repeated by every later undeploy of the same version.
+ * same request or by the sweeper: a deploy creates its queues (new ones, named
+ * after the deployment) before the conditional status write that makes them
+ * visible; queues no deployment refers to (a deploy that lost a race or
+ * crashed, an undeploy) are drained and deleted by core/sweeper.ts. GPU
+ * nodegroups are sized after the write, from what the table then holds; a
+ * failure there is reported but does not undo the change (the cluster
+ * autoscaler brings nodes for pending instances either way).
  *
  * GPU nodegroup sizing (EKS only): each GPU instance gets a node of its own, so
  * a nodegroup's minSize is the sum of `minInstances` of every deployed
- * specification placed on it (gpu label and instance type match). maxSize is
+ * specification placed on it (gpu label and instance type match), and never
+ * less than the nodegroup's configured minNodes. maxSize is
  * raised when needed to hold that minimum and never lowered; desiredSize is
  * raised to the minimum, and lowered only by the nodes whose minimum went away.
  * The API owns minSize of GPU nodegroups from the first deployment on.
  */
 import { isDeepStrictEqual } from 'node:util';
-import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
-import { ResourceInUseException, UpdateNodegroupConfigCommand } from '@aws-sdk/client-eks';
-import { ScanCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import { DeleteMessageBatchCommand, QueueDeletedRecently, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
-import { dynamo, eks, sqs } from './aws';
-import { clusterName, tableName } from './config';
+import { UpdateNodegroupConfigCommand } from '@aws-sdk/client-eks';
+import { ScanCommand } from '@aws-sdk/lib-dynamodb';
+import { randomBytes } from 'node:crypto';
+import { dynamo, eks } from './aws';
+import { artifactObjectKey } from './artifacts';
+import { bucketName, clusterName, maxReceiveCount, tableName } from './config';
 import type { DeploymentRequest, GpuSpecificationInput } from './deployment-schemas';
-import { changeStatus, getOwnedVersion, getVersion } from './functions';
+import { UNDEPLOYED_ERROR, deadLetteredError, drainQueue } from './drain';
+import { changeStatus, getOwnedVersion } from './functions';
 import { AWS_BACKEND, LOCAL_CLUSTER_NAME, describeGpuNodegroup, gpuOffers, type GpuNodegroup, type GpuOffer, type NodegroupScaling } from './gpus';
 import { UNDEPLOY_DRAIN_SECONDS } from './limits';
 import type { DeploymentRecord, FunctionStatus, FunctionVersionRecord, GpuSpecification } from './model';
 import { Problem, badRequest, notFound } from './problem';
-import { deleteQueue, ensureVersionQueues, findVersionQueues, queueCounts, type VersionQueues } from './queues';
+import { UNDEPLOYED_AT_TAG, ensureDeploymentQueues, newDeploymentQueueNames, tagQueue, type VersionQueues } from './queues';
 
 /** Statuses in which a version has a deployment (and its queues). */
 export const DEPLOYED_STATUSES: readonly FunctionStatus[] = ['DEPLOYING', 'ACTIVE', 'ERROR'];
-
-/** Detail stored on invocations that were still queued when their version was undeployed. */
-export const UNDEPLOYED_DETAIL = 'the function version was undeployed before the request was processed';
-/** HTTP status reported for those invocations: the function can no longer serve them. */
-export const UNDEPLOYED_STATUS = 503;
 
 /** Fields of a specification an update (PUT) may repeat but not change; it changes only min/max/concurrency. */
 const FIXED_FIELDS = ['backend', 'availabilityZones', 'clusters', 'regions', 'attributes', 'preferredOrder', 'configuration'] as const;
@@ -153,32 +154,41 @@ function needsNoInstances(specs: readonly GpuSpecification[]): boolean {
   return specs.every((spec) => spec.minInstances === 0);
 }
 
+/** New queues for a deployment of `record`; tagged with the function and version they serve. */
 async function createQueues(record: FunctionVersionRecord): Promise<VersionQueues> {
-  try {
-    return await ensureVersionQueues(record.versionId, { 'nvcf:function-id': record.functionId });
-  } catch (error) {
-    if (error instanceof QueueDeletedRecently) {
-      throw new Problem(
-        409,
-        `${versionLabel(record.functionId, record.versionId)}: its queue was deleted by an undeploy less than 60 seconds ago and SQS allows re-creating it only after that; retry in a minute`,
-        { headers: { 'retry-after': '60' } },
-      );
-    }
-    throw error;
-  }
+  const names = newDeploymentQueueNames(record.versionId, randomBytes(4).toString('hex'));
+  return ensureDeploymentQueues(names, { 'nvcf:function-id': record.functionId, 'nvcf:version-id': record.versionId });
+}
+
+/** A change of deployment and, on EKS, why the GPU nodegroups could not be sized for it (the change stands regardless). */
+export interface DeploymentChange<T> {
+  version: T;
+  nodegroupError?: unknown;
+}
+
+/** Every model and resource must be an object the function pods may read; 400 naming each one that is not. */
+function checkArtifacts(record: FunctionVersionRecord): void {
+  const bucket = bucketName();
+  const problems = (['models', 'resources'] as const).flatMap((field) =>
+    (record[field] ?? []).flatMap((artifact, i) => {
+      const found = artifactObjectKey(artifact, bucket);
+      return 'problem' in found ? [`${field}[${i}]: ${found.problem}`] : [];
+    }),
+  );
+  if (problems.length > 0) throw badRequest(`${versionLabel(record.functionId, record.versionId)} cannot be deployed: ${problems.join('; ')}`);
 }
 
 /** D1: deploys an INACTIVE version; the version becomes DEPLOYING (ACTIVE when no instance is required). */
-export async function deployVersion(accountId: string, functionId: string, versionId: string, request: DeploymentRequest): Promise<DeployedVersion> {
+export async function deployVersion(accountId: string, functionId: string, versionId: string, request: DeploymentRequest): Promise<DeploymentChange<DeployedVersion>> {
   const record = await requireOwnedVersion(accountId, functionId, versionId);
   const label = versionLabel(functionId, versionId);
   if (record.status === 'DEPLOYING' || record.status === 'ACTIVE') throw badRequest(`${label}: Status ${record.status}, use PUT to update current deployment`);
   if (record.status === 'ERROR') throw badRequest(`${label}: Function already has a deployment with errors; undeploy it (DELETE) before deploying again`);
   const offers = await gpuOffers();
   const specifications = validateSpecifications(record, request.deploymentSpecifications, offers, clusterName() ?? LOCAL_CLUSTER_NAME);
+  checkArtifacts(record);
 
   const queues = await createQueues(record);
-  await sizeGpuNodegroups(offers, { versionId, specifications }, specifications);
   const now = new Date().toISOString();
   const deployment: DeploymentRecord = { specifications, createdAt: now, updatedAt: now, ...queues };
   const deployed = await changeStatus({
@@ -188,14 +198,15 @@ export async function deployVersion(accountId: string, functionId: string, versi
     to: needsNoInstances(specifications) ? 'ACTIVE' : 'DEPLOYING',
     set: { deployment },
   });
-  if (deployed) return deployed as DeployedVersion;
+  if (deployed) return { version: deployed as DeployedVersion, nodegroupError: await sizeGpuNodegroups(offers, specifications) };
   // Someone else changed the version meanwhile (a concurrent deploy, or a delete): answer as if we had come second.
+  // The queues made for this attempt are left to the sweeper.
   const current = await requireOwnedVersion(accountId, functionId, versionId);
   throw badRequest(`${label}: Status ${current.status}, use PUT to update current deployment`);
 }
 
 /** D3: changes min/max instances and request concurrency of a DEPLOYING or ACTIVE version. */
-export async function updateDeployment(accountId: string, functionId: string, versionId: string, request: DeploymentRequest): Promise<DeployedVersion> {
+export async function updateDeployment(accountId: string, functionId: string, versionId: string, request: DeploymentRequest): Promise<DeploymentChange<DeployedVersion>> {
   const label = versionLabel(functionId, versionId);
   // A worker may flip DEPLOYING to ACTIVE between our read and our write; read again and retry then.
   for (let attempt = 0; attempt < 3; attempt += 1) {
@@ -206,131 +217,41 @@ export async function updateDeployment(accountId: string, functionId: string, ve
     const validated = validateSpecifications(record, request.deploymentSpecifications, offers, clusterName() ?? LOCAL_CLUSTER_NAME);
     const specifications = mergeSpecificationUpdate(record.deployment.specifications, validated, request.deploymentSpecifications);
 
-    await sizeGpuNodegroups(offers, { versionId, specifications }, specifications);
     const deployment: DeploymentRecord = { ...record.deployment, specifications, updatedAt: new Date().toISOString() };
     const to = record.status === 'DEPLOYING' && needsNoInstances(specifications) ? 'ACTIVE' : record.status;
     const updated = await changeStatus({ functionId, versionId, from: [record.status], to, set: { deployment } });
-    if (updated) return updated as DeployedVersion;
+    if (updated) return { version: updated as DeployedVersion, nodegroupError: await sizeGpuNodegroups(offers, specifications) };
   }
   throw new Problem(409, `${label}: the deployment kept changing while it was being updated; retry`);
 }
 
-export interface UndeployOutcome {
-  version: FunctionVersionRecord;
-  /** False when the version was not deployed (a repeated undeploy); leftovers were cleaned up all the same. */
-  undeployed: boolean;
-  /** False when the queues were kept: graceful and still busy, or not every queued invocation was reached yet. */
-  queuesRemoved: boolean;
-  /** Why the GPU nodegroups could not be lowered; the undeploy stands regardless. */
-  nodegroupError?: unknown;
-}
-
 /**
- * D4: the version becomes INACTIVE and loses its deployment; invocations still
- * waiting in its queues are marked errored, and the queues are deleted (with
- * `graceful`, only once no message is in flight). Repeating it on an INACTIVE
- * version redoes the queue cleanup and reports `undeployed: false`.
+ * D4: the version becomes INACTIVE and loses its deployment. Its queues are
+ * marked as retired and the invocations waiting in them become ERRORED (the
+ * sweeper drains them again and deletes them once quiet: an invocation that
+ * read the version as ACTIVE just before may still send its message). Jobs
+ * already running finish: the instances stop, and their workers finish what
+ * they hold within their grace period and hand back the rest, which the
+ * sweeper then errors. Undefined when the version was not deployed.
  */
-export async function undeployVersion(accountId: string, functionId: string, versionId: string, graceful: boolean): Promise<UndeployOutcome> {
+export async function undeployVersion(accountId: string, functionId: string, versionId: string): Promise<DeploymentChange<FunctionVersionRecord> | undefined> {
   const record = await requireOwnedVersion(accountId, functionId, versionId);
-  const undeployedRecord = record.status === 'INACTIVE' ? undefined : await changeStatus({ functionId, versionId, from: DEPLOYED_STATUSES, to: 'INACTIVE', remove: ['deployment'] });
-  const version = undeployedRecord ?? (record.status === 'INACTIVE' ? record : await requireOwnedVersion(accountId, functionId, versionId));
-  const queuesRemoved = await settleUndeployedQueues(functionId, versionId, graceful);
-  let nodegroupError: unknown;
-  if (undeployedRecord && record.deployment) {
-    try {
-      await sizeGpuNodegroups(await gpuOffers(), { versionId, specifications: [] }, record.deployment.specifications);
-    } catch (error) {
-      nodegroupError = error;
-    }
-  }
-  return { version, undeployed: undeployedRecord !== undefined, queuesRemoved, nodegroupError };
+  if (!isDeployed(record)) return undefined;
+  const undeployed = await changeStatus({ functionId, versionId, from: DEPLOYED_STATUSES, to: 'INACTIVE', remove: ['deployment'] });
+  if (!undeployed) return undefined;
+  await retireQueues(record.deployment);
+  return { version: undeployed, nodegroupError: await sizeGpuNodegroups(await gpuOffers(), record.deployment.specifications) };
 }
 
-/**
- * Cleans up the queues of an undeployed version: invocations whose messages
- * still wait (in the queue or its dead-letter queue) become ERRORED, then both
- * queues are deleted, unless `graceful` and messages are still in flight.
- * Returns whether the queues are gone. Safe to repeat (the controller may call
- * it for INACTIVE versions whose queues remain); does nothing to a version that
- * was deployed again meanwhile.
- */
-export async function settleUndeployedQueues(functionId: string, versionId: string, graceful: boolean): Promise<boolean> {
-  const { queueUrl, deadLetterQueueUrl } = await findVersionQueues(versionId);
-  if (!queueUrl && !deadLetterQueueUrl) return true;
-  if (await isDeployedAgain(functionId, versionId)) return false;
+/** Tags a deployment's queues as retired now (the sweeper's clock) and errors the invocations waiting in them. */
+async function retireQueues(deployment: VersionQueues): Promise<void> {
+  const tags = { [UNDEPLOYED_AT_TAG]: String(Date.now()) };
+  await Promise.all([deployment.queueUrl, deployment.deadLetterQueueUrl].map((url) => tagQueue(url, tags)));
   const deadline = Date.now() + UNDEPLOY_DRAIN_SECONDS * 1000;
-  const drained = await Promise.all([queueUrl, deadLetterQueueUrl].map((url) => (url ? errorWaitingInvocations(url, deadline) : true)));
-  if (drained.includes(false)) return false;
-  if (graceful && queueUrl) {
-    const counts = await queueCounts(queueUrl);
-    if (counts && counts.waiting + counts.inFlight > 0) return false;
-  }
-  if (await isDeployedAgain(functionId, versionId)) return false;
-  await Promise.all([queueUrl, deadLetterQueueUrl].map((url) => (url ? deleteQueue(url) : undefined)));
-  return true;
-}
-
-async function isDeployedAgain(functionId: string, versionId: string): Promise<boolean> {
-  const current = await getVersion(functionId, versionId);
-  return current !== undefined && current.status !== 'INACTIVE';
-}
-
-/** Receives every waiting message of a queue and errors its invocation; false when the deadline came first. */
-async function errorWaitingInvocations(queueUrl: string, deadline: number): Promise<boolean> {
-  while (Date.now() < deadline) {
-    const { Messages = [] } = await sqs().send(
-      // A short wait rather than none: a zero-wait receive samples only some SQS servers and may miss messages.
-      new ReceiveMessageCommand({ QueueUrl: queueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1, VisibilityTimeout: 60 }),
-    );
-    if (Messages.length === 0) return true;
-    await Promise.all(Messages.map((message) => errorInvocation(requestIdOf(message.Body))));
-    await sqs().send(
-      new DeleteMessageBatchCommand({
-        QueueUrl: queueUrl,
-        Entries: Messages.map((message, i) => ({ Id: String(i), ReceiptHandle: message.ReceiptHandle })),
-      }),
-    );
-  }
-  return false;
-}
-
-function requestIdOf(body: string | undefined): string | undefined {
-  try {
-    const requestId = (JSON.parse(body ?? '') as { requestId?: unknown }).requestId;
-    return typeof requestId === 'string' && requestId ? requestId : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * Marks an invocation ERRORED because its version was undeployed. Only a
- * message nobody holds reaches us, so its invocation will not run: QUEUED, or
- * IN_PROGRESS left behind by a worker that died. Terminal ones stay as they are.
- */
-async function errorInvocation(requestId: string | undefined): Promise<void> {
-  if (!requestId) return;
-  try {
-    await dynamo().send(
-      new UpdateCommand({
-        TableName: tableName('invocations'),
-        Key: { requestId },
-        UpdateExpression: 'SET #status = :errored, #error = :error, #updatedAt = :now',
-        ConditionExpression: 'attribute_exists(requestId) AND #status IN (:queued, :inProgress)',
-        ExpressionAttributeNames: { '#status': 'status', '#error': 'error', '#updatedAt': 'updatedAt' },
-        ExpressionAttributeValues: {
-          ':errored': 'ERRORED',
-          ':queued': 'QUEUED',
-          ':inProgress': 'IN_PROGRESS',
-          ':error': { status: UNDEPLOYED_STATUS, detail: UNDEPLOYED_DETAIL },
-          ':now': new Date().toISOString(),
-        },
-      }),
-    );
-  } catch (error) {
-    if (!(error instanceof ConditionalCheckFailedException)) throw error;
-  }
+  await Promise.all([
+    drainQueue(deployment.queueUrl, UNDEPLOYED_ERROR, { deadline }),
+    drainQueue(deployment.deadLetterQueueUrl, deadLetteredError(maxReceiveCount()), { deadline }),
+  ]);
 }
 
 /** Every deployed version of every account, in full: the controller runs them, D1 sizes nodegroups for them. */
@@ -368,33 +289,38 @@ export function scalingFor(current: NodegroupScaling, required: number): Nodegro
 
 /**
  * Sets the scaling of the nodegroups that `affected` specifications run on,
- * counting `change` in place of what the table holds for that version. Off EKS
- * there is nothing to size. 503 while EKS is still applying an earlier update.
+ * from the deployments the table holds now. Off EKS there is nothing to size.
+ * Returns the first error instead of throwing: the change it follows is
+ * already stored, and the sweeper sizes every nodegroup again each minute.
  */
-async function sizeGpuNodegroups(
-  offers: readonly GpuOffer[],
-  change: { versionId: string; specifications: readonly GpuSpecification[] },
-  affected: readonly GpuSpecification[],
-): Promise<void> {
+async function sizeGpuNodegroups(offers: readonly GpuOffer[], affected: readonly GpuSpecification[]): Promise<unknown> {
+  return sizeNodegroups(offers, affected.map((spec) => nodegroupFor(spec, offers)?.name).filter((name) => name !== undefined));
+}
+
+/** Sizes every GPU nodegroup for what is deployed (the sweeper's repair of a sizing that failed); returns the first error. */
+export async function sizeAllGpuNodegroups(): Promise<unknown> {
+  if (!clusterName()) return undefined;
+  const offers = await gpuOffers();
+  return sizeNodegroups(offers, offers.flatMap((offer) => offer.nodegroups.map((nodegroup) => nodegroup.name)));
+}
+
+async function sizeNodegroups(offers: readonly GpuOffer[], names: readonly string[]): Promise<unknown> {
   const cluster = clusterName();
-  if (!cluster) return;
-  const targets = [...new Set(affected.map((spec) => nodegroupFor(spec, offers)?.name).filter((name) => name !== undefined))];
-  if (targets.length === 0) return;
-  const others = (await listDeployedVersions()).filter((version) => version.versionId !== change.versionId);
-  const specifications = [...others.flatMap((version) => version.deployment!.specifications), ...change.specifications];
+  const targets = [...new Set(names)];
+  if (!cluster || targets.length === 0) return undefined;
+  let firstError: unknown;
+  const specifications = (await listDeployedVersions()).flatMap((version) => version.deployment.specifications);
   for (const name of targets) {
-    const required = specifications.filter((spec) => nodegroupFor(spec, offers)?.name === name).reduce((sum, spec) => sum + spec.minInstances, 0);
-    const nodegroup = await describeGpuNodegroup(cluster, name);
-    if (!nodegroup) continue;
-    const scalingConfig = scalingFor(nodegroup.scaling, required);
-    if (isDeepStrictEqual(scalingConfig, nodegroup.scaling)) continue;
     try {
+      const nodegroup = await describeGpuNodegroup(cluster, name);
+      if (!nodegroup) continue;
+      const deployed = specifications.filter((spec) => nodegroupFor(spec, offers)?.name === name).reduce((sum, spec) => sum + spec.minInstances, 0);
+      const scalingConfig = scalingFor(nodegroup.scaling, Math.max(nodegroup.minNodes, deployed));
+      if (isDeepStrictEqual(scalingConfig, nodegroup.scaling)) continue;
       await eks().send(new UpdateNodegroupConfigCommand({ clusterName: cluster, nodegroupName: name, scalingConfig }));
     } catch (error) {
-      if (error instanceof ResourceInUseException) {
-        throw new Problem(503, `GPU nodegroup ${name} is still applying an earlier scaling change; retry in a minute`, { headers: { 'retry-after': '30' } });
-      }
-      throw error;
+      firstError ??= error;
     }
   }
+  return firstError;
 }

@@ -11,7 +11,7 @@ import * as z from 'zod';
 import { eks } from './aws';
 import { clusterName, gpusConfiguration } from './config';
 import { GPU_OFFERS_CACHE_SECONDS } from './limits';
-import { ENV, K8S } from './names';
+import { ENV, K8S, NODEGROUP_MIN_NODES_TAG } from './names';
 
 export interface NodegroupScaling {
   minSize: number;
@@ -25,6 +25,8 @@ export interface GpuNodegroup {
   gpu: string;
   instanceTypes: string[];
   scaling: NodegroupScaling;
+  /** Nodes the nodegroup keeps whatever is deployed: its configured minNodes (tag NODEGROUP_MIN_NODES_TAG). */
+  minNodes: number;
 }
 
 /** One GPU type and the instance types it comes in; the first instance type is the default. */
@@ -97,6 +99,7 @@ export async function describeGpuNodegroup(cluster: string, nodegroupName: strin
     name: nodegroupName,
     gpu,
     instanceTypes: nodegroup.instanceTypes ?? [],
+    minNodes: Number(nodegroup.tags?.[NODEGROUP_MIN_NODES_TAG] ?? 0) || 0,
     scaling: {
       minSize: nodegroup.scalingConfig?.minSize ?? 0,
       maxSize: nodegroup.scalingConfig?.maxSize ?? 0,

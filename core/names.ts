@@ -32,14 +32,29 @@ export const ENV = {
 /** Default prefix of per-version queue names; IAM grants are scoped to `<prefix>*`. */
 export const DEFAULT_QUEUE_PREFIX = 'nvcf-';
 
-/** Name of the queue that carries a deployed version's invocations. */
-export function queueName(versionId: string, prefix = DEFAULT_QUEUE_PREFIX): string {
-  return `${prefix}${versionId}`;
+/** Suffix of dead-letter queue names. */
+export const DEAD_LETTER_SUFFIX = '-dlq';
+
+export interface DeploymentQueueNames {
+  queueName: string;
+  deadLetterQueueName: string;
 }
 
-/** Name of the dead-letter queue beside a version's queue. */
-export function deadLetterQueueName(versionId: string, prefix = DEFAULT_QUEUE_PREFIX): string {
-  return `${prefix}${versionId}-dlq`;
+/**
+ * Names of the queue that carries a deployment's invocations and of the
+ * dead-letter queue beside it: `<prefix><versionId>-<generation>[-dlq]`. Each
+ * deployment of a version gets queues of its own, so the cleanup of an earlier
+ * deployment can never touch a later one's (and SQS's 60 s wait before a name
+ * can be reused never delays a redeploy).
+ */
+export function deploymentQueueNames(versionId: string, generation: string, prefix = DEFAULT_QUEUE_PREFIX): DeploymentQueueNames {
+  const queueName = `${prefix}${versionId}-${generation}`;
+  return { queueName, deadLetterQueueName: `${queueName}${DEAD_LETTER_SUFFIX}` };
+}
+
+/** The queue name at the end of a queue URL. */
+export function queueNameOf(queueUrl: string): string {
+  return decodeURIComponent(queueUrl.slice(queueUrl.lastIndexOf('/') + 1));
 }
 
 /** S3 key prefixes; lifecycle rules in lib/ expire the first three. */
@@ -61,6 +76,12 @@ export function inputObjectKey(requestId: string): string {
 export function outputObjectPrefix(requestId: string): string {
   return `${S3_PREFIX.outputs}${requestId}/`;
 }
+
+/**
+ * Tag of each GPU nodegroup, set by the CDK app: the configured minimum node
+ * count (`minNodes`), below which deployments never size the nodegroup.
+ */
+export const NODEGROUP_MIN_NODES_TAG = 'nvcf:min-nodes';
 
 /** Kubernetes names used by the CDK app and the controller. */
 export const K8S = {

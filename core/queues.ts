@@ -1,20 +1,25 @@
 /**
- * Per-version SQS queues: `nvcf-<versionId>` carries invocations, with a
- * dead-letter queue beside it. Created on deploy, deleted on undeploy.
+ * The SQS queues of deployments: `<prefix><versionId>-<generation>` carries
+ * invocations, with a dead-letter queue beside it (core/names.ts). Created on
+ * deploy; deleted by the sweeper (core/sweeper.ts) once no deployment refers to
+ * them and they are drained.
  */
 import {
   CreateQueueCommand,
   DeleteQueueCommand,
   GetQueueAttributesCommand,
-  GetQueueUrlCommand,
+  ListQueuesCommand,
+  ListQueueTagsCommand,
   QueueDoesNotExist,
+  TagQueueCommand,
 } from '@aws-sdk/client-sqs';
 import { GetCommand } from '@aws-sdk/lib-dynamodb';
 import { dynamo, sqs } from './aws';
 import { maxReceiveCount, queueKmsKeyId, queuePrefix, tableName } from './config';
+import { getVersion } from './functions';
 import { QUEUE_POSITION_CAP, QUEUE_RETENTION_SECONDS, QUEUE_VISIBILITY_TIMEOUT_SECONDS } from './limits';
 import type { InvocationStatus } from './model';
-import { deadLetterQueueName, queueName } from './names';
+import { deploymentQueueNames, type DeploymentQueueNames } from './names';
 
 export interface VersionQueues {
   queueUrl: string;
@@ -26,15 +31,19 @@ function encryptionAttributes(): Record<string, string> {
   return kmsKeyId ? { KmsMasterKeyId: kmsKeyId } : { SqsManagedSseEnabled: 'true' };
 }
 
+/** The queue names of a new deployment of `versionId`, under the configured prefix. */
+export function newDeploymentQueueNames(versionId: string, generation: string): DeploymentQueueNames {
+  return deploymentQueueNames(versionId, generation, queuePrefix());
+}
+
 /**
- * Creates (or finds, CreateQueue being idempotent for equal attributes) the
- * version's queue and dead-letter queue.
+ * Creates (or finds, CreateQueue being idempotent for equal attributes) a
+ * deployment's queue and dead-letter queue.
  */
-export async function ensureVersionQueues(versionId: string, tags: Record<string, string> = {}): Promise<VersionQueues> {
-  const prefix = queuePrefix();
+export async function ensureDeploymentQueues(names: DeploymentQueueNames, tags: Record<string, string> = {}): Promise<VersionQueues> {
   const { QueueUrl: deadLetterQueueUrl } = await sqs().send(
     new CreateQueueCommand({
-      QueueName: deadLetterQueueName(versionId, prefix),
+      QueueName: names.deadLetterQueueName,
       Attributes: { MessageRetentionPeriod: String(QUEUE_RETENTION_SECONDS), ...encryptionAttributes() },
       tags,
     }),
@@ -44,7 +53,7 @@ export async function ensureVersionQueues(versionId: string, tags: Record<string
   );
   const { QueueUrl: queueUrl } = await sqs().send(
     new CreateQueueCommand({
-      QueueName: queueName(versionId, prefix),
+      QueueName: names.queueName,
       Attributes: {
         VisibilityTimeout: String(QUEUE_VISIBILITY_TIMEOUT_SECONDS),
         MessageRetentionPeriod: String(QUEUE_RETENTION_SECONDS),
@@ -55,7 +64,7 @@ export async function ensureVersionQueues(versionId: string, tags: Record<string
       tags,
     }),
   );
-  if (!queueUrl || !deadLetterQueueUrl) throw new Error(`SQS returned no queue URL for version ${versionId}`);
+  if (!queueUrl || !deadLetterQueueUrl) throw new Error(`SQS returned no queue URL for ${names.queueName}`);
   return { queueUrl, deadLetterQueueUrl };
 }
 
@@ -63,29 +72,33 @@ function isMissingQueue(error: unknown): boolean {
   return error instanceof QueueDoesNotExist || (error as Error).name === 'AWS.SimpleQueueService.NonExistentQueue';
 }
 
-async function findQueueUrl(name: string): Promise<string | undefined> {
+/** URLs of every queue of this installation (its name prefix), dead-letter queues included. */
+export async function listPlatformQueues(): Promise<string[]> {
+  const urls: string[] = [];
+  let NextToken: string | undefined;
+  do {
+    const page = await sqs().send(new ListQueuesCommand({ QueueNamePrefix: queuePrefix(), MaxResults: 1000, NextToken }));
+    urls.push(...(page.QueueUrls ?? []));
+    NextToken = page.NextToken;
+  } while (NextToken);
+  return urls;
+}
+
+/** A queue's tags, or undefined when the queue does not exist. */
+export async function queueTags(queueUrl: string): Promise<Record<string, string> | undefined> {
   try {
-    const { QueueUrl } = await sqs().send(new GetQueueUrlCommand({ QueueName: name }));
-    return QueueUrl;
+    return (await sqs().send(new ListQueueTagsCommand({ QueueUrl: queueUrl }))).Tags ?? {};
   } catch (error) {
     if (isMissingQueue(error)) return undefined;
     throw error;
   }
 }
 
-/** The URL of a version's queue, or undefined when it does not exist. */
-export async function findVersionQueueUrl(versionId: string): Promise<string | undefined> {
-  return findQueueUrl(queueName(versionId, queuePrefix()));
-}
+/** Tag of a deployment's queues once no deployment uses them: when that happened, epoch milliseconds. */
+export const UNDEPLOYED_AT_TAG = 'nvcf:undeployed-at';
 
-/** Whichever of a version's queue and dead-letter queue still exist. */
-export async function findVersionQueues(versionId: string): Promise<Partial<VersionQueues>> {
-  const prefix = queuePrefix();
-  const [queueUrl, deadLetterQueueUrl] = await Promise.all([
-    findQueueUrl(queueName(versionId, prefix)),
-    findQueueUrl(deadLetterQueueName(versionId, prefix)),
-  ]);
-  return { queueUrl, deadLetterQueueUrl };
+export async function tagQueue(queueUrl: string, tags: Record<string, string>): Promise<void> {
+  await sqs().send(new TagQueueCommand({ QueueUrl: queueUrl, Tags: tags }));
 }
 
 export interface QueueCounts {
@@ -93,17 +106,26 @@ export interface QueueCounts {
   waiting: number;
   /** Messages received and not yet deleted, i.e. being worked on (ApproximateNumberOfMessagesNotVisible). */
   inFlight: number;
+  /** Messages sent with a delay that has not passed yet (ApproximateNumberOfMessagesDelayed). */
+  delayed: number;
+  /** When the queue was created, epoch milliseconds. */
+  createdAt: number;
 }
 
 /** SQS's approximate message counts of a queue, or undefined when the queue does not exist. */
 export async function queueCounts(queueUrl: string): Promise<QueueCounts | undefined> {
   try {
     const { Attributes } = await sqs().send(
-      new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'] }),
+      new GetQueueAttributesCommand({
+        QueueUrl: queueUrl,
+        AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible', 'ApproximateNumberOfMessagesDelayed', 'CreatedTimestamp'],
+      }),
     );
     return {
       waiting: Number(Attributes?.ApproximateNumberOfMessages ?? 0),
       inFlight: Number(Attributes?.ApproximateNumberOfMessagesNotVisible ?? 0),
+      delayed: Number(Attributes?.ApproximateNumberOfMessagesDelayed ?? 0),
+      createdAt: Number(Attributes?.CreatedTimestamp ?? 0) * 1000,
     };
   } catch (error) {
     if (isMissingQueue(error)) return undefined;
@@ -149,7 +171,7 @@ export async function queuePosition(accountId: string, requestId: string): Promi
   if (!invocation || invocation.accountId !== accountId || (invocation.expiresAt ?? Infinity) * 1000 < Date.now()) return undefined;
   let positionInQueue = 0;
   if (invocation.status === 'QUEUED') {
-    const queueUrl = await findVersionQueueUrl(invocation.versionId);
+    const queueUrl = (await getVersion(invocation.functionId, invocation.versionId))?.deployment?.queueUrl;
     const counts = queueUrl ? await queueCounts(queueUrl) : undefined;
     positionInQueue = Math.min(counts?.waiting ?? 0, QUEUE_POSITION_CAP);
   }

@@ -21,7 +21,6 @@ import { maxReceiveCount as configuredMaxReceiveCount } from '../core/config';
 import { changeStatus, getVersion, reportVersionFailure } from '../core/functions';
 import { countReadyInstances, putHeartbeat, removeInstance, type InstanceState } from '../core/instances';
 import type { FunctionVersionRecord, GpuSpecification, HealthInfo } from '../core/model';
-import { findVersionQueueUrl } from '../core/queues';
 import { logger, readWorkerConfig, type WorkerConfig } from './worker/config';
 import { waitForHealthy } from './worker/container';
 import { Job } from './worker/job';
@@ -34,8 +33,8 @@ function specificationOf(version: FunctionVersionRecord, config: WorkerConfig): 
   );
 }
 
-async function queueUrlOf(config: WorkerConfig, version: FunctionVersionRecord): Promise<string> {
-  const url = config.queueUrl ?? version.deployment?.queueUrl ?? (await findVersionQueueUrl(config.versionId));
+function queueUrlOf(config: WorkerConfig, version: FunctionVersionRecord): string {
+  const url = config.queueUrl ?? version.deployment?.queueUrl;
   if (!url) throw new Error(`version ${config.versionId} has no queue: is it deployed?`);
   return url;
 }
@@ -78,7 +77,7 @@ export class Worker {
 
   /** Runs until stopped; resolves with the process exit code. */
   async run(): Promise<number> {
-    const queueUrl = await queueUrlOf(this.config, this.version);
+    const queueUrl = queueUrlOf(this.config, this.version);
     const maxReceiveCount = await queueMaxReceiveCount(queueUrl);
     await this.heartbeat();
     this.heartbeatTimer = setInterval(() => void this.heartbeat(), this.config.heartbeatSeconds * 1000);

@@ -5,7 +5,7 @@
  */
 import * as z from 'zod';
 import { deploymentRequestSchema } from '../core/deployment-schemas';
-import { deployVersion, requireDeployedVersion, undeployVersion, updateDeployment, type DeployedVersion } from '../core/deployments';
+import { deployVersion, requireDeployedVersion, requireOwnedVersion, undeployVersion, updateDeployment, type DeployedVersion, type DeploymentChange } from '../core/deployments';
 import type { GpuSpecification } from '../core/model';
 import { badRequest } from '../core/problem';
 import { createApiHandler } from './http/handler';
@@ -48,10 +48,17 @@ function deploymentJson(record: DeployedVersion) {
   };
 }
 
+/** Logs why the GPU nodegroups could not be sized; the change stands, and the cluster autoscaler still brings nodes. */
+function reportNodegroupError<T>(change: DeploymentChange<T>, ids: Record<string, string>): T {
+  if (change.nodegroupError) logger.error('GPU nodegroups not sized for the deployment', { error: change.nodegroupError as Error, ...ids });
+  return change.version;
+}
+
 async function deploy(req: ApiRequest): Promise<ApiResponse> {
   const [functionId, versionId] = versionIds(req);
   const request = parseJsonBody(req, deploymentRequestSchema);
-  return json(200, deploymentJson(await deployVersion(req.caller.accountId, functionId, versionId, request)));
+  const change = await deployVersion(req.caller.accountId, functionId, versionId, request);
+  return json(200, deploymentJson(reportNodegroupError(change, { functionId, versionId })));
 }
 
 async function getDeployment(req: ApiRequest): Promise<ApiResponse> {
@@ -62,21 +69,25 @@ async function getDeployment(req: ApiRequest): Promise<ApiResponse> {
 async function update(req: ApiRequest): Promise<ApiResponse> {
   const [functionId, versionId] = versionIds(req);
   const request = parseJsonBody(req, deploymentRequestSchema);
-  return json(200, deploymentJson(await updateDeployment(req.caller.accountId, functionId, versionId, request)));
+  const change = await updateDeployment(req.caller.accountId, functionId, versionId, request);
+  return json(200, deploymentJson(reportNodegroupError(change, { functionId, versionId })));
 }
 
+/**
+ * `graceful` is accepted as NVCF clients send it; running jobs always get to
+ * finish (see undeployVersion), which is what graceful=true asks for.
+ */
 const undeployQuery = z.object({ graceful: queryFlag });
 
 async function undeploy(req: ApiRequest): Promise<ApiResponse> {
   const [functionId, versionId] = versionIds(req);
-  const graceful = parseQuery(req, undeployQuery).graceful === true;
-  const outcome = await undeployVersion(req.caller.accountId, functionId, versionId, graceful);
-  if (outcome.nodegroupError) logger.error('GPU nodegroups not lowered after undeploy', { error: outcome.nodegroupError as Error, functionId, versionId });
-  if (!outcome.undeployed) {
-    throw badRequest(`Function id '${functionId}', version '${versionId}': Status ${outcome.version.status}, the function version is not deployed`);
+  parseQuery(req, undeployQuery);
+  const change = await undeployVersion(req.caller.accountId, functionId, versionId);
+  if (!change) {
+    const { status } = await requireOwnedVersion(req.caller.accountId, functionId, versionId);
+    throw badRequest(`Function id '${functionId}', version '${versionId}': Status ${status}, the function version is not deployed`);
   }
-  if (!outcome.queuesRemoved) logger.info('version queues kept until drained', { functionId, versionId, graceful });
-  return json(200, { function: toFunctionJson(outcome.version) });
+  return json(200, { function: toFunctionJson(reportNodegroupError(change, { functionId, versionId })) });
 }
 
 /** Serves D1–D4 of core/routes.ts. */

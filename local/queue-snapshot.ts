@@ -7,12 +7,14 @@
  */
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { GetQueueUrlCommand, ListQueuesCommand, ReceiveMessageCommand, SendMessageBatchCommand } from '@aws-sdk/client-sqs';
+import { GetQueueUrlCommand, ReceiveMessageCommand, SendMessageBatchCommand } from '@aws-sdk/client-sqs';
 import { sqs } from '../core/aws';
-import { queuePrefix } from '../core/config';
+import { maxReceiveCount } from '../core/config';
 import { listDeployedVersions } from '../core/deployments';
 import { changeStatus } from '../core/functions';
-import { ensureVersionQueues, queueCounts } from '../core/queues';
+import { ensureDeploymentQueues, listPlatformQueues, queueCounts } from '../core/queues';
+import { UNDEPLOYED_ERROR, deadLetteredError, errorInvocation, requestIdOf } from '../core/drain';
+import { DEAD_LETTER_SUFFIX, queueNameOf } from '../core/names';
 
 interface Snapshot {
   queues: { name: string; bodies: string[] }[];
@@ -25,10 +27,10 @@ interface Snapshot {
  * `leaseSeconds` and it is taken then.
  */
 export async function saveQueues(file: string, leaseSeconds: number): Promise<number> {
-  const { QueueUrls = [] } = await sqs().send(new ListQueuesCommand({ QueueNamePrefix: queuePrefix() }));
+  const queueUrls = await listPlatformQueues();
   const snapshot: Snapshot = { queues: [] };
   const deadline = Date.now() + (leaseSeconds + 1) * 1000;
-  for (const queueUrl of QueueUrls) {
+  for (const queueUrl of queueUrls) {
     const bodies: string[] = [];
     for (;;) {
       // Nobody else receives any more; a long visibility keeps each message read once. No long poll:
@@ -41,18 +43,25 @@ export async function saveQueues(file: string, leaseSeconds: number): Promise<nu
       if (!counts || counts.inFlight <= bodies.length || Date.now() > deadline) break;
       await sleep(250);
     }
-    snapshot.queues.push({ name: decodeURIComponent(queueUrl.split('/').pop()!), bodies });
+    snapshot.queues.push({ name: queueNameOf(queueUrl), bodies });
   }
   await writeFile(file, JSON.stringify(snapshot));
   return snapshot.queues.reduce((sum, queue) => sum + queue.bodies.length, 0);
 }
 
-/** Recreates the deployed versions' queues, updates their URLs and re-sends what `file` saved; returns how many messages. */
+/**
+ * Recreates the deployed versions' queues (same names), updates their URLs and
+ * re-sends what `file` saved; returns how many messages. Messages of queues no
+ * deployment uses any more are not sent again: their invocations are errored,
+ * as the sweeper would have done.
+ */
 export async function restoreQueues(file: string): Promise<number> {
   for (const version of await listDeployedVersions()) {
-    const queues = await ensureVersionQueues(version.versionId);
-    if (queues.queueUrl === version.deployment.queueUrl && queues.deadLetterQueueUrl === version.deployment.deadLetterQueueUrl) continue;
-    await changeStatus({ functionId: version.functionId, versionId: version.versionId, from: [version.status], to: version.status, set: { deployment: { ...version.deployment, ...queues } } });
+    const { deployment } = version;
+    const names = { queueName: queueNameOf(deployment.queueUrl), deadLetterQueueName: queueNameOf(deployment.deadLetterQueueUrl) };
+    const queues = await ensureDeploymentQueues(names, { 'nvcf:function-id': version.functionId, 'nvcf:version-id': version.versionId });
+    if (queues.queueUrl === deployment.queueUrl && queues.deadLetterQueueUrl === deployment.deadLetterQueueUrl) continue;
+    await changeStatus({ functionId: version.functionId, versionId: version.versionId, from: [version.status], to: version.status, set: { deployment: { ...deployment, ...queues } } });
   }
   let snapshot: Snapshot;
   try {
@@ -64,9 +73,12 @@ export async function restoreQueues(file: string): Promise<number> {
   let restored = 0;
   for (const queue of snapshot.queues) {
     if (queue.bodies.length === 0) continue;
-    // Queues of versions undeployed meanwhile are gone; their messages were errored on undeploy.
     const queueUrl = await sqs().send(new GetQueueUrlCommand({ QueueName: queue.name })).then((out) => out.QueueUrl, () => undefined);
-    if (!queueUrl) continue;
+    if (!queueUrl) {
+      const error = queue.name.endsWith(DEAD_LETTER_SUFFIX) ? deadLetteredError(maxReceiveCount()) : UNDEPLOYED_ERROR;
+      await Promise.all(queue.bodies.map((Body) => requestIdOf({ Body })).map((requestId) => (requestId ? errorInvocation(requestId, error) : undefined)));
+      continue;
+    }
     for (let i = 0; i < queue.bodies.length; i += 10) {
       const batch = queue.bodies.slice(i, i + 10);
       await sqs().send(new SendMessageBatchCommand({ QueueUrl: queueUrl, Entries: batch.map((body, j) => ({ Id: String(j), MessageBody: body })) }));

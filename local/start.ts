@@ -16,7 +16,8 @@ import { resetAwsClients } from '../core/aws';
 import { listDeployedVersions } from '../core/deployments';
 import { parseGpuConfiguration } from '../core/gpus';
 import type { FunctionVersionRecord } from '../core/model';
-import { ENV } from '../core/names';
+import { ENV, queueNameOf } from '../core/names';
+import { sweepQueues } from '../core/sweeper';
 import { matchRoute } from '../core/routes';
 import { imageMapSchema, ProcessRuntime, type ImageMap, type InstanceEvent } from '../gpu-agent/controller/process-runtime';
 import { Controller } from '../gpu-agent/controller/reconcile';
@@ -31,6 +32,8 @@ const ROOT = resolve(dirname(new URL(import.meta.url).pathname), '..');
 /** The account NVCF_API_KEY belongs to. */
 const LOCAL_ACCOUNT_ID = 'local';
 const RECONCILE_INTERVAL_MS = 1000;
+/** The sweeper runs every minute on AWS; here more often, so that a terminal shows cleanups soon. */
+const SWEEP_INTERVAL_MS = 10_000;
 /** Visibility a job keeps on its message while its worker lives: how soon a crashed worker's job runs again. */
 const LEASE_SECONDS = 10;
 
@@ -200,15 +203,28 @@ async function main(): Promise<void> {
   }, watchedVersions());
 
   let stopping = false;
-  let pass: Promise<void> = Promise.resolve();
-  const loop = async () => {
-    while (!stopping) {
-      pass = controller.reconcile().catch((error) => say(`controller: ${(error as Error).message}`));
-      await pass;
-      await new Promise((resolve) => setTimeout(resolve, RECONCILE_INTERVAL_MS));
-    }
+  /** Runs `step` every `intervalMs` until the stack stops; `current()` is the run in progress. */
+  const every = (intervalMs: number, step: () => Promise<void>) => {
+    let running: Promise<void> = Promise.resolve();
+    void (async () => {
+      while (!stopping) {
+        running = step();
+        await running;
+        await new Promise((resolve) => setTimeout(resolve, intervalMs));
+      }
+    })();
+    return () => running;
   };
-  void loop();
+  const reconciling = every(RECONCILE_INTERVAL_MS, () => controller.reconcile().catch((error) => say(`controller: ${(error as Error).message}`)));
+  const sweeping = every(SWEEP_INTERVAL_MS, async () => {
+    try {
+      const report = await sweepQueues();
+      if (report.errored > 0) say(`sweeper: ${report.errored} invocation(s) that can no longer run marked errored`);
+      for (const url of report.deleted) say(`sweeper: queue ${queueNameOf(url)} deleted`);
+    } catch (error) {
+      say(`sweeper: ${(error as Error).message}`);
+    }
+  });
   const unpublish = await publishLocalStack(stackEnv);
 
   say(`API key (account "${LOCAL_ACCOUNT_ID}"): ${apiKey}`);
@@ -227,7 +243,7 @@ async function main(): Promise<void> {
     stopRequestedAt = Date.now();
     stopping = true;
     say(`${signal}: stopping instances (a second signal stops at once)`);
-    await pass;
+    await Promise.all([reconciling(), sweeping()]);
     await runtime.stopAll();
     if (queueSnapshot) {
       const saved = await saveQueues(queueSnapshot, LEASE_SECONDS);

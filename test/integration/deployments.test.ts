@@ -1,12 +1,13 @@
 import { randomUUID } from 'node:crypto';
-import { GetQueueUrlCommand, ListQueuesCommand, ReceiveMessageCommand, DeleteMessageCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
+import { ListQueuesCommand, ReceiveMessageCommand, DeleteMessageCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
 import { GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dynamo, sqs } from '../../core/aws';
 import { tableName } from '../../core/config';
 import { changeStatus, getVersion } from '../../core/functions';
 import type { FunctionVersionRecord, InvocationStatus } from '../../core/model';
-import { ENV } from '../../core/names';
+import { ENV, NODEGROUP_MIN_NODES_TAG, queueNameOf } from '../../core/names';
+import { SWEEPER, sweepQueues } from '../../core/sweeper';
 import { startFakeEks, type FakeEks } from '../support/fake-eks';
 import { putVersion } from '../support/function-versions';
 import { newAccount, startTestStack, type TestStack } from '../support/stack';
@@ -27,9 +28,13 @@ async function versionQueueNames(versionId: string): Promise<string[]> {
   return QueueUrls.map((url) => url.split('/').pop()!).sort();
 }
 
-async function queueUrlOf(versionId: string): Promise<string> {
-  const { QueueUrl } = await sqs().send(new GetQueueUrlCommand({ QueueName: `nvcf-${versionId}` }));
-  return QueueUrl!;
+async function queueUrlOf(version: Pick<FunctionVersionRecord, 'functionId' | 'versionId'>): Promise<string> {
+  return (await getVersion(version.functionId, version.versionId))!.deployment!.queueUrl;
+}
+
+/** A sweeper pass as it runs once the undeploy's quiet period is over. */
+async function sweepAfterQuietPeriod(): Promise<void> {
+  await sweepQueues(Date.now() + SWEEPER.quietMs);
 }
 
 async function putInvocation(version: FunctionVersionRecord, status: InvocationStatus): Promise<string> {
@@ -93,7 +98,10 @@ describe('deployments', () => {
         },
       });
       expect((await getVersion(version.functionId, version.versionId))?.status).toBe('DEPLOYING');
-      expect(await versionQueueNames(version.versionId)).toEqual([`nvcf-${version.versionId}`, `nvcf-${version.versionId}-dlq`]);
+      const [queueName, deadLetterQueueName] = await versionQueueNames(version.versionId);
+      expect(queueName).toMatch(new RegExp(`^nvcf-${version.versionId}-[0-9a-f]{8}$`));
+      expect(deadLetterQueueName).toBe(`${queueName}-dlq`);
+      expect((await getVersion(version.functionId, version.versionId))?.deployment).toMatchObject({ queueUrl: expect.stringMatching(new RegExp(`/${queueName}$`)) });
     });
 
     it('makes a version whose specifications all have minInstances 0 ACTIVE at once', async () => {
@@ -137,6 +145,24 @@ describe('deployments', () => {
       expect(again.json.detail).toContain('Status ACTIVE, use PUT to update current deployment');
     });
 
+    it('refuses a version whose models or resources the function pods could not fetch, naming each, and creates nothing', async () => {
+      const bucket = stack.env[ENV.bucket];
+      const version = await putVersion(owner.accountId, {
+        models: [{ name: 'ngc-model', version: '1', uri: 'v2/org/cf/org/models/m/versions/1/zip' }],
+        resources: [
+          { name: 'ok', version: '1', uri: `s3://${bucket}/models/vocab.tar.gz` },
+          { name: 'elsewhere', version: '1', uri: 's3://another-bucket/models/x' },
+        ],
+      });
+      const response = await deploy(version);
+      expect(response.statusCode).toBe(400);
+      expect(response.json.detail).toContain(`models[0]: "ngc-model" has URI "v2/org/cf/org/models/m/versions/1/zip", which is not an s3:// URI; upload it to s3://${bucket}/models/`);
+      expect(response.json.detail).toContain('resources[1]: "elsewhere" is at s3://another-bucket/models/x, outside');
+      expect(response.json.detail).not.toContain('resources[0]');
+      expect((await getVersion(version.functionId, version.versionId))?.status).toBe('INACTIVE');
+      expect(await versionQueueNames(version.versionId)).toEqual([]);
+    });
+
     it('refuses to deploy over a deployment with errors, as NVCF does', async () => {
       const version = await putVersion(owner.accountId);
       await deploy(version);
@@ -153,7 +179,10 @@ describe('deployments', () => {
       const again = await deploy(version, [{ ...SPEC, minInstances: 0 }]);
       expect(again.statusCode).toBe(200);
       expect(again.json.deployment.functionStatus).toBe('ACTIVE');
-      expect(await versionQueueNames(version.versionId)).toHaveLength(2);
+      // Queues of its own: the first deployment's are retired, whatever their state.
+      const { deployment } = (await getVersion(version.functionId, version.versionId))!;
+      await sweepAfterQuietPeriod();
+      expect(await versionQueueNames(version.versionId)).toEqual([queueNameOf(deployment!.queueUrl), queueNameOf(deployment!.deadLetterQueueUrl)].sort());
     });
   });
 
@@ -308,7 +337,7 @@ describe('deployments', () => {
   });
 
   describe('undeploy (D4)', () => {
-    it('answers the INACTIVE function and removes the queue and dead-letter queue', async () => {
+    it('answers the INACTIVE function; the sweeper removes the queue and dead-letter queue once the quiet period is over', async () => {
       const version = await putVersion(owner.accountId, { name: 'undeploy-fn' });
       await deploy(version);
       const response = await stack.call('DELETE', deploymentPath(version), { key: owner.key });
@@ -322,6 +351,10 @@ describe('deployments', () => {
         containerImage: version.containerImage,
         health: version.health,
       });
+      expect(await versionQueueNames(version.versionId)).toHaveLength(2);
+      await sweepQueues();
+      expect(await versionQueueNames(version.versionId)).toHaveLength(2);
+      await sweepAfterQuietPeriod();
       expect(await versionQueueNames(version.versionId)).toEqual([]);
       expect((await stack.call('GET', deploymentPath(version), { key: owner.key })).statusCode).toBe(404);
       expect((await getVersion(version.functionId, version.versionId))?.deployment).toBeUndefined();
@@ -349,7 +382,7 @@ describe('deployments', () => {
     it('marks queued invocations errored and leaves finished ones alone', async () => {
       const version = await putVersion(owner.accountId);
       await deploy(version);
-      const queueUrl = await queueUrlOf(version.versionId);
+      const queueUrl = await queueUrlOf(version);
       const queued = [await putInvocation(version, 'QUEUED'), await putInvocation(version, 'QUEUED')];
       const finished = await putInvocation(version, 'FULFILLED');
       for (const requestId of [...queued, finished]) {
@@ -364,13 +397,12 @@ describe('deployments', () => {
         });
       }
       expect((await invocation(finished)).status).toBe('FULFILLED');
-      expect(await versionQueueNames(version.versionId)).toEqual([]);
     });
 
-    it('with graceful=true leaves in-flight work alone and keeps the queues until they are drained', async () => {
+    it('leaves in-flight work alone and keeps the queues until it is done', async () => {
       const version = await putVersion(owner.accountId);
       await deploy(version);
-      const queueUrl = await queueUrlOf(version.versionId);
+      const queueUrl = await queueUrlOf(version);
       const running = await putInvocation(version, 'IN_PROGRESS');
       const waiting = await putInvocation(version, 'QUEUED');
       await sqs().send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: JSON.stringify({ requestId: running }) }));
@@ -383,12 +415,12 @@ describe('deployments', () => {
       expect(response.json.function.status).toBe('INACTIVE');
       expect((await invocation(waiting)).status).toBe('ERRORED');
       expect((await invocation(running)).status).toBe('IN_PROGRESS');
+      await sweepAfterQuietPeriod();
       expect(await versionQueueNames(version.versionId)).toHaveLength(2);
 
-      // The worker finishes its job; repeating the undeploy removes the drained queues.
+      // The worker finishes its job; the next pass removes the drained queues.
       await sqs().send(new DeleteMessageCommand({ QueueUrl: queueUrl, ReceiptHandle: Messages[0]!.ReceiptHandle }));
-      const again = await stack.call('DELETE', deploymentPath(version), { key: owner.key, query: 'graceful=true' });
-      expect(again.statusCode).toBe(400);
+      await sweepAfterQuietPeriod();
       expect(await versionQueueNames(version.versionId)).toEqual([]);
     });
 
@@ -512,17 +544,33 @@ describe('deployments on EKS', () => {
     expect(response.json.detail).toContain('instance type "g6e.2xlarge" is not offered with GPU L40S; offered: g6e.xlarge');
   });
 
-  it('answers 503 and records nothing while the nodegroup is still applying an earlier change, then deploys on retry', async () => {
+  it('keeps a deployment whose nodegroup is still applying an earlier change; the sweeper sizes it afterwards', async () => {
     const version = await putVersion(owner.accountId);
+    const before = eks.nodegroups.get('gpu-l40s')!.scaling.minSize;
     eks.busy.add('gpu-l40s');
-    const refused = await deploy(version, [l40s(1)]);
-    expect(refused.statusCode).toBe(503);
-    expect(refused.headers['retry-after']).toBe('30');
-    expect((await getVersion(version.functionId, version.versionId))?.status).toBe('INACTIVE');
+    const deployed = await deploy(version, [l40s(1)]);
+    expect(deployed.statusCode).toBe(200);
+    expect((await getVersion(version.functionId, version.versionId))?.status).toBe('DEPLOYING');
+    expect(eks.nodegroups.get('gpu-l40s')!.scaling.minSize).toBe(before);
 
     eks.busy.delete('gpu-l40s');
-    const retried = await deploy(version, [l40s(1)]);
-    expect(retried.statusCode).toBe(200);
-    expect(eks.nodegroups.get('gpu-l40s')!.scaling.minSize).toBe(1);
+    expect((await sweepQueues()).nodegroupError).toBeUndefined();
+    expect(eks.nodegroups.get('gpu-l40s')!.scaling.minSize).toBe(before + 1);
+    expect((await stack.call('DELETE', deploymentPath(version), { key: owner.key })).statusCode).toBe(200);
+    expect(eks.nodegroups.get('gpu-l40s')!.scaling.minSize).toBe(before);
+  });
+
+  it("never sizes a nodegroup below its configured minNodes (tag nvcf:min-nodes)", async () => {
+    eks.nodegroups.get('gpu-l4')!.tags = { [NODEGROUP_MIN_NODES_TAG]: '1' };
+    eks.nodegroups.get('gpu-l4')!.scaling = { minSize: 1, maxSize: 2, desiredSize: 1 };
+    const version = await putVersion(owner.accountId);
+    const l4 = (minInstances: number) => ({ gpu: 'L4', instanceType: 'g6.xlarge', minInstances, maxInstances: 4 });
+
+    expect((await deploy(version, [l4(2)])).statusCode).toBe(200);
+    expect(eks.nodegroups.get('gpu-l4')!.scaling).toEqual({ minSize: 2, maxSize: 2, desiredSize: 2 });
+    expect((await stack.call('DELETE', deploymentPath(version), { key: owner.key })).statusCode).toBe(200);
+    expect(eks.nodegroups.get('gpu-l4')!.scaling).toEqual({ minSize: 1, maxSize: 2, desiredSize: 1 });
+    await sweepQueues();
+    expect(eks.nodegroups.get('gpu-l4')!.scaling).toEqual({ minSize: 1, maxSize: 2, desiredSize: 1 });
   });
 });

@@ -1,14 +1,14 @@
 import { randomUUID } from 'node:crypto';
-import { GetQueueUrlCommand, ReceiveMessageCommand, SendMessageBatchCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
+import { ReceiveMessageCommand, SendMessageBatchCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
 import { PutCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dynamo, sqs } from '../../core/aws';
 import { tableName } from '../../core/config';
+import { getVersion } from '../../core/functions';
 import { QUEUE_POSITION_CAP } from '../../core/limits';
 import type { FunctionVersionRecord, InvocationStatus } from '../../core/model';
 import { ENV } from '../../core/names';
-import { ensureVersionQueues } from '../../core/queues';
-import { putVersion } from '../support/function-versions';
+import { deployVersion, putVersion } from '../support/function-versions';
 import { newAccount, startTestStack, type TestStack } from '../support/stack';
 
 const SPEC = { gpu: 'L40S', instanceType: 'g6e.xlarge', minInstances: 1, maxInstances: 2 };
@@ -59,8 +59,7 @@ describe('queues', () => {
       body: { deploymentSpecifications: [spec] },
     });
     expect(response.statusCode).toBe(200);
-    const { QueueUrl } = await sqs().send(new GetQueueUrlCommand({ QueueName: `nvcf-${version.versionId}` }));
-    return QueueUrl!;
+    return (await getVersion(version.functionId, version.versionId))!.deployment!.queueUrl;
   }
 
   describe('depth of a function (Q1)', () => {
@@ -138,8 +137,8 @@ describe('queues', () => {
 
   describe('position of a request (Q3)', () => {
     it('estimates a queued request as behind every waiting message', async () => {
-      const version = await putVersion(owner.accountId);
-      const { queueUrl } = await ensureVersionQueues(version.versionId);
+      const version = await deployVersion(await putVersion(owner.accountId), { status: 'ACTIVE' });
+      const { queueUrl } = version.deployment!;
       const requestId = await putInvocation({ accountId: owner.accountId, functionId: version.functionId, versionId: version.versionId, status: 'QUEUED' });
       await sendMessages(queueUrl, 2);
       await sqs().send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: JSON.stringify({ requestId }) }));
@@ -150,8 +149,8 @@ describe('queues', () => {
     });
 
     it(`caps the estimate at ${QUEUE_POSITION_CAP}`, async () => {
-      const version = await putVersion(owner.accountId);
-      const { queueUrl } = await ensureVersionQueues(version.versionId);
+      const version = await deployVersion(await putVersion(owner.accountId), { status: 'ACTIVE' });
+      const { queueUrl } = version.deployment!;
       await sendMessages(queueUrl, QUEUE_POSITION_CAP + 10);
       const requestId = await putInvocation({ accountId: owner.accountId, functionId: version.functionId, versionId: version.versionId, status: 'QUEUED' });
       const response = await stack.call('GET', `/v2/nvcf/queues/${requestId}/position`, { key: owner.key });
@@ -159,8 +158,8 @@ describe('queues', () => {
     });
 
     it('puts a request that has started or finished at position 0', async () => {
-      const version = await putVersion(owner.accountId);
-      const { queueUrl } = await ensureVersionQueues(version.versionId);
+      const version = await deployVersion(await putVersion(owner.accountId), { status: 'ACTIVE' });
+      const { queueUrl } = version.deployment!;
       await sendMessages(queueUrl, 4);
       for (const status of ['IN_PROGRESS', 'FULFILLED', 'ERRORED'] as const) {
         const requestId = await putInvocation({ accountId: owner.accountId, functionId: version.functionId, versionId: version.versionId, status });

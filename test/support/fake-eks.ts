@@ -11,6 +11,7 @@ export interface FakeNodegroup {
   name: string;
   labels?: Record<string, string>;
   instanceTypes?: string[];
+  tags?: Record<string, string>;
   scaling: { minSize: number; maxSize: number; desiredSize: number };
 }
 
@@ -84,6 +85,7 @@ export async function startFakeEks(
           status: 'ACTIVE',
           labels: nodegroup.labels,
           instanceTypes: nodegroup.instanceTypes,
+          tags: nodegroup.tags,
           scalingConfig: nodegroup.scaling,
         },
       });

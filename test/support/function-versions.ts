@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { changeStatus, putNewVersion } from '../../core/functions';
 import type { GpuSpecification, FunctionStatus, FunctionVersionRecord } from '../../core/model';
-import { ensureVersionQueues } from '../../core/queues';
+import { ensureDeploymentQueues, newDeploymentQueueNames } from '../../core/queues';
 
 /** Stores an INACTIVE container function version owned by `accountId`. */
 export async function putVersion(accountId: string, overrides: Partial<FunctionVersionRecord> = {}): Promise<FunctionVersionRecord> {
@@ -34,13 +34,13 @@ export async function putVersion(accountId: string, overrides: Partial<FunctionV
 
 export const TEST_SPECIFICATION: GpuSpecification = { gpu: 'L40S', instanceType: 'g6e.xlarge', minInstances: 0, maxInstances: 1, maxRequestConcurrency: 1 };
 
-/** Creates the version's queues and moves it from INACTIVE to `status` with a deployment of `specification`. */
+/** Creates queues for a deployment of the version and moves it from INACTIVE to `status` with a deployment of `specification`. */
 export async function deployVersion(
   record: FunctionVersionRecord,
   options: { status: Exclude<FunctionStatus, 'INACTIVE'>; specification?: Partial<GpuSpecification>; queueUrl?: string },
 ): Promise<FunctionVersionRecord> {
   const now = new Date().toISOString();
-  const queues = await ensureVersionQueues(record.versionId);
+  const queues = await ensureDeploymentQueues(newDeploymentQueueNames(record.versionId, randomUUID().slice(0, 8)));
   const deployment = {
     specifications: [{ ...TEST_SPECIFICATION, ...options.specification }],
     createdAt: now,

@@ -8,8 +8,8 @@ const OFFERS: GpuOffer[] = [
     gpu: 'L40S',
     instanceTypes: ['g6e.xlarge', 'g6e.2xlarge'],
     nodegroups: [
-      { name: 'ng-small', gpu: 'L40S', instanceTypes: ['g6e.xlarge'], scaling: { minSize: 0, maxSize: 2, desiredSize: 0 } },
-      { name: 'ng-large', gpu: 'L40S', instanceTypes: ['g6e.2xlarge'], scaling: { minSize: 0, maxSize: 2, desiredSize: 0 } },
+      { name: 'ng-small', gpu: 'L40S', instanceTypes: ['g6e.xlarge'], minNodes: 0, scaling: { minSize: 0, maxSize: 2, desiredSize: 0 } },
+      { name: 'ng-large', gpu: 'L40S', instanceTypes: ['g6e.2xlarge'], minNodes: 0, scaling: { minSize: 0, maxSize: 2, desiredSize: 0 } },
     ],
   },
 ];

@@ -73,6 +73,11 @@ describe('createFunctionRequestSchema', () => {
     expect(parsed.healthUri).toBe('/');
   });
 
+  it('stores an HTTP health uri without its leading / as a path', () => {
+    const health = { protocol: 'HTTP', uri: 'v2/health/ready', port: 8000, timeout: 'PT10S', expectedStatusCode: 200 } as const;
+    expect(createFunctionRequestSchema.parse({ ...MINIMAL, health }).health.uri).toBe('/v2/health/ready');
+  });
+
   it('keeps both a deprecated healthUri and a health object as given', () => {
     const health = { protocol: 'HTTP', uri: '/ready', port: 8000, timeout: 'PT10S', expectedStatusCode: 204 } as const;
     const parsed = createFunctionRequestSchema.parse({ ...MINIMAL, healthUri: '/health', health });
