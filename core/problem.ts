@@ -3,26 +3,11 @@
  * The HTTP layer renders them as RFC 7807 `application/problem+json`.
  */
 
-const TITLES: Record<number, string> = {
-  400: 'Bad Request',
-  401: 'Unauthorized',
-  403: 'Forbidden',
-  404: 'Not Found',
-  405: 'Method Not Allowed',
-  409: 'Conflict',
-  413: 'Payload Too Large',
-  415: 'Unsupported Media Type',
-  429: 'Too Many Requests',
-  500: 'Internal Server Error',
-  501: 'Not Implemented',
-  502: 'Bad Gateway',
-  503: 'Service Unavailable',
-  504: 'Gateway Timeout',
-};
+import { STATUS_CODES } from 'node:http';
 
-/** HTTP reason phrase of a status code ("Unknown Status" when we have none). */
+/** HTTP reason phrase of a status code, as Node knows them ("Unknown Status" for a code without one). */
 export function reasonPhrase(status: number): string {
-  return TITLES[status] ?? 'Unknown Status';
+  return STATUS_CODES[status] ?? 'Unknown Status';
 }
 
 /** `not-found` for 404, the problem type suffix NVCF uses. */

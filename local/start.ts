@@ -234,7 +234,7 @@ async function main(): Promise<void> {
   let stopRequestedAt = 0;
   const shutdown = async (signal: string) => {
     if (stopping) {
-      // npm and tsx relay the terminal's signal, so one Ctrl-C can arrive twice at once; only a later one forces.
+      // npm relays the terminal's signal to the process group it also reaches, so one Ctrl-C can arrive twice; only a later one forces.
       if (Date.now() - stopRequestedAt < 1000) return;
       say('stopping now');
       runtime.kill();
