@@ -3,6 +3,7 @@
  * read by the gpu-agent worker, and the header rules both sides share
  * (nvcf-api.md §3.1, §4.2).
  */
+import { isUtf8 } from 'node:buffer';
 import * as z from 'zod';
 import { POLL_SECONDS_MAX } from './limits';
 
@@ -23,10 +24,18 @@ export const invocationMessageSchema = z.object({
   headers: z.record(z.string(), z.string()),
   body: messageBodySchema,
   assetIds: z.array(z.uuid()),
-  /** The client's poll window in seconds; the container gets what is left of it in NVCF-POLL-SECONDS. */
+  /**
+   * Seconds the client's call waits from `acceptedAt` (NVCF-POLL-SECONDS, cut to what the API
+   * really waits); the container gets what is left of it in NVCF-POLL-SECONDS.
+   */
   pollSeconds: z.number().int().min(0).max(POLL_SECONDS_MAX),
   /** ISO time the API accepted the request. */
   acceptedAt: z.iso.datetime(),
+  /**
+   * Set on a copy a worker sends when it hands a job back on its last allowed delivery: the
+   * MessageId of the message it replaces, so the copy is not mistaken for a duplicate.
+   */
+  copyOf: z.string().min(1).optional(),
 });
 export type InvocationMessage = z.infer<typeof invocationMessageSchema>;
 
@@ -70,6 +79,31 @@ export const WORKER_OWNED_HEADERS: ReadonlySet<string> = new Set(
 /** Request headers the API consumes and does not pass on. */
 const CONSUMED_HEADERS: ReadonlySet<string> = new Set(['authorization', 'host', 'nvcf-input-asset-references']);
 
+/** RFC 9110 token: what Node accepts as a header name. */
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+/** What Node can write as a header value: tab, visible Latin-1 and space; no other control characters. */
+const SENDABLE_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+
+function headersOf(headers: Record<string, string>, encode: RegExp): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (!HEADER_NAME.test(name)) continue;
+    const bytes = encode.test(value) ? Buffer.from(value, 'utf8').toString('latin1') : value;
+    if (SENDABLE_VALUE.test(bytes)) out[name] = bytes;
+  }
+  return out;
+}
+
+/**
+ * Headers in the form Node sends them, one character per byte: Node writes
+ * header strings as Latin-1 and throws on anything beyond it. Characters
+ * beyond Latin-1 become their UTF-8 bytes; headers with an invalid name or a
+ * control character in the value are left out.
+ */
+export function sendableHeaders(headers: Record<string, string>): Record<string, string> {
+  return headersOf(headers, /[^\x00-\xff]/);
+}
+
 /** The client headers that reach the container: all but hop-by-hop, Authorization, Host and worker-owned names. */
 export function forwardableRequestHeaders(headers: Record<string, string>): Record<string, string> {
   const out: Record<string, string> = {};
@@ -78,16 +112,33 @@ export function forwardableRequestHeaders(headers: Record<string, string>): Reco
     if (HOP_BY_HOP_HEADERS.has(lower) || CONSUMED_HEADERS.has(lower) || WORKER_OWNED_HEADERS.has(lower)) continue;
     out[lower] = value;
   }
-  return out;
+  // API Gateway hands header bytes over decoded as UTF-8: any non-ASCII text goes on as its UTF-8 bytes, as the client sent it.
+  return headersOf(out, /[^\x00-\x7f]/);
 }
 
-/** The container's response headers the client gets: all but hop-by-hop ones. */
+/** Response headers are the platform's to set when their name starts with this (NVCF-REQID, NVCF-STATUS, ...). */
+const PLATFORM_RESPONSE_PREFIX = 'nvcf-';
+
+/**
+ * The container's response headers the client gets, names lower-cased: all but
+ * hop-by-hop ones and `nvcf-*`, which only the platform sets.
+ */
 export function forwardableResponseHeaders(headers: Record<string, string | string[] | undefined>): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [name, value] of Object.entries(headers)) {
     const lower = name.toLowerCase();
-    if (value === undefined || HOP_BY_HOP_HEADERS.has(lower)) continue;
-    out[lower] = Array.isArray(value) ? value.join(', ') : value;
+    if (value === undefined || HOP_BY_HOP_HEADERS.has(lower) || lower.startsWith(PLATFORM_RESPONSE_PREFIX)) continue;
+    const joined = Array.isArray(value) ? value.join(', ') : value;
+    out[lower] = lower in out ? `${out[lower]}, ${joined}` : joined;
   }
   return out;
+}
+
+/**
+ * Bytes a result body takes in the invocations Lambda's answer: UTF-8 text as
+ * a JSON string (escapes included), anything else base64-encoded in quotes.
+ * The worker decides with it whether a result can be answered directly.
+ */
+export function lambdaBodyBytes(body: Buffer): number {
+  return isUtf8(body) ? Buffer.byteLength(JSON.stringify(body.toString('utf8'))) : 4 * Math.ceil(body.length / 3) + 2;
 }

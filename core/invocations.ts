@@ -4,15 +4,21 @@
  * redelivered message, a second worker or a retried Lambda can never move a
  * terminal invocation or produce a second result.
  *
- * Ownership of a running invocation goes with the SQS delivery: `attempt` is
- * the message's ApproximateReceiveCount when it was claimed. A later delivery
- * (higher count) of a message whose worker died takes the invocation over;
- * progress is only accepted from the current owner.
+ * Ownership of a running invocation is a lease: each claim draws an owner
+ * token and sets `leaseUntil`, which the owner keeps pushing forward together
+ * with its message's visibility. Another delivery (a duplicate message, or the
+ * same message after its visibility lapsed) may take an IN_PROGRESS invocation
+ * over only once the lease has expired. Progress, lease renewals, the outcome
+ * and a hand-back are accepted only from the current owner, and an owner's
+ * result objects carry its token in their keys, so a delivery that lost the
+ * invocation can neither overwrite the winner's result nor its record.
  */
+import { randomUUID } from 'node:crypto';
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { GetCommand, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { dynamo } from './aws';
 import { tableName } from './config';
+import { MAX_PROBLEM_DETAIL_BYTES } from './limits';
 import { isTerminal, type InvocationStatus } from './model';
 import { outputObjectPrefix } from './names';
 
@@ -47,10 +53,16 @@ export interface InvocationRecord {
   updatedAt: string;
   /** Epoch seconds; the table's TTL attribute. */
   expiresAt: number;
-  /** ApproximateReceiveCount of the delivery that owns the invocation. */
+  /** ApproximateReceiveCount of the delivery that claimed the invocation last. */
   attempt?: number;
-  /** Instance whose worker owns it. */
+  /** Instance whose worker claimed it last. */
   instanceId?: string;
+  /** Token of the claim that owns the running invocation. */
+  owner?: string;
+  /** Epoch milliseconds until which the owner's claim holds (kept fresh while it runs). */
+  leaseUntil?: number;
+  /** SQS MessageId of the owner's message; another message for the same request is a duplicate. */
+  messageId?: string;
   percentComplete?: number;
   /** JSON text of the latest progress file's partialResponse. */
   partialResponse?: string;
@@ -60,30 +72,57 @@ export interface InvocationRecord {
   error?: InvocationError;
 }
 
-/** S3 key of a result zip. */
-export function resultZipKey(requestId: string): string {
-  return `${outputObjectPrefix(requestId)}result.zip`;
+/** A fresh owner token for a claim. */
+export function newOwnerToken(): string {
+  return randomUUID();
 }
 
-/** S3 key of a result body too large for the item. */
-export function resultBodyKey(requestId: string): string {
-  return `${outputObjectPrefix(requestId)}response`;
+/** S3 key of a result zip written by the claim `owner`. */
+export function resultZipKey(requestId: string, owner: string): string {
+  return `${outputObjectPrefix(requestId)}${owner}/result.zip`;
+}
+
+/** S3 key of a result body too large for the item, written by the claim `owner`. */
+export function resultBodyKey(requestId: string, owner: string): string {
+  return `${outputObjectPrefix(requestId)}${owner}/response`;
+}
+
+/**
+ * Whether an S3 error says the object is not there. Without s3:ListBucket, S3
+ * answers a missing key with 403 AccessDenied rather than 404 NoSuchKey; both
+ * mean the same to the invocation path.
+ */
+export function isMissingObjectError(error: unknown): boolean {
+  const { name, $metadata } = (error ?? {}) as { name?: string; $metadata?: { httpStatusCode?: number } };
+  if (name === 'NoSuchKey' || name === 'NotFound' || name === 'AccessDenied' || name === 'Forbidden') return true;
+  return $metadata?.httpStatusCode === 404 || $metadata?.httpStatusCode === 403;
 }
 
 function isConditionFailure(error: unknown): boolean {
   return error instanceof ConditionalCheckFailedException;
 }
 
+/** `text` cut to at most `maxBytes` of UTF-8 (on a character boundary), marked with an ellipsis when cut. */
+export function truncateUtf8(text: string, maxBytes: number): string {
+  if (Buffer.byteLength(text) <= maxBytes) return text;
+  const marker = '…';
+  let cut = Buffer.from(text).subarray(0, maxBytes - Buffer.byteLength(marker)).toString('utf8');
+  // A multi-byte character split by the cut decodes as U+FFFD at the end.
+  if (cut.endsWith('\uFFFD')) cut = cut.slice(0, -1);
+  return cut + marker;
+}
+
 /** Stores a new QUEUED invocation; throws if the request id is taken. */
-export async function createQueuedInvocation(record: InvocationRecord): Promise<void> {
+export async function createQueuedInvocation(record: InvocationRecord, options: { abortSignal?: AbortSignal } = {}): Promise<void> {
   await dynamo().send(
     new PutCommand({ TableName: tableName('invocations'), Item: record, ConditionExpression: 'attribute_not_exists(requestId)' }),
+    options,
   );
 }
 
 /** An invocation as stored (strongly consistent), whoever owns it. */
-export async function getInvocation(requestId: string): Promise<InvocationRecord | undefined> {
-  const { Item } = await dynamo().send(new GetCommand({ TableName: tableName('invocations'), Key: { requestId }, ConsistentRead: true }));
+export async function getInvocation(requestId: string, options: { abortSignal?: AbortSignal } = {}): Promise<InvocationRecord | undefined> {
+  const { Item } = await dynamo().send(new GetCommand({ TableName: tableName('invocations'), Key: { requestId }, ConsistentRead: true }), options);
   return Item as InvocationRecord | undefined;
 }
 
@@ -99,50 +138,130 @@ export async function getOwnedInvocation(accountId: string, requestId: string): 
 }
 
 export type Claim =
-  /** This delivery owns the invocation now: run it. */
-  | 'claimed'
-  /** The invocation already has its result: drop the message. */
-  | 'finished'
-  /** Another delivery at least as recent owns it. */
-  | 'held'
+  /** This delivery owns the invocation now, until `leaseUntil` unless renewed: run it. */
+  | { kind: 'claimed'; leaseUntil: number }
+  /** The invocation already has its outcome: drop the message. */
+  | { kind: 'finished' }
+  /** Another claim holds a live lease (until `leaseUntil`), made with message `messageId`. */
+  | { kind: 'held'; leaseUntil?: number; messageId?: string }
   /** No such invocation (never written, or expired and deleted). */
-  | 'missing';
+  | { kind: 'missing' };
+
+export interface ClaimRequest {
+  /** Token of this claim (newOwnerToken()). */
+  owner: string;
+  /** ApproximateReceiveCount of the delivery. */
+  attempt: number;
+  instanceId: string;
+  /** SQS MessageId of the delivery. */
+  messageId?: string;
+  /** How long the claim holds unless renewed. */
+  leaseMs: number;
+}
 
 /**
- * Claims an invocation for the delivery numbered `attempt`: QUEUED, or
- * IN_PROGRESS under an older delivery (its worker died or lost the message),
- * becomes IN_PROGRESS under this one.
+ * Claims an invocation for one delivery: QUEUED, or IN_PROGRESS under a lease
+ * that expired (its worker died or lost its message), becomes IN_PROGRESS
+ * under this claim. A live lease is never taken over.
  */
-export async function claimInvocation(requestId: string, attempt: number, instanceId: string): Promise<Claim> {
+export async function claimInvocation(requestId: string, claim: ClaimRequest): Promise<Claim> {
+  const now = Date.now();
+  const leaseUntil = now + claim.leaseMs;
   try {
     await dynamo().send(
       new UpdateCommand({
         TableName: tableName('invocations'),
         Key: { requestId },
-        UpdateExpression: 'SET #status = :inProgress, attempt = :attempt, instanceId = :instanceId, updatedAt = :now',
+        UpdateExpression:
+          'SET #status = :inProgress, #owner = :owner, leaseUntil = :leaseUntil, attempt = :attempt, instanceId = :instanceId, updatedAt = :updatedAt' +
+          (claim.messageId ? ', messageId = :messageId' : ' REMOVE messageId'),
         ConditionExpression:
-          'attribute_exists(requestId) AND (#status = :queued OR (#status = :inProgress AND (attribute_not_exists(attempt) OR attempt < :attempt)))',
-        ExpressionAttributeNames: { '#status': 'status' },
+          'attribute_exists(requestId) AND (#status = :queued OR (#status = :inProgress AND (attribute_not_exists(leaseUntil) OR leaseUntil < :now)))',
+        ExpressionAttributeNames: { '#status': 'status', '#owner': 'owner' },
         ExpressionAttributeValues: {
           ':queued': 'QUEUED',
           ':inProgress': 'IN_PROGRESS',
-          ':attempt': attempt,
-          ':instanceId': instanceId,
-          ':now': new Date().toISOString(),
+          ':owner': claim.owner,
+          ':leaseUntil': leaseUntil,
+          ':now': now,
+          ':attempt': claim.attempt,
+          ':instanceId': claim.instanceId,
+          ':updatedAt': new Date(now).toISOString(),
+          ...(claim.messageId ? { ':messageId': claim.messageId } : {}),
         },
       }),
     );
-    return 'claimed';
+    return { kind: 'claimed', leaseUntil };
   } catch (error) {
     if (!isConditionFailure(error)) throw error;
   }
   const current = await getInvocation(requestId);
-  if (!current) return 'missing';
-  return isTerminal(current.status) ? 'finished' : 'held';
+  if (!current) return { kind: 'missing' };
+  if (isTerminal(current.status)) return { kind: 'finished' };
+  // QUEUED again here means it was handed back between our write and this read: the caller may try again.
+  return { kind: 'held', leaseUntil: current.status === 'IN_PROGRESS' ? current.leaseUntil : undefined, messageId: current.messageId };
 }
 
-/** Mirrors a progress file into the invocation; ignored unless `attempt` still owns it. */
-export async function recordProgress(requestId: string, attempt: number, percentComplete: number, partialResponse: string | undefined): Promise<boolean> {
+/**
+ * Renews the owner's lease. False when `owner` no longer owns a running
+ * invocation (taken over, finished, or errored by someone else): the owner
+ * must stop working on it.
+ */
+export async function renewLease(requestId: string, owner: string, leaseMs: number): Promise<boolean> {
+  try {
+    await dynamo().send(
+      new UpdateCommand({
+        TableName: tableName('invocations'),
+        Key: { requestId },
+        UpdateExpression: 'SET leaseUntil = :leaseUntil',
+        ConditionExpression: '#status = :inProgress AND #owner = :owner',
+        ExpressionAttributeNames: { '#status': 'status', '#owner': 'owner' },
+        ExpressionAttributeValues: { ':inProgress': 'IN_PROGRESS', ':owner': owner, ':leaseUntil': Date.now() + leaseMs },
+      }),
+    );
+    return true;
+  } catch (error) {
+    if (isConditionFailure(error)) return false;
+    throw error;
+  }
+}
+
+/**
+ * Hands a running invocation back: IN_PROGRESS under `owner` becomes QUEUED,
+ * its lease and progress cleared, so the next delivery claims it at once.
+ * `messageId` names the message that now carries it, when a new copy was sent.
+ * False when `owner` did not own it any more.
+ */
+export async function releaseInvocation(requestId: string, owner: string, messageId?: string): Promise<boolean> {
+  try {
+    await dynamo().send(
+      new UpdateCommand({
+        TableName: tableName('invocations'),
+        Key: { requestId },
+        UpdateExpression:
+          'SET #status = :queued, updatedAt = :now' +
+          (messageId ? ', messageId = :messageId' : '') +
+          ' REMOVE #owner, leaseUntil, percentComplete, partialResponse',
+        ConditionExpression: '#status = :inProgress AND #owner = :owner',
+        ExpressionAttributeNames: { '#status': 'status', '#owner': 'owner' },
+        ExpressionAttributeValues: {
+          ':queued': 'QUEUED',
+          ':inProgress': 'IN_PROGRESS',
+          ':owner': owner,
+          ':now': new Date().toISOString(),
+          ...(messageId ? { ':messageId': messageId } : {}),
+        },
+      }),
+    );
+    return true;
+  } catch (error) {
+    if (isConditionFailure(error)) return false;
+    throw error;
+  }
+}
+
+/** Mirrors a progress file into the invocation; ignored unless `owner` still owns it. */
+export async function recordProgress(requestId: string, owner: string, percentComplete: number, partialResponse: string | undefined): Promise<boolean> {
   try {
     await dynamo().send(
       new UpdateCommand({
@@ -153,11 +272,11 @@ export async function recordProgress(requestId: string, attempt: number, percent
           partialResponse === undefined
             ? 'SET percentComplete = :percent, updatedAt = :now ADD progressVersion :one REMOVE partialResponse'
             : 'SET percentComplete = :percent, updatedAt = :now, partialResponse = :partial ADD progressVersion :one',
-        ConditionExpression: '#status = :inProgress AND attempt = :attempt',
-        ExpressionAttributeNames: { '#status': 'status' },
+        ConditionExpression: '#status = :inProgress AND #owner = :owner',
+        ExpressionAttributeNames: { '#status': 'status', '#owner': 'owner' },
         ExpressionAttributeValues: {
           ':inProgress': 'IN_PROGRESS',
-          ':attempt': attempt,
+          ':owner': owner,
           ':percent': percentComplete,
           ':now': new Date().toISOString(),
           ':one': 1,
@@ -175,27 +294,33 @@ export async function recordProgress(requestId: string, attempt: number, percent
 export type Outcome = { result: InvocationResult } | { error: InvocationError };
 
 /**
- * Gives a QUEUED or IN_PROGRESS invocation its one and only outcome. False
- * when it already had one (or is missing): the caller's outcome is discarded.
+ * Gives an invocation its one and only outcome: with `owner`, only while that
+ * claim owns it (IN_PROGRESS); without, while it is QUEUED or IN_PROGRESS (the
+ * API erroring a request it could not queue). False when the outcome was not
+ * taken: the invocation is terminal already, missing, or someone else's.
+ * An error's detail is cut to MAX_PROBLEM_DETAIL_BYTES.
  */
-export async function finishInvocation(requestId: string, outcome: Outcome): Promise<boolean> {
+export async function finishInvocation(requestId: string, outcome: Outcome, owner?: string, options: { abortSignal?: AbortSignal } = {}): Promise<boolean> {
   const fulfilled = 'result' in outcome;
+  const stored = fulfilled ? outcome.result : { ...outcome.error, detail: truncateUtf8(outcome.error.detail, MAX_PROBLEM_DETAIL_BYTES) };
   try {
     await dynamo().send(
       new UpdateCommand({
         TableName: tableName('invocations'),
         Key: { requestId },
-        UpdateExpression: `SET #status = :to, #outcome = :outcome, updatedAt = :now REMOVE partialResponse`,
-        ConditionExpression: 'attribute_exists(requestId) AND #status IN (:queued, :inProgress)',
-        ExpressionAttributeNames: { '#status': 'status', '#outcome': fulfilled ? 'result' : 'error' },
+        UpdateExpression: 'SET #status = :to, #outcome = :outcome, updatedAt = :now REMOVE partialResponse, leaseUntil',
+        ConditionExpression:
+          owner === undefined ? 'attribute_exists(requestId) AND #status IN (:queued, :inProgress)' : '#status = :inProgress AND #owner = :owner',
+        ExpressionAttributeNames: { '#status': 'status', '#outcome': fulfilled ? 'result' : 'error', ...(owner === undefined ? {} : { '#owner': 'owner' }) },
         ExpressionAttributeValues: {
           ':to': fulfilled ? 'FULFILLED' : 'ERRORED',
-          ':outcome': fulfilled ? outcome.result : outcome.error,
-          ':queued': 'QUEUED',
+          ':outcome': stored,
           ':inProgress': 'IN_PROGRESS',
           ':now': new Date().toISOString(),
+          ...(owner === undefined ? { ':queued': 'QUEUED' } : { ':owner': owner }),
         },
       }),
+      options,
     );
     return true;
   } catch (error) {

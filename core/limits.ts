@@ -10,11 +10,6 @@ export const MAX_INLINE_REQUEST_BYTES = 200 * 1000;
 export const MAX_REQUEST_BYTES = 5 * MiB;
 /** Results larger than this go to S3 as a zip and are answered with 302. */
 export const MAX_RESPONSE_BYTES = 5 * MiB;
-/**
- * Binary (non UTF-8) results larger than this are answered with the 302 zip as well: their
- * base64 form must fit Lambda's 6 MB response payload.
- */
-export const MAX_DIRECT_BINARY_RESPONSE_BYTES = 4 * MiB;
 /** Results up to this size are stored inline in the invocation item (DynamoDB items are ≤ 400 KB). */
 export const MAX_INLINE_RESULT_BYTES = 300 * KiB;
 /** Management API bodies (functions, deployments, assets) are small JSON documents. */
@@ -66,3 +61,31 @@ export const MAX_SECRET_NAME_LENGTH = 48;
 export const MAX_SECRET_VALUE_LENGTH = 32768;
 /** Characters of a URI or path in a function definition (inferenceUrl, containerImage, helmChart, model uris). */
 export const MAX_URI_LENGTH = 2048;
+
+/**
+ * Lambda's synchronous payload quotas ("6 MB"), measured on the JSON it carries: the API
+ * Gateway event must be smaller than 6 MiB, the function's answer at most 6 MiB + 100 bytes.
+ * API Gateway answers 413 itself when the event is too large, and 500 when the answer is.
+ */
+export const LAMBDA_REQUEST_PAYLOAD_BYTES = 6 * MiB;
+export const LAMBDA_RESPONSE_PAYLOAD_BYTES = 6 * MiB + 100;
+/**
+ * A request body is accepted only while its form in the Lambda event stays within this:
+ * API Gateway (HTTP API) passes bodies whose Content-Type is not text base64-encoded (4/3
+ * larger), text ones as a JSON string (each `"` and `\` counts twice, control characters
+ * six times). Lambda's request quota less 144 KiB for headers and request context (HTTP API
+ * headers are at most 10 KiB), so the limit does not depend on the headers a client sends.
+ */
+export const MAX_REQUEST_PAYLOAD_BODY_BYTES = 6000 * KiB;
+/** The largest binary (non-text Content-Type) request body: its base64 form is MAX_REQUEST_PAYLOAD_BODY_BYTES. */
+export const MAX_BINARY_REQUEST_BYTES = (MAX_REQUEST_PAYLOAD_BODY_BYTES / 4) * 3;
+/**
+ * A result is answered directly only while its body, as it travels in the Lambda answer
+ * (JSON-escaped text, or base64), stays under this: Lambda's response quota less room for
+ * the container's headers (Node reads at most 16 KiB of them) and the NVCF ones.
+ */
+export const MAX_DIRECT_RESPONSE_PAYLOAD_BYTES = LAMBDA_RESPONSE_PAYLOAD_BYTES - 64 * KiB;
+/** Problem `detail` stored on an invocation is cut to this many bytes (a DynamoDB item holds 400 KB). */
+export const MAX_PROBLEM_DETAIL_BYTES = 4 * KiB;
+/** What the invocations Lambda keeps of its remaining time to answer (202 with NVCF-REQID) before Lambda would end it. */
+export const LAMBDA_ANSWER_MARGIN_MS = 3000;

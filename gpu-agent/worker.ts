@@ -11,8 +11,11 @@
  * 4. Long-polls the version's queue with up to maxRequestConcurrency jobs in
  *    flight (gpu-agent/worker/job.ts). After a failed container call it stops
  *    receiving until the health check passes again.
- * 5. SIGTERM/SIGINT: stops receiving, lets jobs finish within the grace
- *    period, releases the rest (visibility 0), removes the instance, exits 0.
+ * 5. SIGTERM/SIGINT, or GET /drain on the drain port: stops receiving, lets
+ *    jobs finish within the grace period, hands the rest back to the queue,
+ *    removes the instance, exits 0. The drain endpoint answers 200 once that
+ *    is done, so a container whose preStop hook calls it stays up exactly as
+ *    long as the worker needs it.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { GetQueueAttributesCommand, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
@@ -23,7 +26,11 @@ import { countReadyInstances, putHeartbeat, removeInstance, type InstanceState }
 import type { FunctionVersionRecord, GpuSpecification, HealthInfo } from '../core/model';
 import { logger, readWorkerConfig, type WorkerConfig } from './worker/config';
 import { waitForHealthy } from './worker/container';
-import { Job } from './worker/job';
+import { serveDrain } from './worker/drain';
+import { Job, sweepRequestDirs } from './worker/job';
+
+/** How long a job handed back at shutdown may take to finish storing a result it already has. */
+const RELEASE_WAIT_MS = 15_000;
 
 function specificationOf(version: FunctionVersionRecord, config: WorkerConfig): GpuSpecification | undefined {
   const specifications = version.deployment?.specifications ?? [];
@@ -55,11 +62,15 @@ export class Worker {
   private readonly receiving = new AbortController();
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private readonly createdAt = new Date().toISOString();
+  private readonly stopped: Promise<void>;
+  private markStopped!: () => void;
 
   constructor(
     private readonly config: WorkerConfig,
     private readonly version: FunctionVersionRecord,
-  ) {}
+  ) {
+    this.stopped = new Promise((resolve) => (this.markStopped = resolve));
+  }
 
   private get concurrency(): number {
     return this.config.maxRequestConcurrency ?? specificationOf(this.version, this.config)?.maxRequestConcurrency ?? 1;
@@ -77,7 +88,17 @@ export class Worker {
 
   /** Runs until stopped; resolves with the process exit code. */
   async run(): Promise<number> {
+    try {
+      return await this.serve();
+    } finally {
+      this.markStopped();
+    }
+  }
+
+  private async serve(): Promise<number> {
     const queueUrl = queueUrlOf(this.config, this.version);
+    // No job runs yet: whatever an earlier run left in the request directories is stale.
+    await sweepRequestDirs(this.config);
     const maxReceiveCount = await queueMaxReceiveCount(queueUrl);
     await this.heartbeat();
     this.heartbeatTimer = setInterval(() => void this.heartbeat(), this.config.heartbeatSeconds * 1000);
@@ -137,6 +158,12 @@ export class Worker {
     this.stopping = true;
     this.state = 'DRAINING';
     this.receiving.abort();
+  }
+
+  /** Stops the worker (if not yet) and resolves once it has stopped: jobs finished or handed back. */
+  async drain(): Promise<void> {
+    this.stop();
+    await this.stopped;
   }
 
   private start(job: Job): void {
@@ -218,8 +245,9 @@ export class Worker {
   private async shutdown(): Promise<number> {
     const grace = sleep(this.config.graceSeconds * 1000, 'timeout' as const);
     if ((await Promise.race([Promise.allSettled(this.running), grace])) === 'timeout') {
-      logger.warn('grace period over; releasing unfinished jobs', { jobs: this.jobs.size });
-      await Promise.allSettled([...this.jobs].map((job) => job.release()));
+      logger.warn('grace period over; handing unfinished jobs back', { jobs: this.jobs.size });
+      const released = Promise.allSettled([...this.jobs].map((job) => job.release()));
+      if ((await Promise.race([released, sleep(RELEASE_WAIT_MS, 'timeout' as const)])) === 'timeout') logger.error('jobs still busy after being handed back', { jobs: this.jobs.size });
     }
     clearInterval(this.heartbeatTimer);
     await removeInstance(this.config.versionId, this.config.instanceId);
@@ -236,6 +264,10 @@ export async function main(): Promise<number> {
   const worker = new Worker(config, version);
   process.once('SIGTERM', () => worker.stop());
   process.once('SIGINT', () => worker.stop());
-  return worker.run();
+  const drain = config.drainPort > 0 ? await serveDrain(config.drainPort, () => worker.drain(), { allowedAddress: config.drainFrom }) : undefined;
+  const code = await worker.run();
+  // Lets the drain endpoint's 200 reach the caller before the process exits.
+  await drain?.close();
+  return code;
 }
 

@@ -4,6 +4,13 @@
  * Authorization header, as the CDK configures it), builds the v2 event and
  * calls the same Lambda handler the stack deploys. Used by `npm start` and by
  * the integration tests.
+ *
+ * The limits of API Gateway and Lambda are played as they behave on AWS, so
+ * local runs fail where AWS would: a payload over 10 MB → 413; an event too
+ * large for Lambda's request quota (bodies that are not text arrive
+ * base64-encoded, text ones JSON-escaped) → 413 before the Lambda runs; an
+ * answer over Lambda's response quota, or a Lambda that outlives its timeout
+ * → 500 `{"message":"Internal Server Error"}`.
  */
 import { randomUUID } from 'node:crypto';
 import type {
@@ -12,8 +19,14 @@ import type {
   APIGatewaySimpleAuthorizerWithContextResult,
   Context,
 } from 'aws-lambda';
+import { LAMBDA_REQUEST_PAYLOAD_BYTES, LAMBDA_RESPONSE_PAYLOAD_BYTES, MiB } from '../core/limits';
 import { matchRoute, type ApiHandlerName } from '../core/routes';
 import type { AuthorizerContext } from '../lambdas/http/request';
+
+/** API Gateway refuses payloads over 10 MB before any Lambda runs. */
+export const GATEWAY_MAX_PAYLOAD_BYTES = 10 * MiB;
+/** The API Lambdas' timeout as the stack sets it (API Gateway gives up after 30 s). */
+export const DEFAULT_LAMBDA_TIMEOUT_SECONDS = 29;
 
 export interface GatewayRequest {
   method: string;
@@ -40,6 +53,8 @@ type ApiLambda = LambdaHandler<APIGatewayProxyEventV2WithLambdaAuthorizer<Author
   cookies?: string[];
 }>;
 type AuthorizerLambda = LambdaHandler<APIGatewayRequestAuthorizerEventV2, APIGatewaySimpleAuthorizerWithContextResult<AuthorizerContext>>;
+/** An API Lambda's handler, as a route's integration calls it. */
+export type ApiLambdaHandler = ApiLambda;
 
 const API_LAMBDAS: Record<ApiHandlerName, () => Promise<{ handler: unknown }>> = {
   functions: () => import('../lambdas/functions'),
@@ -52,8 +67,9 @@ const API_LAMBDAS: Record<ApiHandlerName, () => Promise<{ handler: unknown }>> =
 
 const TEXT_TYPES = /^(text\/|application\/(json|xml|javascript|x-www-form-urlencoded)|[^;]*\+json)/i;
 
-function lambdaContext(name: string): Context {
+function lambdaContext(name: string, timeoutMs = DEFAULT_LAMBDA_TIMEOUT_SECONDS * 1000): Context {
   const requestId = randomUUID();
+  const deadline = Date.now() + timeoutMs;
   return {
     callbackWaitsForEmptyEventLoop: false,
     functionName: `nvcf-local-${name}`,
@@ -63,7 +79,7 @@ function lambdaContext(name: string): Context {
     awsRequestId: requestId,
     logGroupName: `/aws/lambda/nvcf-local-${name}`,
     logStreamName: 'local',
-    getRemainingTimeInMillis: () => 29_000,
+    getRemainingTimeInMillis: () => Math.max(0, deadline - Date.now()),
     done: () => undefined,
     fail: () => undefined,
     succeed: () => undefined,
@@ -92,23 +108,40 @@ function queryParameters(rawQuery: string): Record<string, string> | undefined {
   return Object.keys(out).length > 0 ? out : undefined;
 }
 
+/** Response headers as a client sees them: names lower-cased, the values of names repeated in another case joined by commas. */
+function responseHeadersOf(headers: Record<string, string | number | boolean> | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers ?? {})) {
+    const lower = name.toLowerCase();
+    out[lower] = lower in out ? `${out[lower]}, ${String(value)}` : String(value);
+  }
+  return out;
+}
+
 export interface LocalGatewayOptions {
   /** Seconds an authorizer answer is reused for the same Authorization header (CDK default: 300). */
   authorizerCacheSeconds?: number;
+  /** Timeout of the API Lambdas (default 29 s, as the stack sets it); their context reports the time left. */
+  lambdaTimeoutSeconds?: number;
+  /** Handlers that replace the real ones (tests). */
+  handlers?: Partial<Record<ApiHandlerName, ApiLambdaHandler>>;
 }
 
 export class LocalGateway {
   private readonly authorizerCache = new Map<string, { expires: number; context: AuthorizerContext }>();
   private readonly cacheMs: number;
+  private readonly timeoutMs: number;
 
-  constructor(options: LocalGatewayOptions = {}) {
+  constructor(private readonly options: LocalGatewayOptions = {}) {
     this.cacheMs = (options.authorizerCacheSeconds ?? 0) * 1000;
+    this.timeoutMs = (options.lambdaTimeoutSeconds ?? DEFAULT_LAMBDA_TIMEOUT_SECONDS) * 1000;
   }
 
   async handle(request: GatewayRequest): Promise<GatewayResponse> {
     const match = matchRoute(request.method, request.path);
     // API Gateway answers an unknown path and a wrong method alike.
     if (!match || 'allowed' in match) return gatewayError(404, 'Not Found');
+    if ((request.body?.length ?? 0) > GATEWAY_MAX_PAYLOAD_BYTES) return gatewayError(413, 'Request Entity Too Large');
 
     const headers = normaliseHeaders(request.headers);
     const authorization = headers.authorization;
@@ -166,13 +199,24 @@ export class LocalGateway {
       ...(body.length > 0 ? { body: body.toString(isText ? 'utf8' : 'base64'), isBase64Encoded: !isText } : { isBase64Encoded: false }),
     } as APIGatewayProxyEventV2WithLambdaAuthorizer<AuthorizerContext>;
 
-    const module = await API_LAMBDAS[match.route.handler]();
-    const result = await (module.handler as ApiLambda)(event, lambdaContext(match.route.handler));
-    const responseHeaders: Record<string, string> = {};
-    for (const [name, value] of Object.entries(result.headers ?? {})) responseHeaders[name.toLowerCase()] = String(value);
+    // Lambda refuses an invocation whose payload (the event's JSON) reaches its quota; API Gateway answers 413 itself.
+    if (Buffer.byteLength(JSON.stringify(event)) >= LAMBDA_REQUEST_PAYLOAD_BYTES) return gatewayError(413, 'Request Too Long');
+
+    const handler = this.options.handlers?.[match.route.handler] ?? ((await API_LAMBDAS[match.route.handler]()).handler as ApiLambda);
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), this.timeoutMs)));
+    let result: Awaited<ReturnType<ApiLambda>> | 'timeout';
+    try {
+      // A function that throws fails the call (the HTTP front answers 500 and reports it).
+      result = await Promise.race([handler(event, lambdaContext(match.route.handler, this.timeoutMs)), timedOut]);
+    } finally {
+      clearTimeout(timer);
+    }
+    // A function that outlives its timeout, or answers more than Lambda's response quota, fails the integration.
+    if (result === 'timeout' || Buffer.byteLength(JSON.stringify(result)) > LAMBDA_RESPONSE_PAYLOAD_BYTES) return gatewayError(500, 'Internal Server Error');
     return {
       statusCode: result.statusCode ?? 200,
-      headers: responseHeaders,
+      headers: responseHeadersOf(result.headers),
       body: Buffer.from(result.body ?? '', result.isBase64Encoded ? 'base64' : 'utf8'),
     };
   }

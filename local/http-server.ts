@@ -2,12 +2,11 @@
  * Serves the in-process API Gateway over HTTP on loopback, so curl and NVCF
  * clients reach the local stack exactly as they would reach AWS.
  */
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { LocalGateway } from './gateway';
+import { GATEWAY_MAX_PAYLOAD_BYTES, type LocalGateway } from './gateway';
 
-/** API Gateway refuses payloads over 10 MB before any Lambda runs. */
-export const GATEWAY_MAX_PAYLOAD_BYTES = 10 * 1024 * 1024;
+export { GATEWAY_MAX_PAYLOAD_BYTES };
 
 class PayloadTooLarge extends Error {}
 
@@ -23,6 +22,12 @@ function readBody(request: IncomingMessage): Promise<Buffer> {
     request.on('end', () => (size > GATEWAY_MAX_PAYLOAD_BYTES ? reject(new PayloadTooLarge()) : resolve(Buffer.concat(chunks))));
     request.on('error', reject);
   });
+}
+
+/** Node reads header bytes as Latin-1; API Gateway hands them to the Lambda decoded as UTF-8. */
+function utf8Headers(headers: IncomingHttpHeaders): Record<string, string | string[] | undefined> {
+  const decode = (value: string) => (/[^\x00-\x7f]/.test(value) ? Buffer.from(value, 'latin1').toString('utf8') : value);
+  return Object.fromEntries(Object.entries(headers).map(([name, value]) => [name, Array.isArray(value) ? value.map(decode) : value === undefined ? value : decode(value)]));
 }
 
 export interface LocalHttpServer {
@@ -41,7 +46,7 @@ export async function serveGateway(gateway: LocalGateway, port: number, onError:
         method: request.method ?? 'GET',
         path: url.pathname,
         query: url.search.slice(1),
-        headers: request.headers,
+        headers: utf8Headers(request.headers),
         body,
       });
       response.writeHead(result.statusCode, { ...result.headers, 'content-length': String(result.body.length) });

@@ -11,7 +11,11 @@
  *   - `outputFile`: `{"name", "bytes"}` — a large output written as `<name>.partial`,
  *     then renamed to `<name>` (the platform uploads only finished files);
  *   - `responseBytes`: answer with that many binary bytes (application/octet-stream);
- *   - `fail`: `{"status", "error"}` — answer that status with `{"error"}`;
+ *   - `responseText`: `{"chunk", "repeats", "contentType"?}` — answer `chunk` repeated
+ *     `repeats` times as is (default text/plain);
+ *   - `responseHeaders`: headers added to the answer;
+ *   - `fail`: `{"status", "error", "repeats"?}` — answer that status with `{"error"}`
+ *     (`error` repeated `repeats` times);
  *   - `assets`: true → answer an object whose `assets` maps each file of
  *     `NVCF-ASSET-DIR` to its sha256 (and `message` holds the echo);
  *   - `headers`: true → the object also holds the `NVCF-*` headers received;
@@ -35,7 +39,9 @@ interface EchoRequest {
   progress?: number;
   outputFile?: { name: string; bytes: number };
   responseBytes?: number;
-  fail?: { status: number; error: string };
+  responseText?: { chunk: string; repeats: number; contentType?: string };
+  responseHeaders?: Record<string, string>;
+  fail?: { status: number; error: string; repeats?: number };
   assets?: boolean;
   headers?: boolean;
   crash?: boolean;
@@ -48,9 +54,9 @@ function log(event: string, requestId: string): void {
   if (callLog) appendFileSync(callLog, `${event} ${requestId}\n`);
 }
 
-function send(res: ServerResponse, status: number, body: unknown, contentType = 'application/json'): void {
+function send(res: ServerResponse, status: number, body: unknown, contentType = 'application/json', headers: Record<string, string> = {}): void {
   const bytes = Buffer.isBuffer(body) ? body : Buffer.from(JSON.stringify(body));
-  res.writeHead(status, { 'content-type': contentType, 'content-length': bytes.length });
+  res.writeHead(status, { ...headers, 'content-type': contentType, 'content-length': bytes.length });
   res.end(bytes);
 }
 
@@ -103,14 +109,19 @@ async function echo(req: IncomingMessage, res: ServerResponse): Promise<void> {
     await rename(`${target}.partial`, target);
   }
   log('done', requestId);
-  if (input.fail) return send(res, input.fail.status, { error: input.fail.error });
+  const extra = input.responseHeaders ?? {};
+  if (input.fail) return send(res, input.fail.status, { error: input.fail.error.repeat(input.fail.repeats ?? 1) }, 'application/json', extra);
   if (input.responseBytes !== undefined) {
     const bytes = Buffer.alloc(input.responseBytes);
     for (let i = 0; i < bytes.length; i += 1) bytes[i] = i % 251;
-    return send(res, 200, bytes, 'application/octet-stream');
+    return send(res, 200, bytes, 'application/octet-stream', extra);
+  }
+  if (input.responseText) {
+    const { chunk, repeats, contentType = 'text/plain' } = input.responseText;
+    return send(res, 200, Buffer.from(chunk.repeat(repeats)), contentType, extra);
   }
   const message = (input.message ?? '').repeat(input.repeats ?? 1);
-  if (!input.assets && !input.headers) return send(res, 200, message);
+  if (!input.assets && !input.headers) return send(res, 200, message, 'application/json', extra);
   const nvcfHeaders = Object.fromEntries(Object.entries(req.headers).filter(([name]) => name.startsWith('nvcf-') || name.startsWith('x-')));
   send(res, 200, {
     message,

@@ -42,7 +42,25 @@ export const WORKER_ENV = {
   receiveWaitSeconds: 'NVCF_WORKER_RECEIVE_WAIT_SECONDS',
   /** Least time between two progress writes of one job. */
   progressIntervalMs: 'NVCF_WORKER_PROGRESS_INTERVAL_MS',
+  /** Port of the drain endpoint (GET /drain) on 0.0.0.0; 0 turns it off. */
+  drainPort: 'NVCF_WORKER_DRAIN_PORT',
+  /**
+   * The one address besides loopback the drain endpoint answers: the node's, whence kubelet
+   * calls preStop hooks (other pods could otherwise drain this worker). Unset: any address.
+   */
+  drainFrom: 'NVCF_WORKER_DRAIN_FROM',
 } as const;
+
+/** The variable that sets the worker's drain port (the local process runtime sets it to 0). */
+export const WORKER_DRAIN_PORT_ENV = WORKER_ENV.drainPort;
+/**
+ * Default port of the drain endpoint: 8010 is reserved for the platform (nvcf-api.md §4.1), so
+ * no function container listens on it. Kubernetes points the inference container's preStop
+ * `httpGet` at `DRAIN_PATH` on this port, which keeps the container up while the worker drains.
+ */
+export const DEFAULT_DRAIN_PORT = 8010;
+/** Path of the drain endpoint: GET starts the drain and answers 200 once it is over. */
+export const DRAIN_PATH = '/drain';
 
 const seconds = (fallback: number, max = 86_400) => z.coerce.number().int().min(1).max(max).default(fallback);
 const optional = z.string().trim().min(1).optional();
@@ -68,6 +86,8 @@ const configSchema = z.object({
   inferenceTimeoutSeconds: seconds(3600),
   receiveWaitSeconds: z.coerce.number().int().min(0).max(20).default(20),
   progressIntervalMs: z.coerce.number().int().min(0).max(60_000).default(500),
+  drainPort: z.coerce.number().int().min(0).max(65_535).default(DEFAULT_DRAIN_PORT),
+  drainFrom: z.union([z.ipv4(), z.ipv6()]).optional(),
 });
 
 export type WorkerConfig = z.infer<typeof configSchema>;

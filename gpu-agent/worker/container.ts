@@ -1,24 +1,47 @@
 /**
  * HTTP to the function container: the health check and the inference call.
- * The inference response is read as a stream — small bodies are kept in
- * memory, bodies over MAX_RESPONSE_BYTES are spilled to a file as they
- * arrive — so streaming (SSE) can later hand chunks on as they come.
+ * The request body is streamed to the container (from memory or straight from
+ * S3); the response is read as a stream — small bodies are kept in memory,
+ * bodies over MAX_RESPONSE_BYTES are spilled to a file as they arrive — so
+ * streaming (SSE) can later hand chunks on as they come.
  */
 import { createWriteStream, type WriteStream } from 'node:fs';
-import { Agent, request } from 'node:http';
+import { Agent, request, type ClientRequest } from 'node:http';
+import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { finished } from 'node:stream/promises';
 import { durationSeconds } from '../../core/function-schemas';
-import { forwardableResponseHeaders } from '../../core/invocation-message';
+import { forwardableResponseHeaders, sendableHeaders } from '../../core/invocation-message';
 import { MAX_RESPONSE_BYTES } from '../../core/limits';
 import type { HealthCheck } from '../../core/model';
 
-const agent = new Agent({ keepAlive: true });
+/**
+ * Idle keep-alive sockets are closed after this long: below the keep-alive
+ * timeout of common servers (uvicorn and Node close idle sockets after 5 s),
+ * so the worker never writes a job onto a socket the container already closed.
+ */
+export const CONTAINER_IDLE_SOCKET_MS = 4000;
+
+const agent = new Agent({ keepAlive: true, timeout: CONTAINER_IDLE_SOCKET_MS });
+/** For the one retry after a reused socket turned out dead: a new connection, whatever the pool holds. */
+const freshConnection = new Agent({ keepAlive: false });
 
 /** The container could not be reached or did not answer in time; the job is retried by redelivery. */
 export class ContainerUnreachable extends Error {
   override readonly name = 'ContainerUnreachable';
 }
+
+/** The container answered, but its body could not be kept (ENOSPC, EMFILE, …): retrying would run the job again for nothing. */
+export class ResponseNotStored extends Error {
+  override readonly name = 'ResponseNotStored';
+}
+
+/** The request body could not be read (S3); the container is not to blame, and a redelivery may succeed. */
+export class RequestBodyUnavailable extends Error {
+  override readonly name = 'RequestBodyUnavailable';
+}
+
+/** A reused keep-alive socket was reset before the container answered: the container had closed it, and saw nothing. */
+class StaleSocket extends Error {}
 
 export interface ContainerResponse {
   status: number;
@@ -30,34 +53,84 @@ export interface ContainerResponse {
   file?: string;
 }
 
+/** The bytes to send, opened once per attempt (a retry needs them again); `length` is their exact size. */
+export type RequestBody = () => Promise<{ data: Buffer | Readable; length: number }>;
+
 export interface InferenceCall {
   url: string;
   headers: Record<string, string>;
-  body: Buffer;
+  body: RequestBody;
   timeoutMs: number;
   /** Where to spill a large body. */
   spillFile: string;
+  /** Aborts the call; the call then rejects with the signal's reason. */
+  signal?: AbortSignal;
 }
 
-/** POSTs a job to the container and reads its whole answer. */
-export function callContainer(call: InferenceCall): Promise<ContainerResponse> {
+const RESET_CODES = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED']);
+
+/**
+ * POSTs a job to the container and reads its whole answer. A keep-alive
+ * socket the container closed just as it was reused is retried once on a
+ * new connection; any other failure to get an answer is ContainerUnreachable.
+ */
+export async function callContainer(call: InferenceCall): Promise<ContainerResponse> {
+  try {
+    return await attempt(call, agent);
+  } catch (error) {
+    if (!(error instanceof StaleSocket)) throw error;
+    return attempt(call, freshConnection);
+  }
+}
+
+async function attempt(call: InferenceCall, via: Agent): Promise<ContainerResponse> {
+  // Failing to open the body is the caller's to judge (a missing object is not a transient failure).
+  const body = await call.body();
+  const timeout = AbortSignal.timeout(call.timeoutMs);
+  const signal = call.signal ? AbortSignal.any([timeout, call.signal]) : timeout;
   return new Promise((resolve, reject) => {
-    const req = request(call.url, {
+    let settled = false;
+    let responded = false;
+    let bodyError: Error | undefined;
+    let spill: WriteStream | undefined;
+    let req: ClientRequest;
+    const settle = (error: Error | undefined, value?: ContainerResponse) => {
+      if (settled) return;
+      settled = true;
+      if (error) {
+        spill?.destroy();
+        if (!Buffer.isBuffer(body.data)) body.data.destroy();
+        req?.destroy();
+        reject(error);
+      } else resolve(value!);
+    };
+    // Why the exchange failed, in the worker's terms.
+    const failure = (error: Error): Error => {
+      if (call.signal?.aborted) return call.signal.reason as Error;
+      if (bodyError) return new RequestBodyUnavailable(`request body could not be read: ${bodyError.message}`, { cause: bodyError });
+      if (timeout.aborted) return new ContainerUnreachable(`inference request to ${call.url} got no answer within ${call.timeoutMs} ms`);
+      const code = (error as NodeJS.ErrnoException).code ?? '';
+      if (!responded && req.reusedSocket && RESET_CODES.has(code)) return new StaleSocket(error.message);
+      return new ContainerUnreachable(`inference request to ${call.url} failed: ${error.message}`);
+    };
+
+    req = request(call.url, {
       method: 'POST',
-      agent,
-      headers: { ...call.headers, 'content-length': String(call.body.length) },
-      signal: AbortSignal.timeout(call.timeoutMs),
+      agent: via,
+      headers: { ...sendableHeaders(call.headers), 'content-length': String(body.length) },
+      signal,
     });
-    const fail = (error: Error) => reject(new ContainerUnreachable(`inference request to ${call.url} failed: ${error.message}`));
-    req.on('error', fail);
+    req.on('error', (error) => settle(failure(error)));
     req.on('response', (res) => {
+      responded = true;
       const chunks: Buffer[] = [];
       let size = 0;
-      let spill: WriteStream | undefined;
       res.on('data', (chunk: Buffer) => {
         size += chunk.length;
         if (!spill && size > MAX_RESPONSE_BYTES) {
           spill = createWriteStream(call.spillFile);
+          // A full or unwritable disk must fail this job, not crash the worker.
+          spill.on('error', (error) => settle(new ResponseNotStored(`response body could not be written to ${call.spillFile}: ${error.message}`, { cause: error })));
           for (const kept of chunks) spill.write(kept);
           chunks.length = 0;
         }
@@ -68,15 +141,26 @@ export function callContainer(call: InferenceCall): Promise<ContainerResponse> {
           }
         } else chunks.push(chunk);
       });
-      res.on('error', fail);
+      res.on('error', (error) => settle(failure(error)));
+      res.on('close', () => {
+        if (!res.complete) settle(failure(new Error('the container closed the connection mid-answer')));
+      });
       res.on('end', () => {
         const base = { status: res.statusCode ?? 502, headers: forwardableResponseHeaders(res.headers), size };
-        if (!spill) return resolve({ ...base, body: Buffer.concat(chunks) });
-        spill.end();
-        finished(spill).then(() => resolve({ ...base, file: call.spillFile }), reject);
+        if (!spill) return settle(undefined, { ...base, body: Buffer.concat(chunks) });
+        spill.end(() => settle(undefined, { ...base, file: call.spillFile }));
       });
     });
-    req.end(call.body);
+    if (Buffer.isBuffer(body.data)) {
+      req.end(body.data);
+    } else {
+      const stream = body.data;
+      stream.on('error', (error) => {
+        bodyError = error;
+        req.destroy(error);
+      });
+      stream.pipe(req);
+    }
   });
 }
 

@@ -2,44 +2,62 @@
  * One delivery of one invocation message, from claim to deleted message
  * (DESIGN.md "Invocation path", step 2).
  *
+ * Ownership: the delivery claims the invocation under a fresh owner token and
+ * a lease (core/invocations.ts), renewed together with the message's
+ * visibility. A delivery that finds the invocation held by a live lease waits
+ * for the lease (its message's visibility is pushed to the lease's end), or,
+ * when its message is a duplicate of the owner's, deletes it. An owner that
+ * finds its lease lost stops the container call and leaves everything it does
+ * not own alone.
+ *
  * Failure handling:
  * - the container answers ≥ 400 → the invocation is ERRORED with its status;
  * - a referenced asset is gone → ERRORED 500 (retrying cannot help);
- * - the container is unreachable or times out, or AWS fails → the message is
- *   left to come back after a short backoff; on the last delivery SQS allows
- *   (the queue's maxReceiveCount) the invocation becomes ERRORED 500 and the
- *   message is released, so SQS moves it to the dead-letter queue where it is
- *   kept for inspection;
- * - the worker dies → the lease lapses and the next delivery takes over.
- * The terminal write is conditional: whichever delivery finishes first
- * gives the only result, later ones just delete their message.
+ * - the container answered but its result cannot be stored (disk, zip limits,
+ *   unreadable output files, S3 after the SDK's retries) → ERRORED 500:
+ *   running the GPU job again would not help;
+ * - the container is unreachable or times out, or AWS fails before the
+ *   container answered → the job is handed back to come again after a short
+ *   backoff; on the last delivery SQS allows (the queue's maxReceiveCount)
+ *   the invocation becomes ERRORED 500 and the message is released, so SQS
+ *   moves it to the dead-letter queue where it is kept for inspection;
+ * - the worker dies → the lease lapses and the next delivery takes over;
+ * - the worker shuts down → the job is handed back (QUEUED, visibility 0), or,
+ *   on the last allowed delivery, carried on by a fresh copy of the message.
+ * The terminal write is conditional on the owner: a delivery that lost the
+ * invocation never records an outcome, and its S3 objects have keys of their own.
  */
-import { createReadStream } from 'node:fs';
-import { chmod, mkdir, readdir, rm, stat } from 'node:fs/promises';
-import { isUtf8 } from 'node:buffer';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { chmod, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createWriteStream } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
-import { ChangeMessageVisibilityCommand, DeleteMessageCommand, type Message } from '@aws-sdk/client-sqs';
+import { ChangeMessageVisibilityCommand, DeleteMessageCommand, SendMessageCommand, type Message } from '@aws-sdk/client-sqs';
 import { s3, sqs } from '../../core/aws';
 import { bucketName } from '../../core/config';
-import { invocationMessageSchema, type InvocationMessage, type MessageBody } from '../../core/invocation-message';
+import { invocationMessageSchema, lambdaBodyBytes, type InvocationMessage, type MessageBody } from '../../core/invocation-message';
 import {
   claimInvocation,
   finishInvocation,
+  getInvocation,
+  isMissingObjectError,
+  newOwnerToken,
+  releaseInvocation,
+  renewLease,
   resultBodyKey,
   resultZipKey,
+  type Claim,
   type InvocationError,
   type InvocationResult,
   type Outcome,
 } from '../../core/invocations';
-import { MAX_DIRECT_BINARY_RESPONSE_BYTES, MAX_INLINE_RESULT_BYTES, MAX_RESPONSE_BYTES } from '../../core/limits';
-import type { FunctionVersionRecord } from '../../core/model';
+import { MAX_DIRECT_RESPONSE_PAYLOAD_BYTES, MAX_INLINE_RESULT_BYTES, MAX_RESPONSE_BYTES } from '../../core/limits';
+import { isTerminal, type FunctionVersionRecord } from '../../core/model';
 import { assetObjectKey } from '../../core/names';
 import { kebabReason, reasonPhrase } from '../../core/problem';
-import { ContainerUnreachable, callContainer, type ContainerResponse } from './container';
+import { ContainerUnreachable, ResponseNotStored, callContainer, type ContainerResponse, type RequestBody } from './container';
 import { logger, type WorkerConfig } from './config';
 import { mirrorProgress } from './progress';
 import { writeZip, type ZipEntry } from './zip';
@@ -59,18 +77,67 @@ export interface JobRuntime {
 
 /** A message older than this whose invocation is missing belongs to an expired or never-stored request. */
 const ORPHAN_AFTER_MS = 60_000;
+/** SQS's longest visibility timeout. */
+const MAX_VISIBILITY_SECONDS = 43_200;
+/** Attempts at the writes that end a delivery (outcome, message delete) before it is left to redelivery. */
+const FINAL_WRITE_ATTEMPTS = 4;
 
 const WORKER_ERROR_TYPE = 'urn:nvcf-worker-service:problem-details:internal-server-error';
 const CONNECTION_ERROR_TYPE = 'urn:inference-connection:problem-details:internal-server-error';
 
-/** An asset referenced by the request does not exist (any more). */
-class AssetMissing extends Error {}
+/** Request directory names the worker creates: the request id, optionally followed by `.<suffix>`. */
+const REQUEST_ENTRY = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(\..+)?$/;
+
+/** A referenced object (an asset, the spilled request body) does not exist (any more): retrying cannot help. */
+class ObjectMissing extends Error {}
+
+/** Why a job stopped early: its claim was lost, or the worker hands it back. */
+class Interrupted extends Error {
+  constructor(readonly reason: 'lost' | 'released') {
+    super(reason === 'lost' ? 'the claim on the invocation was lost' : 'the worker hands the job back');
+  }
+}
+
+function workerProblem(detail: string): InvocationError {
+  return { status: 500, type: WORKER_ERROR_TYPE, title: reasonPhrase(500), detail };
+}
+
+/** Removes a request directory; one that cannot be removed (root-owned content) is renamed aside for the next sweep. */
+async function removeDir(path: string): Promise<void> {
+  try {
+    await rm(path, { recursive: true, force: true });
+  } catch (error) {
+    const aside = `${path}.stale-${Date.now()}`;
+    logger.warn('could not remove a request directory; moving it aside', { path, error: error as Error });
+    await rename(path, aside).catch((failure: Error) => logger.warn('could not move it aside either', { path, error: failure }));
+  }
+}
 
 async function freshDir(path: string): Promise<void> {
-  await rm(path, { recursive: true, force: true });
+  await removeDir(path);
   await mkdir(path, { recursive: true });
   // The container may run as another user (NVCF: dir mode 0777); mkdir's mode is subject to umask.
   await chmod(path, 0o777);
+}
+
+/**
+ * Removes what earlier runs of the worker left in its asset and output
+ * directories (it runs no job yet); entries it cannot remove are logged.
+ */
+export async function sweepRequestDirs(config: Pick<WorkerConfig, 'assetDir' | 'outputDir'>): Promise<void> {
+  for (const dir of [config.assetDir, config.outputDir]) {
+    const names = await mkdir(dir, { recursive: true })
+      .then(() => readdir(dir))
+      .catch((error: Error) => {
+        logger.warn('could not read a request directory', { dir, error });
+        return [] as string[];
+      });
+    for (const name of names.filter((entry) => REQUEST_ENTRY.test(entry))) {
+      await rm(join(dir, name), { recursive: true, force: true }).catch((error: Error) =>
+        logger.warn('could not remove a stale request directory', { path: join(dir, name), error }),
+      );
+    }
+  }
 }
 
 /** Finished output files, relative to `dir`: everything but `progress` and `*.partial`. */
@@ -94,13 +161,24 @@ function containerError(response: ContainerResponse): InvocationError {
     status: response.status,
     type: `urn:inference-service:problem-details:${kebabReason(response.status)}`,
     title: reasonPhrase(response.status),
+    // finishInvocation cuts it to MAX_PROBLEM_DETAIL_BYTES.
     detail,
   };
 }
 
+type Dirs = ReturnType<Job['dirs']>;
+
 export class Job {
+  /** Token of this delivery's claim. */
+  readonly owner = newOwnerToken();
+  private readonly interrupt = new AbortController();
   private leaseTimer: NodeJS.Timeout | undefined;
-  private released = false;
+  private renewing = false;
+  /** Our own estimate of when the lease ends: at most what the item holds. */
+  private leaseUntil = 0;
+  private claimed = false;
+  private releaseRequested = false;
+  private done: Promise<void> | undefined;
 
   constructor(
     private readonly runtime: JobRuntime,
@@ -108,7 +186,27 @@ export class Job {
   ) {}
 
   /** Runs the delivery to its end; never throws. */
-  async run(): Promise<void> {
+  run(): Promise<void> {
+    this.done ??= this.runOnce();
+    return this.done;
+  }
+
+  /**
+   * Hands the job back (worker shutting down): stops the container call if it
+   * still runs and returns the invocation to the queue. A result already being
+   * stored is stored. Resolves once the delivery is over.
+   */
+  async release(): Promise<void> {
+    this.releaseRequested = true;
+    if (!this.interrupt.signal.aborted) this.interrupt.abort(new Interrupted('released'));
+    await this.run();
+  }
+
+  private get lost(): boolean {
+    return (this.interrupt.signal.reason as Interrupted | undefined)?.reason === 'lost';
+  }
+
+  private async runOnce(): Promise<void> {
     let invocation: InvocationMessage;
     try {
       invocation = invocationMessageSchema.parse(JSON.parse(this.message.Body ?? ''));
@@ -118,64 +216,174 @@ export class Job {
       return;
     }
     const attempt = Number(this.message.Attributes?.ApproximateReceiveCount ?? 1);
-    const log = { requestId: invocation.requestId, attempt };
     try {
       await this.deliver(invocation, attempt);
     } catch (error) {
-      logger.error('job failed', { ...log, error: error as Error });
+      logger.error('job failed', { requestId: invocation.requestId, attempt, error: error as Error });
+    } finally {
+      this.stopLease();
     }
-  }
-
-  /** Gives the message back to the queue at once (worker shutting down). */
-  async release(): Promise<void> {
-    this.released = true;
-    this.stopLease();
-    await this.changeVisibility(0);
   }
 
   private async deliver(invocation: InvocationMessage, attempt: number): Promise<void> {
     const { requestId } = invocation;
-    const claim = await claimInvocation(requestId, attempt, this.runtime.config.instanceId);
-    if (claim === 'finished') return this.deleteMessage();
-    if (claim === 'missing' && Date.now() - Date.parse(invocation.acceptedAt) > ORPHAN_AFTER_MS) {
-      logger.warn('dropping a message whose invocation does not exist', { requestId });
-      return this.deleteMessage();
+    if (this.releaseRequested) return this.handBack(invocation, attempt);
+    const claim = await this.claim(requestId, attempt);
+    if (claim.kind === 'finished') return this.deleteMessage();
+    if (claim.kind === 'missing') {
+      if (Date.now() - Date.parse(invocation.acceptedAt) > ORPHAN_AFTER_MS) {
+        logger.warn('dropping a message whose invocation does not exist', { requestId });
+        await this.deleteMessage();
+      }
+      return;
     }
-    if (claim !== 'claimed') return;
+    if (claim.kind === 'held') return this.whileHeld(invocation, claim);
 
-    this.startLease();
+    this.claimed = true;
+    this.leaseUntil = claim.leaseUntil;
+    this.startLease(requestId);
     const dirs = this.dirs(requestId);
+    let outcome: Outcome;
     try {
-      const outcome = await this.execute(invocation, attempt, dirs);
-      if (!(await finishInvocation(requestId, outcome))) logger.info('invocation already had an outcome; this one is dropped', { requestId, attempt });
-      this.stopLease();
-      if (!this.released) await this.deleteMessage();
-      if (invocation.body.kind === 's3') await this.deleteObject(invocation.body.key);
+      outcome = await this.execute(invocation, dirs);
     } catch (error) {
       this.stopLease();
+      if (this.lost) return this.afterLoss(requestId, dirs);
+      await this.cleanUp(dirs);
+      if (this.releaseRequested) return this.handBack(invocation, attempt);
       if (error instanceof ContainerUnreachable) this.runtime.onContainerUnreachable();
-      if (this.released) return;
       if (attempt >= this.runtime.maxReceiveCount) {
         logger.error('last delivery failed; the invocation errors and the message goes to the dead-letter queue', { requestId, attempt, error: error as Error });
-        await finishInvocation(requestId, { error: this.failure(error, attempt) });
+        if (!(await finishInvocation(requestId, { error: this.failure(error, attempt) }, this.owner))) return this.afterLoss(requestId, dirs);
         await this.changeVisibility(0);
       } else {
-        logger.warn('delivery failed; the message will be redelivered', { requestId, attempt, error: error as Error });
-        await this.changeVisibility(Math.min(this.runtime.config.leaseSeconds, 2 ** (attempt - 1)));
+        logger.warn('delivery failed; the job is handed back for another delivery', { requestId, attempt, error: error as Error });
+        await this.handBack(invocation, attempt, Math.min(this.runtime.config.leaseSeconds, 2 ** (attempt - 1)));
       }
-    } finally {
-      await Promise.all(Object.values(dirs).map((path) => rm(path, { recursive: true, force: true })));
+      return;
+    }
+
+    // The lease keeps running while the outcome is written: a slow write must not let another delivery in.
+    const recorded = await this.record(requestId, outcome);
+    this.stopLease();
+    if (!recorded) {
+      logger.info('the invocation is no longer ours; this outcome is dropped', { requestId, attempt });
+      await this.deleteOwnObjects(outcome);
+      return this.afterLoss(requestId, dirs);
+    }
+    await this.cleanUp(dirs);
+    await this.finalWrite('delete the message', () => this.deleteMessage());
+    if (invocation.body.kind === 's3') await this.deleteObject(invocation.body.key, 'the spilled request body');
+  }
+
+  private async claim(requestId: string, attempt: number): Promise<Claim> {
+    const request = { owner: this.owner, attempt, instanceId: this.runtime.config.instanceId, messageId: this.message.MessageId, leaseMs: this.runtime.config.leaseSeconds * 1000 };
+    const claim = await claimInvocation(requestId, request);
+    // Held with no lease: it was handed back between the claim's write and its read; try once more.
+    return claim.kind === 'held' && claim.leaseUntil === undefined ? claimInvocation(requestId, request) : claim;
+  }
+
+  /**
+   * A live claim holds the invocation. A duplicate of its message (a retried
+   * send) is deleted: the owner's own message comes back if the owner dies.
+   * The owner's message itself, redelivered early, waits out the lease.
+   */
+  private async whileHeld(invocation: InvocationMessage, held: Extract<Claim, { kind: 'held' }>): Promise<void> {
+    const { requestId } = invocation;
+    const duplicate = held.messageId !== undefined && held.messageId !== this.message.MessageId && invocation.copyOf !== held.messageId;
+    if (duplicate) {
+      logger.info('dropping a duplicate message of a running invocation', { requestId, messageId: this.message.MessageId, ownerMessageId: held.messageId });
+      return this.deleteMessage();
+    }
+    const seconds = Math.ceil(((held.leaseUntil ?? Date.now()) - Date.now()) / 1000) + 1;
+    await this.changeVisibility(Math.min(MAX_VISIBILITY_SECONDS, Math.max(1, seconds)));
+  }
+
+  /**
+   * Returns the job to the queue: the invocation QUEUED again (when we own it)
+   * and the message visible after `delaySeconds`. On the last delivery SQS
+   * allows, another receive would dead-letter the message, so a fresh copy
+   * (receive count 0) carries the job on and the old message is deleted.
+   */
+  private async handBack(invocation: InvocationMessage, attempt: number, delaySeconds = 0): Promise<void> {
+    const { requestId } = invocation;
+    if (attempt < this.runtime.maxReceiveCount) {
+      if (this.claimed && !(await releaseInvocation(requestId, this.owner))) return this.afterLoss(requestId);
+      await this.changeVisibility(delaySeconds);
+      return;
+    }
+    const copy = { ...(JSON.parse(this.message.Body ?? '{}') as object), copyOf: this.message.MessageId };
+    const { MessageId } = await sqs().send(
+      new SendMessageCommand({ QueueUrl: this.runtime.queueUrl, MessageBody: JSON.stringify(copy), DelaySeconds: delaySeconds }),
+    );
+    logger.info('handed the job back with a fresh copy of its message (last allowed delivery)', { requestId, attempt, copy: MessageId });
+    // Should this fail, the copy finds the invocation held by a lapsing lease and waits for it.
+    if (this.claimed && !(await releaseInvocation(requestId, this.owner, MessageId))) logger.warn('lost the invocation while handing it back', { requestId });
+    // The old message must not reach the dead-letter queue, where the invocation would be errored.
+    await this.finalWrite('delete the replaced message', () => this.deleteMessage());
+  }
+
+  /**
+   * The claim was lost. If the invocation is over, the message and the
+   * directories are done with; otherwise they are the new owner's business
+   * (it may run on this worker, in the same directories).
+   */
+  private async afterLoss(requestId: string, dirs?: Dirs): Promise<void> {
+    const current = await getInvocation(requestId);
+    if (current && !isTerminal(current.status)) return;
+    if (dirs) await this.cleanUp(dirs);
+    await this.deleteMessage();
+  }
+
+  /** Writes the outcome as the owner, retrying transient failures; false when the claim was lost. */
+  private async record(requestId: string, outcome: Outcome): Promise<boolean> {
+    let stored = outcome;
+    for (let attempt = 1; ; attempt += 1) {
+      if (this.lost) return false;
+      try {
+        return await finishInvocation(requestId, stored, this.owner);
+      } catch (error) {
+        // The item cannot hold this outcome (too large): record why instead of failing every redelivery the same way.
+        if ((error as Error).name === 'ValidationException' && 'result' in stored) {
+          logger.error('the result does not fit the invocation record', { requestId, error: error as Error });
+          stored = { error: workerProblem(`Internal error while storing the result: ${(error as Error).message}`) };
+          continue;
+        }
+        if (attempt >= FINAL_WRITE_ATTEMPTS) throw error;
+        logger.warn('could not record the outcome; retrying', { requestId, error: error as Error });
+        await sleep(250 * 2 ** attempt);
+      }
     }
   }
 
+  private async finalWrite(what: string, write: () => Promise<void>): Promise<void> {
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        return await write();
+      } catch (error) {
+        if (attempt >= FINAL_WRITE_ATTEMPTS) {
+          logger.error(`could not ${what}`, { messageId: this.message.MessageId, error: error as Error });
+          return;
+        }
+        await sleep(250 * 2 ** attempt);
+      }
+    }
+  }
+
+  /** Per-delivery paths: the request's directories (NVCF layout) and this claim's own spill and zip files. */
   private dirs(requestId: string) {
     const { assetDir, outputDir } = this.runtime.config;
     return {
       assets: join(assetDir, requestId),
       output: join(outputDir, requestId),
-      spill: join(outputDir, `${requestId}.response`),
-      zip: join(outputDir, `${requestId}.zip`),
+      spill: join(outputDir, `${requestId}.${this.owner}.response`),
+      zip: join(outputDir, `${requestId}.${this.owner}.zip`),
     };
+  }
+
+  /** Removes the delivery's directories and files; failures (a root container's files) are logged, never thrown. */
+  private async cleanUp(dirs: Dirs): Promise<void> {
+    await Promise.all(Object.values(dirs).map((path) => removeDir(path)));
   }
 
   private failure(error: unknown, attempt: number): InvocationError {
@@ -183,38 +391,54 @@ export class Job {
     if (error instanceof ContainerUnreachable) {
       return { status: 500, type: CONNECTION_ERROR_TYPE, title: reasonPhrase(500), detail: `Internal error while making inference request (${attempt} attempts): ${reason}` };
     }
-    return { status: 500, type: WORKER_ERROR_TYPE, title: reasonPhrase(500), detail: `Internal error while processing the request (${attempt} attempts): ${reason}` };
+    return workerProblem(`Internal error while processing the request (${attempt} attempts): ${reason}`);
   }
 
-  private async execute(invocation: InvocationMessage, attempt: number, dirs: ReturnType<Job['dirs']>): Promise<Outcome> {
+  private async execute(invocation: InvocationMessage, dirs: Dirs): Promise<Outcome> {
     const { requestId } = invocation;
     await Promise.all([freshDir(dirs.assets), freshDir(dirs.output)]);
     try {
       await Promise.all(invocation.assetIds.map((assetId) => this.downloadAsset(invocation.accountId, assetId, join(dirs.assets, assetId))));
     } catch (error) {
-      if (!(error instanceof AssetMissing)) throw error;
-      return { error: { status: 500, type: WORKER_ERROR_TYPE, title: reasonPhrase(500), detail: `Internal error while downloading assets: ${error.message}` } };
+      if (!(error instanceof ObjectMissing)) throw error;
+      return { error: workerProblem(`Internal error while downloading assets: ${error.message}`) };
     }
-    const body = await this.requestBody(invocation.body);
-    const mirror = mirrorProgress(requestId, attempt, dirs.output, this.runtime.config.progressIntervalMs);
+    this.throwIfInterrupted();
+    const mirror = mirrorProgress(requestId, this.owner, dirs.output, this.runtime.config.progressIntervalMs);
     let response: ContainerResponse;
     try {
       response = await callContainer({
         url: this.runtime.inferenceUrl,
         headers: this.containerHeaders(invocation, dirs),
-        body,
+        body: this.requestBody(invocation.body),
         timeoutMs: this.runtime.config.inferenceTimeoutSeconds * 1000,
         spillFile: dirs.spill,
+        signal: this.interrupt.signal,
       });
+    } catch (error) {
+      if (error instanceof ObjectMissing) return { error: workerProblem(`Internal error while reading the request: ${error.message}`) };
+      if (!(error instanceof ResponseNotStored)) throw error;
+      return { error: workerProblem(`Internal error while storing the result: ${error.message}`) };
     } finally {
       await mirror.stop();
     }
+    // The container has answered: from here on nothing is retried, since a redelivery would run the job again.
     if (response.status >= 400) return { error: containerError(response) };
-    return { result: await this.storeResult(requestId, response, dirs) };
+    try {
+      return { result: await this.storeResult(requestId, response, dirs) };
+    } catch (error) {
+      if (this.lost) throw error;
+      logger.error('the container answered but its result could not be stored', { requestId, error: error as Error });
+      return { error: workerProblem(`Internal error while storing the result: ${(error as Error).message}`) };
+    }
+  }
+
+  private throwIfInterrupted(): void {
+    if (this.interrupt.signal.aborted) throw this.interrupt.signal.reason as Error;
   }
 
   /** Every NVCF-* header of nvcf-api.md §4.2 we can fill, over the client's forwarded headers. */
-  private containerHeaders(invocation: InvocationMessage, dirs: ReturnType<Job['dirs']>): Record<string, string> {
+  private containerHeaders(invocation: InvocationMessage, dirs: Dirs): Record<string, string> {
     const { config, version } = this.runtime;
     const elapsed = Math.floor((Date.now() - Date.parse(invocation.acceptedAt)) / 1000);
     const platform: [string, string | undefined][] = [
@@ -235,6 +459,7 @@ export class Job {
       'NVCF-ASSET-DIR': dirs.assets,
       'NVCF-LARGE-OUTPUT-DIR': dirs.output,
       'NVCF-MAX-RESPONSE-SIZE-BYTES': String(MAX_RESPONSE_BYTES),
+      // What is left of the client's wait; pollSeconds is already cut to what the API really waits.
       'NVCF-POLL-SECONDS': String(Math.max(0, invocation.pollSeconds - elapsed)),
       ...Object.fromEntries(platform.filter((entry): entry is [string, string] => entry[1] !== undefined)),
     };
@@ -243,60 +468,100 @@ export class Job {
   private async downloadAsset(accountId: string, assetId: string, target: string): Promise<void> {
     let body: Readable;
     try {
-      const object = await s3().send(new GetObjectCommand({ Bucket: bucketName(), Key: assetObjectKey(accountId, assetId) }));
+      const object = await s3().send(new GetObjectCommand({ Bucket: bucketName(), Key: assetObjectKey(accountId, assetId) }), { abortSignal: this.interrupt.signal });
       body = object.Body as Readable;
     } catch (error) {
-      if ((error as Error).name === 'NoSuchKey') throw new AssetMissing(`asset ${assetId} has no content (never uploaded, or deleted)`);
+      if (isMissingObjectError(error)) throw new ObjectMissing(`asset ${assetId} has no content (never uploaded, or deleted)`);
       throw error;
     }
     await pipeline(body, createWriteStream(target, { mode: 0o644 }));
   }
 
-  private async requestBody(body: MessageBody): Promise<Buffer> {
-    if (body.kind === 'inline') return Buffer.from(body.data, body.encoding);
-    const { Body } = await s3().send(new GetObjectCommand({ Bucket: bucketName(), Key: body.key }));
-    return Buffer.from((await Body?.transformToByteArray()) ?? new Uint8Array());
+  /** The body to send: inline bytes, or the spilled object streamed from S3 (never held in memory). */
+  private requestBody(body: MessageBody): RequestBody {
+    if (body.kind === 'inline') {
+      const data = Buffer.from(body.data, body.encoding);
+      return async () => ({ data, length: data.length });
+    }
+    return async () => {
+      try {
+        const object = await s3().send(new GetObjectCommand({ Bucket: bucketName(), Key: body.key }), { abortSignal: this.interrupt.signal });
+        return { data: object.Body as Readable, length: object.ContentLength ?? body.bytes };
+      } catch (error) {
+        if (isMissingObjectError(error)) throw new ObjectMissing(`the request body (${body.key}) is no longer stored`);
+        throw error;
+      }
+    };
   }
 
   /**
    * Inline in the item when small; in S3 when larger; as a zip of the
    * response and the finished output files (answered with 302) when there are
-   * files, the body exceeds MAX_RESPONSE_BYTES, or a binary body is too large
-   * for Lambda's response payload.
+   * files, the body exceeds MAX_RESPONSE_BYTES, or it would not fit Lambda's
+   * response once JSON-escaped or base64-encoded. Keys carry the owner token.
    */
-  private async storeResult(requestId: string, response: ContainerResponse, dirs: ReturnType<Job['dirs']>): Promise<InvocationResult> {
+  private async storeResult(requestId: string, response: ContainerResponse, dirs: Dirs): Promise<InvocationResult> {
     const files = await finishedFiles(dirs.output);
     const { status, headers, body } = response;
-    const binaryTooLarge = body !== undefined && body.length > MAX_DIRECT_BINARY_RESPONSE_BYTES && !isUtf8(body);
-    if (!body || files.length > 0 || binaryTooLarge) {
-      const entries: ZipEntry[] = [
-        { name: `${requestId}.response`, source: body ?? { file: response.file! } },
-        ...files.map((name) => ({ name, source: { file: join(dirs.output, name) } })),
-      ];
-      await writeZip(dirs.zip, entries);
-      const key = resultZipKey(requestId);
-      await s3().send(
-        new PutObjectCommand({
-          Bucket: bucketName(),
-          Key: key,
-          Body: createReadStream(dirs.zip),
-          ContentLength: (await stat(dirs.zip)).size,
-          ContentType: 'application/zip',
-        }),
-      );
-      return { status, headers, zipKey: key };
+    if (body && files.length === 0 && lambdaBodyBytes(body) <= MAX_DIRECT_RESPONSE_PAYLOAD_BYTES) {
+      if (body.length <= MAX_INLINE_RESULT_BYTES) return { status, headers, body };
+      const key = resultBodyKey(requestId, this.owner);
+      await s3().send(new PutObjectCommand({ Bucket: bucketName(), Key: key, Body: body, ContentLength: body.length }));
+      return { status, headers, bodyKey: key };
     }
-    if (body.length <= MAX_INLINE_RESULT_BYTES) return { status, headers, body };
-    const key = resultBodyKey(requestId);
-    await s3().send(new PutObjectCommand({ Bucket: bucketName(), Key: key, Body: body, ContentLength: body.length }));
-    return { status, headers, bodyKey: key };
+    const entries: ZipEntry[] = [
+      { name: `${requestId}.response`, source: body ?? { file: response.file! } },
+      ...files.map((name) => ({ name, source: { file: join(dirs.output, name) } })),
+    ];
+    await writeZip(dirs.zip, entries);
+    const key = resultZipKey(requestId, this.owner);
+    await s3().send(
+      new PutObjectCommand({
+        Bucket: bucketName(),
+        Key: key,
+        Body: createReadStream(dirs.zip),
+        ContentLength: (await stat(dirs.zip)).size,
+        ContentType: 'application/zip',
+      }),
+    );
+    return { status, headers, zipKey: key };
   }
 
-  private startLease(): void {
+  /** Renews the claim and the message's visibility together, every third of the lease. */
+  private startLease(requestId: string): void {
     const { leaseSeconds } = this.runtime.config;
-    this.leaseTimer = setInterval(() => {
-      this.changeVisibility(leaseSeconds).catch((error: Error) => logger.warn('could not extend the lease', { messageId: this.message.MessageId, error }));
-    }, (leaseSeconds * 1000) / 3);
+    this.leaseTimer = setInterval(() => void this.renew(requestId, leaseSeconds), (leaseSeconds * 1000) / 3);
+  }
+
+  private async renew(requestId: string, leaseSeconds: number): Promise<void> {
+    // A job being handed back may still be storing its result: its claim is renewed until it is done.
+    if (this.renewing || this.lost) return;
+    this.renewing = true;
+    try {
+      const leaseMs = leaseSeconds * 1000;
+      const asked = Date.now();
+      const [owned] = await Promise.all([
+        renewLease(requestId, this.owner, leaseMs).then(
+          (renewed) => {
+            if (renewed) this.leaseUntil = asked + leaseMs;
+            return renewed;
+          },
+          (error: Error) => {
+            logger.warn('could not renew the claim', { requestId, error });
+            // Unsure: ours until the lease we know of runs out; past that, another delivery may have taken over.
+            return Date.now() < this.leaseUntil;
+          },
+        ),
+        this.changeVisibility(leaseSeconds).catch((error: Error) => logger.warn('could not extend the message visibility', { requestId, error })),
+      ]);
+      if (!owned && this.leaseTimer) {
+        logger.warn('the claim on the invocation was lost; stopping the job', { requestId });
+        this.stopLease();
+        this.interrupt.abort(new Interrupted('lost'));
+      }
+    } finally {
+      this.renewing = false;
+    }
   }
 
   private stopLease(): void {
@@ -312,9 +577,15 @@ export class Job {
     await sqs().send(new DeleteMessageCommand({ QueueUrl: this.runtime.queueUrl, ReceiptHandle: this.message.ReceiptHandle }));
   }
 
-  private async deleteObject(key: string): Promise<void> {
+  /** Result objects of an outcome that was not recorded: nothing points at them. */
+  private async deleteOwnObjects(outcome: Outcome): Promise<void> {
+    if (!('result' in outcome)) return;
+    for (const key of [outcome.result.bodyKey, outcome.result.zipKey]) if (key) await this.deleteObject(key, 'an unrecorded result');
+  }
+
+  private async deleteObject(key: string, what: string): Promise<void> {
     await s3()
       .send(new DeleteObjectCommand({ Bucket: bucketName(), Key: key }))
-      .catch((error: Error) => logger.warn('could not delete the spilled request body; the lifecycle rule will', { key, error }));
+      .catch((error: Error) => logger.warn(`could not delete ${what}; the lifecycle rule will`, { key, error }));
   }
 }

@@ -26,8 +26,8 @@ interface ProgressFile {
   partialResponse?: unknown;
 }
 
-/** Starts mirroring `<outputDir>/progress` of the job owned by delivery `attempt`. */
-export function mirrorProgress(requestId: string, attempt: number, outputDir: string, intervalMs: number): ProgressMirror {
+/** Starts mirroring `<outputDir>/progress` of the job held by the claim `owner`. */
+export function mirrorProgress(requestId: string, owner: string, outputDir: string, intervalMs: number): ProgressMirror {
   const file = join(outputDir, 'progress');
   let seen = '';
   let written = '';
@@ -64,7 +64,7 @@ export function mirrorProgress(requestId: string, attempt: number, outputDir: st
       if (key === written) return;
       lastWrite = Date.now();
       written = key;
-      await recordProgress(requestId, attempt, next.progress, next.partial);
+      await recordProgress(requestId, owner, next.progress, next.partial);
     }
   };
 

@@ -6,23 +6,24 @@
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
-import { GetQueueAttributesCommand } from '@aws-sdk/client-sqs';
-import { GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
+import { GetQueueAttributesCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
+import { GetCommand, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { s3, sqs, dynamo } from '../../core/aws';
 import { bucketName, tableName } from '../../core/config';
 import { getVersion } from '../../core/functions';
-import { getInvocation } from '../../core/invocations';
-import { MiB } from '../../core/limits';
+import type { InvocationMessage } from '../../core/invocation-message';
+import { createQueuedInvocation, finishInvocation, getInvocation } from '../../core/invocations';
+import { MAX_PROBLEM_DETAIL_BYTES, MiB, POLL_WAIT_CAP_SECONDS } from '../../core/limits';
 import type { FunctionVersionRecord, HealthCheck } from '../../core/model';
 import { ENV, assetObjectKey } from '../../core/names';
 import { deployVersion, putVersion } from '../support/function-versions';
 import { newAccount, startTestStack, type TestResponse, type TestStack } from '../support/stack';
-import { startEcho, startWorker, stopAllProcesses, waitFor, type EchoServer, type TestProcess } from '../support/processes';
+import { freePort, startEcho, startWorker, stopAllProcesses, waitFor, type EchoServer, type TestProcess } from '../support/processes';
 
 let stack: TestStack;
 let account: { accountId: string; key: string };
@@ -41,14 +42,19 @@ async function deployedVersion(options: { functionId?: string; minInstances?: nu
   return deployVersion(record, { status: options.status ?? 'DEPLOYING', specification });
 }
 
+let workers = 0;
+
+/** A worker's environment; each worker gets directories of its own, as each pod does. */
 function workerEnv(target: FunctionVersionRecord, extra: Record<string, string> = {}): Record<string, string> {
+  const dir = join(workDir, `worker-${(workers += 1)}`);
   return {
     ...stack.env,
     NVCF_FUNCTION_ID: target.functionId,
     NVCF_FUNCTION_VERSION_ID: target.versionId,
     NVCF_WORKER_INFERENCE_URL: echo.url,
-    NVCF_WORKER_ASSET_DIR: join(workDir, 'assets'),
-    NVCF_WORKER_OUTPUT_DIR: join(workDir, 'outputs'),
+    NVCF_WORKER_ASSET_DIR: join(dir, 'assets'),
+    NVCF_WORKER_OUTPUT_DIR: join(dir, 'outputs'),
+    NVCF_WORKER_DRAIN_PORT: '0',
     NVCF_WORKER_LEASE_SECONDS: '2',
     NVCF_WORKER_HEALTH_TIMEOUT_SECONDS: '10',
     NVCF_WORKER_HEARTBEAT_SECONDS: '1',
@@ -97,6 +103,14 @@ function zipEntries(zip: Buffer): Record<string, Buffer> {
   execFileSync('unzip', ['-q', file, '-d', dir]);
   const names = execFileSync('sh', ['-c', 'cd "$1" && find . -type f | sed "s|^./||"', 'sh', dir]).toString().trim().split('\n');
   return Object.fromEntries(names.map((name) => [name, execFileSync('cat', [join(dir, name)], { maxBuffer: 64 * MiB })]));
+}
+
+/** Messages waiting and in flight in a queue. */
+async function queueCounts(queueUrl: string): Promise<{ waiting: string | undefined; inFlight: string | undefined }> {
+  const { Attributes } = await sqs().send(
+    new GetQueueAttributesCommand({ QueueUrl: queueUrl, AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'] }),
+  );
+  return { waiting: Attributes?.ApproximateNumberOfMessages, inFlight: Attributes?.ApproximateNumberOfMessagesNotVisible };
 }
 
 let worker: TestProcess;
@@ -164,8 +178,8 @@ describe('synchronous and asynchronous invocation', () => {
       'nvcf-function-name': 'echo-fn',
       'nvcf-function-id': version.functionId,
       'nvcf-function-version-id': version.versionId,
-      'nvcf-asset-dir': join(workDir, 'assets', requestId!),
-      'nvcf-large-output-dir': join(workDir, 'outputs', requestId!),
+      'nvcf-asset-dir': join(workDir, 'worker-1', 'assets', requestId!),
+      'nvcf-large-output-dir': join(workDir, 'worker-1', 'outputs', requestId!),
       'nvcf-max-response-size-bytes': String(5 * MiB),
       'nvcf-instancetype': 'g6e.xlarge',
       'nvcf-backend': 'AWS',
@@ -362,3 +376,164 @@ describe('failures', () => {
     await keeper.stop();
   });
 });
+
+describe('what the container and the client see', () => {
+  it('forwards as NVCF-POLL-SECONDS the seconds left of the client’s real wait, at most 25', async () => {
+    const response = await invoke({ message: 'p', headers: true }, { headers: { 'NVCF-POLL-SECONDS': '300' } });
+    const seconds = Number(response.json.headers['nvcf-poll-seconds']);
+    expect(seconds).toBeLessThanOrEqual(POLL_WAIT_CAP_SECONDS);
+    expect(seconds).toBeGreaterThanOrEqual(POLL_WAIT_CAP_SECONDS - 2);
+  });
+
+  it('sends a client header value beyond Latin-1 to the container as its UTF-8 bytes instead of failing the job', async () => {
+    const response = await invoke({ message: 'h', headers: true }, { headers: { 'x-name': 'Zoë 😀' } });
+    expect(response.statusCode).toBe(200);
+    expect(Buffer.from(response.json.headers['x-name'], 'latin1').toString('utf8')).toBe('Zoë 😀');
+  });
+
+  it('keeps the platform’s NVCF-REQID and NVCF-STATUS over nvcf-* headers the container answers', async () => {
+    const response = await invoke({ message: 'forger', responseHeaders: { 'NVCF-STATUS': 'bogus', 'nvcf-reqid': 'forged', 'NVCF-PERCENT-COMPLETE': '7', 'x-kept': 'yes' } });
+    expect(response.statusCode).toBe(200);
+    expect(response.headers['nvcf-status']).toBe('fulfilled');
+    expect(response.headers['nvcf-reqid']).toMatch(/^[0-9a-f-]{36}$/);
+    expect(response.headers['x-kept']).toBe('yes');
+    expect(response.headers).not.toHaveProperty('nvcf-percent-complete');
+  });
+
+  it('answers 302 for a text body within 5 MiB that would not fit Lambda’s answer once JSON-escaped', async () => {
+    const response = await invoke({ responseText: { chunk: '"', repeats: 4 * MiB } });
+    expect(response.statusCode).toBe(302);
+    const entries = zipEntries(Buffer.from(await (await fetch(response.headers.location!)).arrayBuffer()));
+    expect(entries[`${response.headers['nvcf-reqid']}.response`]!.equals(Buffer.alloc(4 * MiB, '"'))).toBe(true);
+  });
+
+  it('answers a 4.4 MiB binary body directly, since its base64 form fits Lambda’s answer', async () => {
+    const size = Math.floor(4.4 * MiB);
+    const response = await invoke({ responseBytes: size });
+    expect(response.statusCode).toBe(200);
+    expect(response.body.equals(Buffer.from(Array.from({ length: size }, (_, i) => i % 251)))).toBe(true);
+  });
+
+  it('errors a container error with a huge error field once, with its status and the detail cut to 4 KB', async () => {
+    const response = await invoke({ fail: { status: 422, error: 'x', repeats: 1_000_000 } });
+    expect(response.statusCode).toBe(422);
+    expect(Buffer.byteLength(response.json.detail)).toBeLessThanOrEqual(MAX_PROBLEM_DETAIL_BYTES);
+    expect(response.json.detail).toMatch(/^x+…$/);
+    expect(await calls(response.headers['nvcf-reqid']!)).toEqual({ starts: 1, dones: 1 });
+  });
+
+  it('errors at once, without running the job again, when the container answered but the result cannot be stored; sweeps stale directories on start', async () => {
+    const other = await deployedVersion({ status: 'ACTIVE', minInstances: 0 });
+    const env = workerEnv(other, { NVCF_BUCKET: 'no-such-bucket' });
+    // Left by an earlier run of the worker in the same pod.
+    const stale = join(env.NVCF_WORKER_OUTPUT_DIR!, randomUUID());
+    await mkdir(join(stale, 'sub'), { recursive: true });
+    await writeFile(join(stale, 'sub', 'file'), 'x');
+    const broken = startWorker(env);
+    // 400 KiB is too large for the record: the worker must put it in the (missing) bucket.
+    const response = await invoke({ responseBytes: 400 * 1024 }, { target: other, headers: { 'NVCF-POLL-SECONDS': '20' } });
+    expect(response.statusCode).toBe(500);
+    expect(response.json).toMatchObject({ type: 'urn:nvcf-worker-service:problem-details:internal-server-error', detail: expect.stringContaining('storing the result') });
+    expect(await calls(response.headers['nvcf-reqid']!)).toEqual({ starts: 1, dones: 1 });
+    expect(existsSync(stale)).toBe(false);
+    expect(await broken.stop()).toBe(0);
+  });
+});
+
+describe('ownership of a running job', () => {
+  function messageFor(requestId: string, body: unknown): InvocationMessage {
+    return {
+      requestId,
+      accountId: account.accountId,
+      functionId: version.functionId,
+      versionId: version.versionId,
+      headers: { 'content-type': 'application/json' },
+      body: { kind: 'inline', encoding: 'utf8', data: JSON.stringify(body) },
+      assetIds: [],
+      pollSeconds: 0,
+      acceptedAt: new Date().toISOString(),
+    };
+  }
+
+  it('runs a job once when its message arrives twice (a retried send), and drops the duplicate', async () => {
+    const requestId = randomUUID();
+    const now = new Date();
+    await createQueuedInvocation({
+      requestId,
+      accountId: account.accountId,
+      functionId: version.functionId,
+      versionId: version.versionId,
+      status: 'QUEUED',
+      createdAt: now.toISOString(),
+      updatedAt: now.toISOString(),
+      expiresAt: Math.floor(now.getTime() / 1000) + 600,
+    });
+    // Longer than the 2 s lease: a duplicate that waited for the lease would take the job over.
+    const body = JSON.stringify(messageFor(requestId, { message: 'twice', delay: 2.5 }));
+    await Promise.all([1, 2].map(() => sqs().send(new SendMessageCommand({ QueueUrl: version.deployment!.queueUrl, MessageBody: body }))));
+    const done = await settle(requestId);
+    expect(done.json).toBe('twice');
+    expect(await calls(requestId)).toEqual({ starts: 1, dones: 1 });
+    await waitFor('both messages to be gone', async () => {
+      const counts = await queueCounts(version.deployment!.queueUrl);
+      return counts.waiting === '0' && counts.inFlight === '0';
+    }, 5000);
+  });
+
+  it('stops a job whose claim was taken over and leaves the invocation to its new owner', async () => {
+    const accepted = await invoke({ message: 'stolen', delay: 2 }, { headers: { 'NVCF-POLL-SECONDS': '0' } });
+    const requestId = accepted.headers['nvcf-reqid']!;
+    await waitFor('the container to start the job', async () => (await calls(requestId)).starts === 1);
+    // Another delivery takes the invocation over, as it would once a lease lapsed.
+    await dynamo().send(
+      new UpdateCommand({
+        TableName: tableName('invocations'),
+        Key: { requestId },
+        UpdateExpression: 'SET #owner = :thief, leaseUntil = :later',
+        ExpressionAttributeNames: { '#owner': 'owner' },
+        ExpressionAttributeValues: { ':thief': 'thief', ':later': Date.now() + 60_000 },
+      }),
+    );
+    await waitFor('the worker to notice', () => worker.output().includes('the claim on the invocation was lost'), 3000);
+    await waitFor('the container to finish the call', async () => (await calls(requestId)).dones === 1);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const record = await getInvocation(requestId);
+    expect(record).toMatchObject({ status: 'IN_PROGRESS', owner: 'thief' });
+    expect(record).not.toHaveProperty('result');
+    // The new owner finishes; the message is then dropped by whoever sees it.
+    expect(await finishInvocation(requestId, { result: { status: 200, headers: {}, body: Buffer.from('"thief"') } }, 'thief')).toBe(true);
+  });
+
+  it('hands a job back at shutdown on its last allowed delivery with a fresh copy, which another worker completes', async () => {
+    process.env[ENV.maxReceiveCount] = '1';
+    const other = await deployedVersion({ status: 'ACTIVE', minInstances: 0 });
+    delete process.env[ENV.maxReceiveCount];
+    const leaving = startWorker(workerEnv(other, { NVCF_WORKER_GRACE_SECONDS: '1' }));
+    const accepted = await invoke({ message: 'carried on', delay: 2 }, { target: other, headers: { 'NVCF-POLL-SECONDS': '0' } });
+    const requestId = accepted.headers['nvcf-reqid']!;
+    await waitFor('the first worker to start the job', async () => (await calls(requestId)).starts === 1);
+    const staying = startWorker(workerEnv(other));
+    expect(await leaving.stop('SIGTERM')).toBe(0);
+    const done = await settle(requestId);
+    expect(done.json).toBe('carried on');
+    expect(await calls(requestId)).toMatchObject({ starts: 2 });
+    const { Attributes } = await sqs().send(new GetQueueAttributesCommand({ QueueUrl: other.deployment!.deadLetterQueueUrl, AttributeNames: ['ApproximateNumberOfMessages'] }));
+    expect(Attributes?.ApproximateNumberOfMessages).toBe('0');
+    expect(await staying.stop()).toBe(0);
+  });
+
+  it('drains on GET /drain: answers 200 once its in-flight job is done, then exits 0', async () => {
+    const other = await deployedVersion({ status: 'ACTIVE', minInstances: 0 });
+    const port = await freePort();
+    const draining = startWorker(workerEnv(other, { NVCF_WORKER_DRAIN_PORT: String(port) }));
+    const accepted = await invoke({ message: 'drained over http', delay: 1 }, { target: other, headers: { 'NVCF-POLL-SECONDS': '0' } });
+    const requestId = accepted.headers['nvcf-reqid']!;
+    await waitFor('the worker to start the job', async () => (await calls(requestId)).starts === 1);
+    const response = await fetch(`http://127.0.0.1:${port}/drain`);
+    expect(response.status).toBe(200);
+    // The answer came only once the job was done.
+    expect((await getInvocation(requestId))?.status).toBe('FULFILLED');
+    expect(await draining.exited).toBe(0);
+  });
+});
+

@@ -1,5 +1,9 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiKey, revokeApiKey } from '../../core/api-keys';
+import { MiB } from '../../core/limits';
+import { LocalGateway, type ApiLambdaHandler } from '../../local/gateway';
 import { newAccount, startTestStack, type TestStack } from '../support/stack';
 
 describe('local API gateway', () => {
@@ -55,5 +59,79 @@ describe('authorizer', () => {
     const { key, record } = await createApiKey({ accountId: 'acct-hash' });
     expect(key).toMatch(/^nvapi-[A-Za-z0-9_-]{43}$/);
     expect(JSON.stringify(record)).not.toContain(key.slice(6));
+  });
+});
+
+describe('Lambda limits as API Gateway and Lambda apply them', () => {
+  let stack: TestStack;
+  let key: string;
+  beforeAll(async () => {
+    stack = await startTestStack();
+    ({ key } = await newAccount());
+  });
+  afterAll(async () => stack.stop());
+
+  /** A gateway whose invocations route runs `handler`; `calls` counts how often it ran. */
+  function gatewayWith(handler: ApiLambdaHandler, lambdaTimeoutSeconds?: number) {
+    const state = { calls: 0 };
+    const gateway = new LocalGateway({
+      lambdaTimeoutSeconds,
+      handlers: {
+        invocations: async (event, context) => {
+          state.calls += 1;
+          return handler(event, context);
+        },
+      },
+    });
+    const invoke = (body: Buffer, contentType: string) =>
+      gateway.handle({ method: 'POST', path: `/v2/nvcf/pexec/functions/${randomUUID()}`, headers: { authorization: `Bearer ${key}`, 'content-type': contentType }, body });
+    return { gateway, state, invoke };
+  }
+
+  const ok: ApiLambdaHandler = async (event) => ({ statusCode: 200, headers: {}, body: String(event.body?.length ?? 0) });
+
+  it('refuses with 413 before the Lambda runs a 5 MiB binary body, whose base64 form exceeds Lambda’s 6 MiB request quota', async () => {
+    const { state, invoke } = gatewayWith(ok);
+    const response = await invoke(randomBytes(5 * MiB), 'application/octet-stream');
+    expect(response.statusCode).toBe(413);
+    expect(JSON.parse(response.body.toString())).toEqual({ message: 'Request Too Long' });
+    expect(state.calls).toBe(0);
+  });
+
+  it('refuses with 413 a text body under 5 MiB whose JSON-escaped form exceeds the quota', async () => {
+    const { state, invoke } = gatewayWith(ok);
+    expect((await invoke(Buffer.alloc(4 * MiB, '"'), 'text/plain')).statusCode).toBe(413);
+    expect(state.calls).toBe(0);
+  });
+
+  it('passes a 5 MiB text body and a 4.4 MiB binary body to the Lambda', async () => {
+    const { state, invoke } = gatewayWith(ok);
+    expect((await invoke(Buffer.alloc(5 * MiB, 'a'), 'application/json')).statusCode).toBe(200);
+    expect((await invoke(randomBytes(Math.floor(4.4 * MiB)), 'application/octet-stream')).statusCode).toBe(200);
+    expect(state.calls).toBe(2);
+  });
+
+  it('answers 500 when the Lambda’s answer exceeds Lambda’s response quota', async () => {
+    const { invoke } = gatewayWith(async () => ({ statusCode: 200, headers: {}, body: Buffer.alloc(Math.floor(4.6 * MiB)).toString('base64'), isBase64Encoded: true }));
+    const response = await invoke(Buffer.from('{}'), 'application/json');
+    expect(response.statusCode).toBe(500);
+    expect(JSON.parse(response.body.toString())).toEqual({ message: 'Internal Server Error' });
+  });
+
+  it('answers 500 when the Lambda outlives its timeout, and tells the Lambda how much time it has', async () => {
+    let remaining = 0;
+    const { invoke } = gatewayWith(async (_event, context) => {
+      remaining = context.getRemainingTimeInMillis();
+      await sleep(1500);
+      return { statusCode: 200, headers: {}, body: '' };
+    }, 1);
+    expect((await invoke(Buffer.from('{}'), 'application/json')).statusCode).toBe(500);
+    expect(remaining).toBeGreaterThan(900);
+    expect(remaining).toBeLessThanOrEqual(1000);
+  });
+
+  it('hands the client a header repeated in another case once, its values joined', async () => {
+    const { invoke } = gatewayWith(async () => ({ statusCode: 200, headers: { 'X-Thing': 'a', 'x-thing': 'b' }, body: '' }));
+    expect((await invoke(Buffer.from('{}'), 'application/json')).headers['x-thing']).toBe('a, b');
   });
 });

@@ -1,4 +1,6 @@
+import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LocalGateway } from '../../local/gateway';
 import { serveGateway, type LocalHttpServer } from '../../local/http-server';
 import { newAccount, startTestStack, type TestStack } from '../support/stack';
 
@@ -29,5 +31,30 @@ describe('local HTTP front of the API', () => {
       body: Buffer.alloc(10 * 1024 * 1024 + 1),
     });
     expect(response.status).toBe(413);
+  });
+
+  it('hands header bytes to the Lambda decoded as UTF-8, as API Gateway does', async () => {
+    const { key } = await newAccount();
+    const gateway = new LocalGateway({ handlers: { invocations: async (event) => ({ statusCode: 200, headers: {}, body: JSON.stringify(event.headers['x-name']) }) } });
+    const front = await serveGateway(gateway, 0);
+    try {
+      const body = await new Promise<string>((resolve, reject) => {
+        const req = request(`${front.url}/v2/nvcf/pexec/functions/00000000-0000-4000-8000-000000000000`, {
+          method: 'POST',
+          // Raw UTF-8 bytes on the wire, written one byte per character.
+          headers: { authorization: `Bearer ${key}`, 'x-name': Buffer.from('Zoë', 'utf8').toString('latin1') },
+        });
+        req.on('response', (res) => {
+          let text = '';
+          res.on('data', (chunk: Buffer) => (text += chunk.toString()));
+          res.on('end', () => resolve(text));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+      expect(JSON.parse(body)).toBe('Zoë');
+    } finally {
+      await front.close();
+    }
   });
 });

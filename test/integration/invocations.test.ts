@@ -4,15 +4,16 @@
  * the answers for each invocation state.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { GetObjectCommand } from '@aws-sdk/client-s3';
+import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { DeleteMessageCommand, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import { PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dynamo, s3, sqs } from '../../core/aws';
 import { bucketName, tableName } from '../../core/config';
 import { invocationMessageSchema, type InvocationMessage } from '../../core/invocation-message';
-import { claimInvocation, finishInvocation, getInvocation, recordProgress } from '../../core/invocations';
-import { MiB } from '../../core/limits';
+import { claimInvocation, finishInvocation, getInvocation, recordProgress, type ClaimRequest } from '../../core/invocations';
+import { MAX_BINARY_REQUEST_BYTES, MAX_REQUEST_PAYLOAD_BODY_BYTES, MiB, POLL_WAIT_CAP_SECONDS } from '../../core/limits';
+import { LocalGateway } from '../../local/gateway';
 import type { FunctionStatus, FunctionVersionRecord } from '../../core/model';
 import { assetObjectKey } from '../../core/names';
 import { deployVersion, putVersion } from '../support/function-versions';
@@ -40,6 +41,30 @@ async function receive(target: FunctionVersionRecord): Promise<{ message: Invoca
 }
 
 let active: FunctionVersionRecord;
+
+function claimBy(owner: string): ClaimRequest {
+  return { owner, attempt: 1, instanceId: 'test', leaseMs: 60_000 };
+}
+
+/** Stores an asset item of `accountId`, its object uploaded or not. */
+async function assetOf(accountId: string, options: { uploaded: boolean }): Promise<string> {
+  const assetId = randomUUID();
+  const key = assetObjectKey(accountId, assetId);
+  await dynamo().send(
+    new PutCommand({
+      TableName: tableName('assets'),
+      Item: { assetId, accountId, contentType: 'image/png', description: 'x', s3Key: key, status: 'CREATED', createdAt: new Date().toISOString(), expiresAt: Math.floor(Date.now() / 1000) + 600 },
+    }),
+  );
+  if (options.uploaded) await s3().send(new PutObjectCommand({ Bucket: bucketName(), Key: key, Body: 'png' }));
+  return assetId;
+}
+
+/** Deletes what waits in a version's queue. */
+async function drain(target: FunctionVersionRecord): Promise<void> {
+  const { receipt } = await receive(target);
+  await sqs().send(new DeleteMessageCommand({ QueueUrl: target.deployment!.queueUrl, ReceiptHandle: receipt }));
+}
 
 beforeAll(async () => {
   stack = await startTestStack();
@@ -74,9 +99,42 @@ describe('refused invocations', () => {
   });
 
   it('answers 413 pointing to assets for a body over 5 MiB', async () => {
-    const response = await invoke(active, { body: Buffer.alloc(6 * MiB, 'a'), headers: { 'content-type': 'application/json' } });
+    const response = await invoke(active, { body: Buffer.alloc(5 * MiB + 1, 'a'), headers: { 'content-type': 'application/json' } });
     expect(response.statusCode).toBe(413);
     expect(response.json.detail).toMatch(/POST \/v2\/nvcf\/assets.*NVCF-INPUT-ASSET-REFERENCES/);
+  });
+
+  it('answers 413 pointing to assets for a binary body over MAX_BINARY_REQUEST_BYTES that still reached the Lambda', async () => {
+    const response = await invoke(active, { body: randomBytes(MAX_BINARY_REQUEST_BYTES + 1), headers: { 'content-type': 'application/octet-stream', 'NVCF-POLL-SECONDS': '0' } });
+    expect(response.statusCode).toBe(413);
+    expect(response.headers['content-type']).toBe('application/problem+json');
+    expect(response.json.detail).toContain(`at most ${MAX_BINARY_REQUEST_BYTES} bytes`);
+    expect(response.json.detail).toMatch(/POST \/v2\/nvcf\/assets/);
+  });
+
+  it('answers 413 pointing to assets for a text body whose JSON-escaped form would not fit, though under 5 MiB', async () => {
+    const response = await invoke(active, { body: Buffer.alloc(MAX_REQUEST_PAYLOAD_BODY_BYTES / 2 + 1024, '"'), headers: { 'content-type': 'text/plain', 'NVCF-POLL-SECONDS': '0' } });
+    expect(response.statusCode).toBe(413);
+    expect(response.headers['content-type']).toBe('application/problem+json');
+    expect(response.json.detail).toContain('JSON-escaped');
+    expect(response.json.detail).toMatch(/POST \/v2\/nvcf\/assets/);
+  });
+
+  it('answers 404 for an asset that was never uploaded, before queueing anything', async () => {
+    const assetId = await assetOf(account.accountId, { uploaded: false });
+    const response = await invoke(active, { headers: { 'NVCF-INPUT-ASSET-REFERENCES': assetId, 'NVCF-POLL-SECONDS': '0' } });
+    expect(response.statusCode).toBe(404);
+    expect(response.headers['content-type']).toBe('application/problem+json');
+    expect(response.json.detail).toMatch(new RegExp(`^asset ${assetId} has no content: upload it first`));
+    expect(response.headers['nvcf-reqid']).toBeUndefined();
+    const uploaded = await assetOf(account.accountId, { uploaded: true });
+    const accepted = await invoke(active, { headers: { 'NVCF-INPUT-ASSET-REFERENCES': uploaded, 'NVCF-POLL-SECONDS': '0' } });
+    expect(accepted.statusCode).toBe(202);
+    const { message } = await receive(active).then(async (received) => {
+      await sqs().send(new DeleteMessageCommand({ QueueUrl: active.deployment!.queueUrl, ReceiptHandle: received.receipt }));
+      return received;
+    });
+    expect(message.assetIds).toEqual([uploaded]);
   });
 
   it('answers 400 for a malformed asset reference and 404 for an unknown or foreign asset', async () => {
@@ -135,13 +193,57 @@ describe('accepted invocations', () => {
     await sqs().send(new DeleteMessageCommand({ QueueUrl: active.deployment!.queueUrl, ReceiptHandle: second.receipt }));
   });
 
+  it('accepts a 5 MiB text body, spilled to S3', async () => {
+    const text = JSON.stringify({ message: 'a'.repeat(5 * MiB - 20) });
+    const response = await invoke(active, { body: text, headers: { 'content-type': 'application/json', 'NVCF-POLL-SECONDS': '0' } });
+    expect(response.statusCode).toBe(202);
+    const { message, receipt } = await receive(active);
+    expect(message.body).toMatchObject({ kind: 's3', bytes: Buffer.byteLength(text) });
+    await sqs().send(new DeleteMessageCommand({ QueueUrl: active.deployment!.queueUrl, ReceiptHandle: receipt }));
+  });
+
+  it('gives the container the real wait: NVCF-POLL-SECONDS 300 is cut to what the API waits', async () => {
+    const pending = invoke(active, { headers: { 'NVCF-POLL-SECONDS': '300' } });
+    const { message, receipt } = await receive(active);
+    expect(message.pollSeconds).toBeLessThanOrEqual(POLL_WAIT_CAP_SECONDS);
+    expect(message.pollSeconds).toBeGreaterThanOrEqual(POLL_WAIT_CAP_SECONDS - 1);
+    await claimInvocation(message.requestId, claimBy('test'));
+    await finishInvocation(message.requestId, { result: { status: 200, headers: {}, body: Buffer.from('"done"') } }, 'test');
+    expect((await pending).statusCode).toBe(200);
+    await sqs().send(new DeleteMessageCommand({ QueueUrl: active.deployment!.queueUrl, ReceiptHandle: receipt }));
+  });
+
+  it('forwards non-Latin-1 header values as their UTF-8 bytes and drops values no HTTP client can send', async () => {
+    await invoke(active, { headers: { 'NVCF-POLL-SECONDS': '0', 'x-name': 'Zoë 😀', 'x-control': 'a\u0001b', 'x-plain': 'ok' } });
+    const { message, receipt } = await receive(active);
+    expect(Buffer.from(message.headers['x-name']!, 'latin1').toString('utf8')).toBe('Zoë 😀');
+    expect(message.headers['x-plain']).toBe('ok');
+    expect(message.headers).not.toHaveProperty('x-control');
+    await sqs().send(new DeleteMessageCommand({ QueueUrl: active.deployment!.queueUrl, ReceiptHandle: receipt }));
+  });
+
+  it('answers 202 with NVCF-REQID before Lambda would end the function, whatever the poll window', async () => {
+    const shortLived = new LocalGateway({ lambdaTimeoutSeconds: 5 });
+    const started = Date.now();
+    const response = await shortLived.handle({
+      method: 'POST',
+      path: `/v2/nvcf/pexec/functions/${active.functionId}`,
+      headers: { authorization: `Bearer ${account.key}`, 'content-type': 'application/json', 'NVCF-POLL-SECONDS': '25' },
+      body: Buffer.from('{}'),
+    });
+    expect(response.statusCode).toBe(202);
+    expect(response.headers['nvcf-reqid']).toMatch(/^[0-9a-f-]{36}$/);
+    expect(Date.now() - started).toBeLessThan(5000);
+    await drain(active);
+  });
+
   it('sees a result within a few milliseconds of its write early in the wait', async () => {
     const pending = invoke(active, { headers: { 'NVCF-POLL-SECONDS': '5' } });
     const { message, receipt } = await receive(active);
-    await claimInvocation(message.requestId, 1, 'test');
+    await claimInvocation(message.requestId, claimBy('test'));
     await new Promise((resolve) => setTimeout(resolve, 40));
     const writtenAt = Date.now();
-    await finishInvocation(message.requestId, { result: { status: 200, headers: { 'content-type': 'application/json' }, body: Buffer.from('"done"') } });
+    await finishInvocation(message.requestId, { result: { status: 200, headers: { 'content-type': 'application/json' }, body: Buffer.from('"done"') } }, 'test');
     const response = await pending;
     const reaction = Date.now() - writtenAt;
     expect(response.statusCode).toBe(200);
@@ -150,22 +252,30 @@ describe('accepted invocations', () => {
     await sqs().send(new DeleteMessageCommand({ QueueUrl: active.deployment!.queueUrl, ReceiptHandle: receipt }));
   });
 
-  it('answers a poll with the latest progress, and only its owner may record progress', async () => {
+  it('answers a poll with the latest progress of the invocation’s owner', async () => {
     await invoke(active, { headers: { 'NVCF-POLL-SECONDS': '0' } });
     const { message, receipt } = await receive(active);
-    expect(await claimInvocation(message.requestId, 1, 'test')).toBe('claimed');
-    expect(await recordProgress(message.requestId, 1, 40, '{"stage":"denoising"}')).toBe(true);
-    expect(await recordProgress(message.requestId, 0, 90, '{"stale":true}')).toBe(false);
+    expect(await claimInvocation(message.requestId, claimBy('test'))).toMatchObject({ kind: 'claimed' });
+    expect(await recordProgress(message.requestId, 'test', 40, '{"stage":"denoising"}')).toBe(true);
+    expect(await recordProgress(message.requestId, 'other', 90, '{"stale":true}')).toBe(false);
     const response = await stack.call('GET', `/v2/nvcf/pexec/status/${message.requestId}`, { key: account.key, headers: { 'NVCF-POLL-SECONDS': '0' } });
     expect(response.statusCode).toBe(202);
     expect(response.headers).toMatchObject({ 'nvcf-status': 'in-progress', 'nvcf-percent-complete': '40' });
     expect(response.json).toEqual({ stage: 'denoising' });
-    // A later delivery takes the invocation over; an earlier one cannot.
-    expect(await claimInvocation(message.requestId, 1, 'other')).toBe('held');
-    expect(await claimInvocation(message.requestId, 2, 'other')).toBe('claimed');
-    expect(await finishInvocation(message.requestId, { error: { status: 500, detail: 'boom' } })).toBe(true);
-    expect(await finishInvocation(message.requestId, { result: { status: 200, headers: {} } })).toBe(false);
-    expect(await claimInvocation(message.requestId, 3, 'other')).toBe('finished');
+    expect(await finishInvocation(message.requestId, { error: { status: 500, detail: 'boom' } }, 'test')).toBe(true);
+    await sqs().send(new DeleteMessageCommand({ QueueUrl: active.deployment!.queueUrl, ReceiptHandle: receipt }));
+  });
+
+  it('merges the container’s headers case-insensitively under NVCF-REQID and NVCF-STATUS, which it cannot forge', async () => {
+    await invoke(active, { headers: { 'NVCF-POLL-SECONDS': '0' } });
+    const { message, receipt } = await receive(active);
+    await claimInvocation(message.requestId, claimBy('test'));
+    const headers = { 'NVCF-STATUS': 'bogus', 'Nvcf-Reqid': 'forged', 'nvcf-percent-complete': '3', 'X-Kept': 'yes', 'Content-Type': 'application/json' };
+    await finishInvocation(message.requestId, { result: { status: 200, headers, body: Buffer.from('"ok"') } }, 'test');
+    const response = await stack.call('GET', `/v2/nvcf/pexec/status/${message.requestId}`, { key: account.key });
+    expect(response.statusCode).toBe(200);
+    expect(response.headers).toMatchObject({ 'nvcf-status': 'fulfilled', 'nvcf-reqid': message.requestId, 'x-kept': 'yes', 'content-type': 'application/json' });
+    expect(response.headers).not.toHaveProperty('nvcf-percent-complete');
     await sqs().send(new DeleteMessageCommand({ QueueUrl: active.deployment!.queueUrl, ReceiptHandle: receipt }));
   });
 
@@ -189,11 +299,26 @@ describe('result storage', () => {
     await invoke(active, { headers: { 'NVCF-POLL-SECONDS': '0' } });
     const { message, receipt } = await receive(active);
     const body = randomBytes(300 * 1024);
-    await claimInvocation(message.requestId, 1, 'test');
-    expect(await finishInvocation(message.requestId, { result: { status: 201, headers: { 'content-type': 'application/octet-stream' }, body } })).toBe(true);
+    await claimInvocation(message.requestId, claimBy('test'));
+    expect(await finishInvocation(message.requestId, { result: { status: 201, headers: { 'content-type': 'application/octet-stream' }, body } }, 'test')).toBe(true);
     const response = await stack.call('GET', `/v2/nvcf/pexec/status/${message.requestId}`, { key: account.key });
     expect(response.statusCode).toBe(201);
     expect(response.body.equals(body)).toBe(true);
+    await sqs().send(new DeleteMessageCommand({ QueueUrl: active.deployment!.queueUrl, ReceiptHandle: receipt }));
+  });
+
+  it('answers a stored result that would not fit Lambda’s response with a problem carrying NVCF-REQID, not a gateway error', async () => {
+    await invoke(active, { headers: { 'NVCF-POLL-SECONDS': '0' } });
+    const { message, receipt } = await receive(active);
+    // 4 MiB of quotes: under NVCF's 5 MiB, but 8 MiB once JSON-escaped in the Lambda's answer (as an older worker might have stored it).
+    const key = `outputs/${message.requestId}/legacy/response`;
+    await s3().send(new PutObjectCommand({ Bucket: bucketName(), Key: key, Body: Buffer.alloc(4 * MiB, '"') }));
+    await claimInvocation(message.requestId, claimBy('test'));
+    await finishInvocation(message.requestId, { result: { status: 200, headers: { 'content-type': 'text/plain' }, bodyKey: key } }, 'test');
+    const response = await stack.call('GET', `/v2/nvcf/pexec/status/${message.requestId}`, { key: account.key });
+    expect(response.statusCode).toBe(500);
+    expect(response.headers['content-type']).toBe('application/problem+json');
+    expect(response.headers['nvcf-reqid']).toBe(message.requestId);
     await sqs().send(new DeleteMessageCommand({ QueueUrl: active.deployment!.queueUrl, ReceiptHandle: receipt }));
   });
 });
