@@ -29,6 +29,9 @@ export const ENV = {
   tritonImage: 'NVCF_TRITON_IMAGE',
 } as const;
 
+/** NVIDIA Triton Inference Server, which serves the models of a version that has no container image (as NVCF does). */
+export const DEFAULT_TRITON_IMAGE = 'nvcr.io/nvidia/tritonserver:25.01-py3';
+
 /** Default prefix of per-version queue names; IAM grants are scoped to `<prefix>*`. */
 export const DEFAULT_QUEUE_PREFIX = 'nvcf-';
 
@@ -89,6 +92,11 @@ export const K8S = {
   systemNamespace: 'nvcf-system',
   controllerName: 'nvcf-gpu-agent-controller',
   controllerServiceAccount: 'nvcf-gpu-agent',
+  /**
+   * ClusterRole holding what helm needs in a Helm function's namespace (the chart's kinds, its
+   * release Secrets); the controller binds it in each such namespace and holds it nowhere else.
+   */
+  helmFunctionRole: 'nvcf-gpu-agent-controller-helm-function',
   /** ServiceAccount of function pods in the functions namespace; the worker sidecar's AWS identity. */
   workerServiceAccount: 'nvcf-worker',
   /** Node label carrying the GPU type of a nodegroup, e.g. `nvcf.io/gpu=L40S`. */

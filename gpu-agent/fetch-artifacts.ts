@@ -10,6 +10,9 @@
  * `.zip` with unzip (both are in the agent image); any other object is stored
  * as it is, as `<dir>/models/<name>/<last part of the key>`. Other URIs (NGC
  * model registry, https) fail with a message saying what to do instead.
+ * Everything fetched is made readable by any user (`chmod -R a+rX`): the
+ * fetcher runs as uid 1000, the function container as whatever user its
+ * image says, and archives may carry owner-only modes.
  */
 import { spawn } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
@@ -20,11 +23,12 @@ import { pipeline } from 'node:stream/promises';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { s3 } from '../core/aws';
+import { artifactObjectKey } from '../core/artifacts';
 import { bucketName } from '../core/config';
 import { ARTIFACT_NAME } from '../core/function-schemas';
 import { getVersion } from '../core/functions';
 import type { ArtifactReference, FunctionVersionRecord } from '../core/model';
-import { S3_PREFIX, SERVICE_NAME } from '../core/names';
+import { SERVICE_NAME } from '../core/names';
 import { WORKER_ENV } from './worker/config';
 
 export const FETCH_ARTIFACTS_ROLE = 'fetch-artifacts';
@@ -41,7 +45,6 @@ export const FETCH_ARTIFACTS_ENV = {
 
 const logger = new Logger({ serviceName: SERVICE_NAME, persistentKeys: { role: FETCH_ARTIFACTS_ROLE } });
 
-
 interface Archive {
   suffixes: string[];
   command: (file: string, target: string) => string[];
@@ -52,18 +55,6 @@ const ARCHIVES: Archive[] = [
   { suffixes: ['.tar'], command: (file, target) => ['tar', '-xf', file, '-C', target, '--no-same-owner', '--no-same-permissions'] },
   { suffixes: ['.zip'], command: (file, target) => ['unzip', '-q', '-o', file, '-d', target] },
 ];
-
-/** The object key an artifact URI names, or an error a user can act on. */
-export function artifactKey(artifact: ArtifactReference, bucket: string): string {
-  const match = /^s3:\/\/([^/]+)\/(.+)$/.exec(artifact.uri);
-  const hint = `upload it to s3://${bucket}/${S3_PREFIX.models}... and use that URI`;
-  if (!match) return fail(`"${artifact.name}" has URI "${artifact.uri}", which is not an s3:// URI; ${hint}`);
-  const [, uriBucket, key] = match;
-  if (uriBucket !== bucket || !key!.startsWith(S3_PREFIX.models) || key!.split('/').includes('..')) {
-    return fail(`"${artifact.name}" is at ${artifact.uri}, outside s3://${bucket}/${S3_PREFIX.models} where function pods may read; ${hint}`);
-  }
-  return key!;
-}
 
 function fail(message: string): never {
   throw new Error(message);
@@ -81,7 +72,9 @@ function run(command: string[]): Promise<void> {
 
 async function fetchOne(artifact: ArtifactReference, target: string, bucket: string): Promise<void> {
   if (!ARTIFACT_NAME.test(artifact.name)) fail(`artifact name "${artifact.name}" must be letters, digits, ".", "_" or "-" (it names a directory under /config)`);
-  const key = artifactKey(artifact, bucket);
+  const found = artifactObjectKey(artifact, bucket);
+  if ('problem' in found) fail(found.problem);
+  const { key } = found;
   const { Body } = await s3()
     .send(new GetObjectCommand({ Bucket: bucket, Key: key }))
     .catch((error: Error) => fail(`cannot read ${artifact.uri} for "${artifact.name}": ${error.name}: ${error.message}`));
@@ -109,6 +102,7 @@ export async function fetchArtifacts(version: Pick<FunctionVersionRecord, 'model
   for (const { artifact, target } of wanted) {
     logger.info('fetching', { name: artifact.name, uri: artifact.uri, target });
     await fetchOne(artifact, target, bucket);
+    await run(['chmod', '-R', 'a+rX', target]);
   }
 }
 

@@ -8,15 +8,24 @@
  * fingerprint, is reported with an empty fingerprint and so re-applied. An
  * edit made behind the controller's back that leaves the annotation alone is
  * undone by re-applying every workload once per `resyncSeconds` (server-side
- * apply with force takes the fields back).
+ * apply with force takes the fields back). A Helm release is upgraded only
+ * when its namespace does not carry the workload's fingerprint (set after a
+ * successful upgrade) or helm does not find it deployed: upgrading on every
+ * resync would add a revision each time and restart the pods of charts that
+ * render random or time-dependent values.
+ *
+ * A workload that cannot be applied (its objects cannot be built, its chart
+ * is refused or fails) is observed with the failure, which the Controller
+ * reports as the version's ERROR; a transient Helm failure is retried with
+ * backoff and reported only once it persists.
  */
 import { K8S } from '../../core/names';
 import { workloadFingerprint, type Workload } from './plan';
 import type { ObservedWorkload, Runtime } from './reconcile';
 import type { KubernetesApi, KubernetesObject } from './k8s/api';
-import { podsFailure } from './k8s/failures';
-import { HelmError, rejectRenderedChart, type Helm, type HelmRelease } from './k8s/helm';
-import { HELM_FUNCTION_LABEL, helmNamespace, helmNamespaceObject, MANAGED_SELECTOR, workloadName, workloadObjects, type ObjectContext } from './k8s/objects';
+import { workloadFailure } from './k8s/failures';
+import { HELM_RETRY, HelmError, rejectRenderedChart, type Helm, type HelmRelease } from './k8s/helm';
+import { HELM_FUNCTION_LABEL, helmAccessBinding, helmNamespace, helmNamespaceObject, MANAGED_SELECTOR, UnbuildableWorkload, workloadName, workloadObjects, type ObjectContext } from './k8s/objects';
 
 export interface KubernetesRuntimeOptions extends ObjectContext {
   api: KubernetesApi;
@@ -33,6 +42,22 @@ export interface KubernetesRuntimeOptions extends ObjectContext {
 /** The kinds every workload has in nvcf-functions; one missing means the workload must be applied again. */
 const WORKLOAD_KINDS = ['TriggerAuthentication', 'Deployment', 'ScaledObject'] as const;
 
+/** An apply that failed, kept for the definition it was tried with until that changes or an apply succeeds. */
+interface ApplyFailure {
+  fingerprint: string;
+  message: string;
+  /** Retried at `retryAt`, and reported only after HELM_RETRY.reportAfter failures in a row; otherwise reported at once and not retried. */
+  transient: boolean;
+  attempts: number;
+  retryAt: number;
+}
+
+interface Found {
+  objects: KubernetesObject[];
+  pods: KubernetesObject[];
+  chartPods: KubernetesObject[];
+}
+
 export class KubernetesRuntime implements Runtime {
   private readonly api: KubernetesApi;
   private readonly helm: Helm;
@@ -40,8 +65,7 @@ export class KubernetesRuntime implements Runtime {
   private readonly now: () => number;
   /** When this process last applied each workload; a restarted controller re-applies everything once. */
   private readonly appliedAt = new Map<string, number>();
-  /** Helm functions whose chart was refused or failed to install, with the fingerprint it was tried with. */
-  private readonly helmFailures = new Map<string, Required<ObservedWorkload>>();
+  private readonly failures = new Map<string, ApplyFailure>();
 
   constructor(private readonly options: KubernetesRuntimeOptions) {
     this.api = options.api;
@@ -59,24 +83,24 @@ export class KubernetesRuntime implements Runtime {
     ]);
     const chartPods = await Promise.all(helmNamespaces.map((ns) => this.api.list('Pod', ns.metadata.name)));
 
-    const byKey = new Map<string, { objects: KubernetesObject[]; pods: KubernetesObject[] }>();
+    const byKey = new Map<string, Found>();
     const entry = (object: KubernetesObject) => {
       const key = object.metadata.labels?.[K8S.workloadLabel];
       if (!key) return undefined;
-      if (!byKey.has(key)) byKey.set(key, { objects: [], pods: [] });
+      if (!byKey.has(key)) byKey.set(key, { objects: [], pods: [], chartPods: [] });
       return byKey.get(key)!;
     };
     for (const object of [...objects, ...helmNamespaces]) entry(object)?.objects.push(object);
     for (const pod of pods) entry(pod)?.pods.push(pod);
-    helmNamespaces.forEach((ns, i) => entry(ns)?.pods.push(...chartPods[i]!));
+    helmNamespaces.forEach((ns, i) => entry(ns)?.chartPods.push(...chartPods[i]!));
 
     const now = this.now();
     const observed = new Map<string, ObservedWorkload>();
     for (const [key, found] of byKey) {
-      const failure = podsFailure(found.pods, now);
+      const failure = workloadFailure({ ...found, deployment: found.objects.find((object) => object.kind === 'Deployment'), minInstances: minInstancesOf(found.objects) }, now);
       observed.set(key, { fingerprint: this.fingerprintOf(key, found.objects, now), ...(failure ? { failure } : {}) });
     }
-    for (const [key, failed] of this.helmFailures) observed.set(key, failed);
+    for (const [key, failed] of this.failures) observed.set(key, observedFailure(failed, now));
     return observed;
   }
 
@@ -91,36 +115,58 @@ export class KubernetesRuntime implements Runtime {
   }
 
   async apply(workload: Workload): Promise<void> {
-    const objects = workloadObjects(workload, this.options);
+    let objects: KubernetesObject[];
+    try {
+      objects = workloadObjects(workload, this.options);
+    } catch (error) {
+      if (!(error instanceof UnbuildableWorkload)) throw error;
+      return this.recordFailure(workload, error.message, false);
+    }
     if (workload.version.helmChart && !(await this.installChart(workload))) return;
     for (const object of objects) await this.api.apply(object);
     this.appliedAt.set(workload.key, this.now());
+    this.failures.delete(workload.key);
   }
 
   /**
-   * Renders the chart, checks its kinds, then installs it. A refusal or a
-   * helm error is kept as the workload's failure (reported as the version's
-   * ERROR) until the version changes; other errors throw and are retried.
+   * Makes the chart's release current: nothing when it is (see the module
+   * comment); otherwise renders the chart, checks its kinds and installs it.
+   * False when it failed (recorded); errors other than helm's throw and are
+   * retried by the next pass.
    */
   private async installChart(workload: Workload): Promise<boolean> {
     const { version, spec, key } = workload;
     const release: HelmRelease = { release: workloadName(key), chart: version.helmChart!, namespace: helmNamespace(key), values: spec.configuration ?? {} };
-    const fail = (reason: string) => {
-      this.helmFailures.set(key, { fingerprint: workloadFingerprint(workload), failure: `Helm chart ${release.chart}: ${reason}` });
-      return false;
-    };
-    if (!version.helmChartServiceName) return fail('the function has no helmChartServiceName, so the worker cannot reach the chart');
     try {
+      const [installed] = await this.api.list('Namespace', undefined, `${K8S.workloadLabel}=${key}`);
+      // helm reads its release records (Secrets) through this binding, from `helm status` on.
+      if (installed) await this.api.apply(helmAccessBinding(workload));
+      const current = installed?.metadata.annotations?.[K8S.fingerprintAnnotation] === workloadFingerprint(workload);
+      if (current && (await this.helm.status(release)) === 'deployed') return true;
       const rejection = rejectRenderedChart(await this.helm.template(release), release.namespace);
-      if (rejection) return fail(rejection);
-      await this.api.apply(helmNamespaceObject(workload));
+      if (rejection) {
+        this.recordFailure(workload, `Helm chart ${release.chart}: ${rejection}`, false);
+        return false;
+      }
+      // Without the fingerprint until the upgrade succeeds: an interrupted upgrade is tried again.
+      await this.api.apply(helmNamespaceObject(workload, { chartInstalled: false }));
+      await this.api.apply(helmAccessBinding(workload));
       await this.helm.upgrade(release);
+      await this.api.apply(helmNamespaceObject(workload, { chartInstalled: true }));
+      return true;
     } catch (error) {
-      if (error instanceof HelmError) return fail(error.message);
-      throw error;
+      if (!(error instanceof HelmError)) throw error;
+      this.recordFailure(workload, `Helm chart ${release.chart}: ${error.message}`, error.transient);
+      return false;
     }
-    this.helmFailures.delete(key);
-    return true;
+  }
+
+  private recordFailure(workload: Workload, message: string, transient: boolean): void {
+    const fingerprint = workloadFingerprint(workload);
+    const previous = this.failures.get(workload.key);
+    const attempts = previous?.fingerprint === fingerprint ? previous.attempts + 1 : 1;
+    const retryAt = this.now() + Math.min(HELM_RETRY.firstDelayMs * 2 ** (attempts - 1), HELM_RETRY.maxDelayMs);
+    this.failures.set(workload.key, { fingerprint, message, transient, attempts, retryAt });
   }
 
   /**
@@ -132,7 +178,7 @@ export class KubernetesRuntime implements Runtime {
   async remove(key: string): Promise<void> {
     const name = workloadName(key);
     const namespace = K8S.functionsNamespace;
-    this.helmFailures.delete(key);
+    this.failures.delete(key);
     this.appliedAt.delete(key);
     // The ScaledObject first, so that KEDA does not scale the Deployment while it goes.
     await this.api.delete('ScaledObject', namespace, name);
@@ -147,4 +193,22 @@ export class KubernetesRuntime implements Runtime {
     await this.helm.uninstall({ release: name, namespace: chartNamespace });
     await this.api.delete('Namespace', undefined, chartNamespace);
   }
+}
+
+/** The ScaledObject's minReplicaCount: the instances the version keeps ready. */
+function minInstancesOf(objects: readonly KubernetesObject[]): number {
+  const scaled = objects.find((object) => object.kind === 'ScaledObject')?.spec as { minReplicaCount?: number } | undefined;
+  return scaled?.minReplicaCount ?? 0;
+}
+
+/**
+ * A failed apply as the Controller should see it: a lasting failure with its
+ * fingerprint (reported, not applied again); a transient one with an empty
+ * fingerprint once its retry is due (so it is applied again), and with the
+ * failure only once it has failed HELM_RETRY.reportAfter times in a row.
+ */
+function observedFailure(failed: ApplyFailure, now: number): ObservedWorkload {
+  if (!failed.transient) return { fingerprint: failed.fingerprint, failure: failed.message };
+  const fingerprint = now >= failed.retryAt ? '' : failed.fingerprint;
+  return failed.attempts >= HELM_RETRY.reportAfter ? { fingerprint, failure: `${failed.message} (failed ${failed.attempts} times in a row; still retrying)` } : { fingerprint };
 }

@@ -4,6 +4,7 @@
  * versions, and how many instances a workload should run for its queue.
  * Pure functions: the runtimes do the I/O.
  */
+import { createHash } from 'node:crypto';
 import type { FunctionVersionRecord, GpuSpecification } from '../../core/model';
 
 /** One deployment specification of one version: a Kubernetes Deployment, or a set of local processes. */
@@ -55,10 +56,16 @@ export function planWorkloads(desired: readonly Workload[], existing: ReadonlyMa
   };
 }
 
-/** What, in a workload, requires re-applying it when it changes. */
+/**
+ * What, in a workload, requires re-applying it when it changes, as a sha256
+ * of its canonical JSON: the same definition gives the same fingerprint
+ * whatever the order of keys in stored objects, and the annotation that
+ * carries it (k8s/objects.ts) neither grows with a Helm configuration nor
+ * shows the container's environment values to whoever may read annotations.
+ */
 export function workloadFingerprint(workload: Workload): string {
   const { version, spec } = workload;
-  return JSON.stringify([
+  const definition = [
     version.containerImage,
     version.containerArgs,
     version.containerEnvironment,
@@ -72,11 +79,20 @@ export function workloadFingerprint(workload: Workload): string {
     spec.maxInstances,
     spec.maxRequestConcurrency,
     spec.configuration,
-    // Appended: a PUT may move a specification to another GPU or instance type (node selector, agent image).
     spec.gpu,
     spec.instanceType,
     version.helmChartServiceName,
-  ]);
+  ];
+  return createHash('sha256').update(canonicalJson(definition)).digest('hex');
+}
+
+/** JSON with object keys sorted at every depth; array order is kept, since it means something (env order, arguments). */
+function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, item: unknown) =>
+    item && typeof item === 'object' && !Array.isArray(item)
+      ? Object.fromEntries(Object.keys(item).sort().map((key) => [key, (item as Record<string, unknown>)[key]]))
+      : item,
+  );
 }
 
 /**

@@ -12,6 +12,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import * as z from 'zod';
+import { DEFAULT_TRITON_IMAGE, ENV } from '../../core/names';
 import { WORKER_ENV } from '../worker/config';
 import { containerEnvironment, workerEnvironment, type PlatformContext } from './environment';
 import { workloadFingerprint, type Workload } from './plan';
@@ -86,6 +87,12 @@ interface Entry {
   failure?: string;
 }
 
+/** What a workload runs: its container image, or Triton for a model-only function; undefined for a Helm chart. */
+function imageOf({ version }: Workload): string | undefined {
+  if (version.containerImage) return version.containerImage;
+  return version.helmChart ? undefined : process.env[ENV.tritonImage] || DEFAULT_TRITON_IMAGE;
+}
+
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
@@ -134,11 +141,11 @@ export class ProcessRuntime implements Runtime {
   async apply(workload: Workload): Promise<void> {
     const previous = this.entries.get(workload.key);
     const entry: Entry = { workload, fingerprint: workloadFingerprint(workload), instances: new Map(), demand: [], crashes: [], restartAfter: 0 };
-    const image = workload.version.containerImage;
-    if (!image || !this.options.images[image]) {
-      entry.failure = image
-        ? `container image "${image}" is not in the local image map; add {"${image}": {"command": [...]}} to the file NVCF_LOCAL_IMAGES names`
-        : 'the local stack runs container functions only; Helm charts need the EKS deployment';
+    const image = imageOf(workload);
+    if (!image) entry.failure = 'Helm functions need the EKS deployment; the local stack runs container and model-only functions';
+    else if (!this.options.images[image]) {
+      const what = workload.version.containerImage ? 'container image' : 'image of model-only functions (NVIDIA Triton)';
+      entry.failure = `${what} "${image}" is not in the local image map; add {"${image}": {"command": [...]}} to the file NVCF_LOCAL_IMAGES names`;
     }
     this.entries.set(workload.key, entry);
     if (previous) await Promise.all([...previous.instances.values()].map((instance) => this.stopInstance(previous, instance)));
@@ -181,7 +188,7 @@ export class ProcessRuntime implements Runtime {
   private async startInstance(entry: Entry): Promise<void> {
     const { workload } = entry;
     const { version } = workload;
-    const image = this.options.images[version.containerImage!]!;
+    const image = this.options.images[imageOf(workload)!]!;
     const id = `local-${randomUUID().slice(0, 8)}`;
     const port = await freePort();
     const dir = join(this.options.workDir, 'instances', id);
@@ -208,6 +215,8 @@ export class ProcessRuntime implements Runtime {
         [WORKER_ENV.assetDir]: join(dir, 'assets'),
         [WORKER_ENV.outputDir]: join(dir, 'outputs'),
         [WORKER_ENV.leaseSeconds]: String(this.options.leaseSeconds),
+        // Instances here are stopped by signals; a drain endpoint would only fight over one port.
+        [WORKER_ENV.drainPort]: '0',
         [WORKER_ENV.healthTimeoutSeconds]: String(this.healthTimeoutSeconds),
       },
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -5,7 +5,7 @@
  * fetch-artifacts role downloads and unpacks models from the platform bucket.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
@@ -60,6 +60,23 @@ describe('failure reporting', () => {
   });
 });
 
+describe('workloads that cannot be built', () => {
+  it('put their DEPLOYING version into ERROR with the reason, instead of staying DEPLOYING forever', async () => {
+    const version = await deployVersion(await putVersion('acct-k8s'), { status: 'DEPLOYING', specification: { gpu: 'T4G', instanceType: 'g5g.xlarge' } });
+    const errors: unknown[] = [];
+    const runtime = new KubernetesRuntime({ ...CONTEXT, agentImages: { amd64: CONTEXT.agentImages.amd64 }, api: new FakeKubernetes(), helm: new FakeHelm({}) });
+    const controller = new Controller(runtime, { error: (_step, error) => errors.push(error) });
+
+    await controller.reconcile();
+    await controller.reconcile();
+
+    const stored = await getVersion(version.functionId, version.versionId);
+    expect(errors).toEqual([]);
+    expect(stored!.status).toBe('ERROR');
+    expect(stored!.deployment!.healthInfo![0]!.error).toMatch(/^no gpu-agent image for arm64 nodes/);
+  });
+});
+
 describe('fetch-artifacts', () => {
   const put = (key: string, body: Buffer | string) => s3().send(new PutObjectCommand({ Bucket: bucketName(), Key: key, Body: body }));
 
@@ -88,6 +105,27 @@ describe('fetch-artifacts', () => {
     expect(readFileSync(join(config, 'models', 'weights', 'weights', 'layer0.bin'), 'utf8')).toBe('tensor bytes');
     expect(readFileSync(join(config, 'models', 'tokenizer', 'weights', 'layer0.bin'), 'utf8')).toBe('tensor bytes');
     expect(readFileSync(join(config, 'resources', 'labels', 'labels.txt'), 'utf8')).toBe('cat\ndog\n');
+  });
+
+  it('makes what it fetched readable by the function container’s user, whatever modes the archive carries', async () => {
+    const source = join(scratch, 'private');
+    mkdirSync(join(source, 'secret-dir'), { recursive: true });
+    writeFileSync(join(source, 'secret-dir', 'weights.bin'), 'owner only');
+    chmodSync(join(source, 'secret-dir', 'weights.bin'), 0o600);
+    chmodSync(join(source, 'secret-dir'), 0o700);
+    execFileSync('tar', ['-czf', join(scratch, 'private.tar.gz'), '-C', source, 'secret-dir']);
+    await put('models/acct/private.tar.gz', readFileSync(join(scratch, 'private.tar.gz')));
+    const version = await putVersion('acct-artifacts', { models: [{ name: 'private', version: '1', uri: `s3://${bucketName()}/models/acct/private.tar.gz` }] });
+    const config = join(scratch, 'config-modes');
+
+    const code = await fetchArtifactsMain({ ...process.env, NVCF_FUNCTION_ID: version.functionId, NVCF_FUNCTION_VERSION_ID: version.versionId, NVCF_ARTIFACTS_DIR: config });
+
+    expect(code).toBe(0);
+    const dir = join(config, 'models', 'private', 'secret-dir');
+    expect(statSync(dir).mode & 0o555).toBe(0o555);
+    expect(statSync(join(dir, 'weights.bin')).mode & 0o444).toBe(0o444);
+    // Read, not run: a data file does not become executable.
+    expect(statSync(join(dir, 'weights.bin')).mode & 0o111).toBe(0);
   });
 
   it('refuses a URI outside the platform bucket’s models/ prefix with what to do instead', async () => {

@@ -5,7 +5,7 @@
  * edit objects behind the controller's back and set pod statuses directly.
  */
 import type { Kind, KubernetesApi, KubernetesObject } from '../../gpu-agent/controller/k8s/api';
-import type { Helm, HelmRelease } from '../../gpu-agent/controller/k8s/helm';
+import type { Helm, HelmError, HelmRelease } from '../../gpu-agent/controller/k8s/helm';
 
 const id = (kind: string, namespace: string | undefined, name: string) => `${kind}/${namespace ?? ''}/${name}`;
 
@@ -67,11 +67,14 @@ export class FakeKubernetes implements KubernetesApi {
 export class FakeHelm implements Helm {
   readonly installed = new Map<string, HelmRelease>();
   readonly calls: string[] = [];
+  /** Errors the next calls of a command throw, until the test clears them. */
+  readonly errors: { template?: HelmError; upgrade?: HelmError; status?: HelmError } = {};
 
   constructor(private readonly renderings: Record<string, string>) {}
 
   async template(release: HelmRelease): Promise<string> {
     this.calls.push(`template ${release.release}`);
+    if (this.errors.template) throw this.errors.template;
     const rendered = this.renderings[release.chart];
     if (rendered === undefined) throw new Error(`no rendering for ${release.chart} in this test`);
     return rendered;
@@ -79,7 +82,14 @@ export class FakeHelm implements Helm {
 
   async upgrade(release: HelmRelease): Promise<void> {
     this.calls.push(`upgrade ${release.release}`);
+    if (this.errors.upgrade) throw this.errors.upgrade;
     this.installed.set(`${release.namespace}/${release.release}`, release);
+  }
+
+  async status({ release, namespace }: Pick<HelmRelease, 'release' | 'namespace'>): Promise<string | undefined> {
+    this.calls.push(`status ${release}`);
+    if (this.errors.status) throw this.errors.status;
+    return this.installed.has(`${namespace}/${release}`) ? 'deployed' : undefined;
   }
 
   async uninstall({ release, namespace }: Pick<HelmRelease, 'release' | 'namespace'>): Promise<void> {

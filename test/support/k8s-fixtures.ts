@@ -9,6 +9,7 @@ export const CONTEXT: ObjectContext = {
   agentImages: { amd64: '123456789012.dkr.ecr.us-east-1.amazonaws.com/agent:amd64', arm64: '123456789012.dkr.ecr.us-east-1.amazonaws.com/agent:arm64' },
   systemArch: 'amd64',
   agentEnv: { [ENV.functionsTable]: 'Functions', [ENV.bucket]: 'platform-bucket', AWS_REGION: 'us-east-1' },
+  tritonImage: 'nvcr.io/nvidia/tritonserver:25.01-py3',
 };
 
 export function testVersion(overrides: Partial<FunctionVersionRecord> = {}, spec: Partial<GpuSpecification> = {}): FunctionVersionRecord {

@@ -63,6 +63,22 @@ describe('controller plan', () => {
     expect(planWorkloads(desired, existing)).toEqual({ apply: [], remove: [] });
   });
 
+  it('fingerprints a definition the same whatever the order of keys in the stored objects', () => {
+    const [workload] = desiredWorkloads([version('v1', 'ACTIVE', [spec({ configuration: { image: { repository: 'r', tag: 't' }, replicas: 2 } })])]);
+    const reordered = {
+      ...workload!,
+      version: { ...workload!.version, health: { expectedStatusCode: 200, timeout: 'PT10S', port: 8000, uri: '/health', protocol: 'HTTP' as const } },
+      spec: { ...workload!.spec, configuration: { replicas: 2, image: { tag: 't', repository: 'r' } } },
+    };
+    expect(workloadFingerprint(reordered)).toBe(workloadFingerprint(workload!));
+    expect(workloadFingerprint({ ...reordered, spec: { ...reordered.spec, configuration: { replicas: 2, image: { tag: 'u', repository: 'r' } } } })).not.toBe(workloadFingerprint(workload!));
+  });
+
+  it('keeps the fingerprint short and free of the definition’s values, which may be secrets', () => {
+    const [workload] = desiredWorkloads([{ ...version('v1', 'ACTIVE'), containerEnvironment: [{ key: 'API_KEY', value: 'very-secret' }] }]);
+    expect(workloadFingerprint(workload!)).toMatch(/^[0-9a-f]{64}$/);
+  });
+
   it.each([
     { depth: 0, expected: 1, why: 'min instances with an empty queue' },
     { depth: 3, expected: 2, why: 'ceil(3 / 2) instances' },

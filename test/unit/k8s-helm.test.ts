@@ -4,7 +4,8 @@
  * deployment configuration reach the manifests, and a chart with a
  * forbidden kind is refused.
  */
-import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -48,6 +49,25 @@ describe('the echo example chart', () => {
   });
 });
 
+describe('a chart made by helm create', () => {
+  it('is accepted: its test Pod (run only by helm test) is not rendered', async () => {
+    execFileSync(helmBinary(), ['create', join(scratch, 'created')]);
+    const manifests = await helm.template(release(join(scratch, 'created')));
+    expect((loadAllYaml(manifests) as { kind: string }[]).map((o) => o.kind).sort()).toEqual(['Deployment', 'Service', 'ServiceAccount']);
+    expect(rejectRenderedChart(manifests, NAMESPACE)).toBeUndefined();
+  });
+
+  it('is refused with a hook that an install would run, of a forbidden kind', async () => {
+    const chart = join(scratch, 'with-hook');
+    cpSync(ECHO_CHART, chart, { recursive: true });
+    writeFileSync(
+      join(chart, 'templates', 'migrate.yaml'),
+      'apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: migrate\n  annotations:\n    "helm.sh/hook": pre-install,pre-upgrade\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n        - name: m\n          image: busybox\n',
+    );
+    expect(rejectRenderedChart(await helm.template(release(chart)), NAMESPACE)).toContain('Job "migrate" (kind not allowed)');
+  });
+});
+
 describe('a chart with a forbidden kind', () => {
   it('is refused, naming the object and the allowed kinds', async () => {
     const chart = join(scratch, 'rogue');
@@ -78,4 +98,43 @@ describe('a chart with a forbidden kind', () => {
 it('reports what helm said when a chart cannot be rendered', async () => {
   await expect(helm.template(release(join(scratch, 'missing-chart')))).rejects.toThrow(HelmError);
   await expect(helm.template(release(join(scratch, 'missing-chart')))).rejects.toThrow(/helm template failed: .*missing-chart/);
+});
+
+describe('helm failures', () => {
+  /** A stand-in helm that prints `stdout`, says `stderr` and exits with `code`, whatever it is asked. */
+  function scriptedHelm(name: string, { stdout = '', stderr = '', code = 1 }: { stdout?: string; stderr?: string; code?: number }): HelmCli {
+    const path = join(scratch, name);
+    writeFileSync(path, `#!/bin/sh\ncat >/dev/null\nprintf '%s' '${stdout}'\nprintf '%s' '${stderr}' >&2\nexit ${code}\n`);
+    chmodSync(path, 0o755);
+    return new HelmCli(path);
+  }
+
+  it.each([
+    { what: 'a chart URL that answers 404', command: 'template', stderr: 'Error: failed to fetch https://charts.example.com/echo-0.1.0.tgz : 404 Not Found', transient: false },
+    { what: 'a template that does not render', command: 'template', stderr: 'Error: template: echo/templates/deployment.yaml:12:20: executing "x" at <.Values.nope.deep>: nil pointer', transient: false },
+    { what: 'a chart repository that times out', command: 'template', stderr: 'Error: Get "https://charts.example.com/echo-0.1.0.tgz": dial tcp 10.0.0.1:443: i/o timeout', transient: true },
+    { what: 'an API server that cannot be reached', command: 'upgrade', stderr: 'Error: UPGRADE FAILED: kubernetes cluster unreachable: Get "https://10.100.0.1:443/version": dial tcp: connection refused', transient: true },
+    { what: 'a release busy with another operation', command: 'upgrade', stderr: 'Error: UPGRADE FAILED: another operation (install/upgrade/rollback) is in progress', transient: true },
+    { what: 'an admission webhook that denies the chart', command: 'upgrade', stderr: 'Error: UPGRADE FAILED: admission webhook "validate.example.com" denied the request: no', transient: false },
+    { what: 'an immutable field the chart changes', command: 'upgrade', stderr: 'Error: UPGRADE FAILED: cannot patch "echo" with kind Deployment: Deployment.apps "echo" is invalid: spec.selector: field is immutable', transient: false },
+  ])('calls $what (helm $command) transient: $transient', async ({ command, stderr, transient }) => {
+    const cli = scriptedHelm(`helm-${command}-${transient}`, { stderr });
+    const run = command === 'template' ? cli.template(release(ECHO_CHART)) : cli.upgrade(release(ECHO_CHART));
+    const error = await run.catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(HelmError);
+    expect(error).toMatchObject({ transient, message: expect.stringContaining(stderr) });
+  });
+
+  it('reads a release’s status, and no release as undefined', async () => {
+    expect(await scriptedHelm('helm-status', { stdout: '{"name":"nvcf-v1-0","info":{"status":"deployed"}}', code: 0 }).status(release(ECHO_CHART))).toBe('deployed');
+    expect(await scriptedHelm('helm-status-missing', { stderr: 'Error: release: not found' }).status(release(ECHO_CHART))).toBeUndefined();
+  });
+
+  it('runs helm with a writable HOME, not the image’s read-only one', async () => {
+    const path = join(scratch, 'helm-home');
+    writeFileSync(path, '#!/bin/sh\ncat >/dev/null\nprintf "%s" "$HOME"\n');
+    chmodSync(path, 0o755);
+    const home = await new HelmCli(path).template(release(ECHO_CHART));
+    expect(home.startsWith(tmpdir())).toBe(true);
+  });
 });

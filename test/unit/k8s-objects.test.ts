@@ -5,10 +5,11 @@
  */
 import { Deployment } from 'kubernetes-models/apps/v1';
 import { Namespace } from 'kubernetes-models/v1';
+import { RoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1';
 import { describe, expect, it } from 'vitest';
 import type { FunctionVersionRecord } from '../../core/model';
 import { ENV, K8S } from '../../core/names';
-import { agentEnvironment, helmNamespaceObject, workloadObjects } from '../../gpu-agent/controller/k8s/objects';
+import { agentEnvironment, helmAccessBinding, helmNamespaceObject, UnbuildableWorkload, workloadObjects } from '../../gpu-agent/controller/k8s/objects';
 import { workloadFingerprint } from '../../gpu-agent/controller/plan';
 import { CONTEXT, testVersion, workloadOf } from '../support/k8s-fixtures';
 
@@ -75,13 +76,50 @@ describe('container function objects', () => {
     expect(pod.serviceAccountName).toBe(K8S.workerServiceAccount);
   });
 
-  it('give the worker time to drain: grace period beyond its own, container kept serving meanwhile', () => {
+  it('keep the container serving until the worker has drained, and no longer: preStop asks the worker’s drain endpoint', () => {
     const pod = objectsOf(testVersion()).deployment.spec.template.spec;
     const worker = pod.containers.find((c: { name: string }) => c.name === 'worker');
     const inference = pod.containers.find((c: { name: string }) => c.name === 'inference');
-    const grace = Number(envOf(worker).NVCF_WORKER_GRACE_SECONDS);
-    expect(inference.lifecycle.preStop.sleep.seconds).toBe(grace);
-    expect(pod.terminationGracePeriodSeconds).toBeGreaterThan(grace);
+    expect(inference.lifecycle.preStop).toEqual({ httpGet: { path: '/drain', port: 8010 } });
+    expect(envOf(worker).NVCF_WORKER_DRAIN_PORT).toBe('8010');
+    // Only the node (kubelet) may drain it over the network, not other pods.
+    expect(worker.env).toContainEqual({ name: 'NVCF_WORKER_DRAIN_FROM', valueFrom: { fieldRef: { fieldPath: 'status.hostIP' } } });
+    // kubelet waits for an HTTP hook up to the grace period: longer than the worker's own, so its jobs finish first.
+    expect(pod.terminationGracePeriodSeconds).toBeGreaterThan(Number(envOf(worker).NVCF_WORKER_GRACE_SECONDS));
+  });
+
+  it('replace instances one at a time without a surge pod, which would wait for the GPU its predecessor holds', () => {
+    const { deployment } = objectsOf(testVersion());
+    expect(deployment.spec.strategy).toEqual({ type: 'RollingUpdate', rollingUpdate: { maxSurge: 0, maxUnavailable: 1 } });
+    expect(deployment.spec.progressDeadlineSeconds).toBeGreaterThanOrEqual(1800);
+  });
+
+  it('keep the worker’s AWS role and any Kubernetes token from the user’s container, but not from the worker and the fetcher', () => {
+    const { deployment } = objectsOf(testVersion({ models: [{ name: 'weights', version: '1', uri: 's3://platform-bucket/models/w.tar.gz' }] }));
+    const template = deployment.spec.template;
+    expect(template.metadata.annotations).toEqual({ 'eks.amazonaws.com/skip-containers': 'inference' });
+    expect(template.spec.automountServiceAccountToken).toBe(false);
+    expect(template.spec.serviceAccountName).toBe(K8S.workerServiceAccount);
+    const names = [...template.spec.initContainers, ...template.spec.containers].map((c: { name: string }) => c.name);
+    expect(names.filter((name: string) => name !== 'inference')).toEqual(['fetch-artifacts', 'worker']);
+  });
+
+  it('give the user’s container a memory-backed /dev/shm with a size limit', () => {
+    const pod = objectsOf(testVersion()).deployment.spec.template.spec;
+    const inference = pod.containers.find((c: { name: string }) => c.name === 'inference');
+    const mount = inference.volumeMounts.find((m: { mountPath: string }) => m.mountPath === '/dev/shm');
+    expect(pod.volumes.find((v: { name: string }) => v.name === mount.name).emptyDir).toEqual({ medium: 'Memory', sizeLimit: expect.stringMatching(/^\d+Gi$/) });
+  });
+
+  it.each([
+    { instanceType: 'g6e.xlarge', gpus: '1' },
+    { instanceType: 'g6e.12xlarge', gpus: '4' },
+    { instanceType: 'p5.48xlarge', gpus: '8' },
+    { instanceType: 'g5g.16xlarge', gpus: '2' },
+    { instanceType: 'g9x.xlarge', gpus: '1' },
+  ])('give an instance on $instanceType all of its $gpus GPU(s)', ({ instanceType, gpus }) => {
+    const pod = objectsOf(testVersion({}, { instanceType })).deployment.spec.template.spec;
+    expect(pod.containers.find((c: { name: string }) => c.name === 'inference').resources.limits).toEqual({ 'nvidia.com/gpu': gpus });
   });
 
   it('fetch models and resources in an init container only when the version has some', () => {
@@ -134,7 +172,33 @@ describe('container function objects', () => {
 
   it('fail with an actionable message when no agent image exists for the nodes’ architecture', () => {
     const workload = workloadOf(testVersion({}, { gpu: 'T4G', instanceType: 'g5g.xlarge' }));
+    expect(() => workloadObjects(workload, { ...CONTEXT, agentImages: { amd64: 'x' } })).toThrow(UnbuildableWorkload);
     expect(() => workloadObjects(workload, { ...CONTEXT, agentImages: { amd64: 'x' } })).toThrow(/no gpu-agent image for arm64/);
+  });
+
+  it('fail with an actionable message for a version with nothing to run', () => {
+    expect(() => objectsOf(testVersion({ containerImage: undefined }))).toThrow(UnbuildableWorkload);
+  });
+});
+
+describe('model-only function objects', () => {
+  const modelOnly = (containerArgs?: string) =>
+    testVersion({ containerImage: undefined, containerArgs, inferencePort: 8000, models: [{ name: 'resnet', version: '1', uri: 's3://platform-bucket/models/resnet.tar.gz' }] });
+
+  it('run NVIDIA Triton on the fetched models, forwarding the NVCF-* headers, in a valid Deployment', () => {
+    const { deployment } = objectsOf(modelOnly());
+    expect(() => new Deployment(deployment).validate()).not.toThrow();
+    const pod = deployment.spec.template.spec;
+    expect(pod.initContainers.map((c: { name: string }) => c.name)).toEqual(['fetch-artifacts']);
+    expect(pod.containers.find((c: { name: string }) => c.name === 'inference')).toMatchObject({
+      image: CONTEXT.tritonImage,
+      args: ['tritonserver', '--model-repository=/config/models', '--http-port=8000', '--http-header-forward-pattern=NVCF-.*'],
+    });
+  });
+
+  it('take Triton’s arguments from containerArgs when the version has some', () => {
+    const inference = objectsOf(modelOnly('tritonserver --model-repository=/config/models --http-port=8000 --log-verbose=1')).deployment.spec.template.spec.containers[0];
+    expect(inference.args).toEqual(['tritonserver', '--model-repository=/config/models', '--http-port=8000', '--log-verbose=1']);
   });
 });
 
@@ -148,13 +212,32 @@ describe('Helm function objects', () => {
     expect(pod.containers.map((c: { name: string }) => c.name)).toEqual(['worker']);
     expect(pod.nodeSelector).toEqual({ 'nvcf.io/node-role': 'system', 'kubernetes.io/arch': 'amd64' });
     expect(envOf(pod.containers[0]).NVCF_WORKER_INFERENCE_URL).toBe('http://echo.nvcf-fn-v0v0v0v0-0000-4000-8000-000000000002-0.svc:8000');
+    expect(pod.automountServiceAccountToken).toBe(false);
   });
 
-  it('install into a labelled namespace with the baseline pod security level', () => {
-    const namespace = helmNamespaceObject(workloadOf(helmVersion())) as any;
+  it('start a new worker before an old one drains: no GPU, so a surge pod fits', () => {
+    const { deployment } = objectsOf(helmVersion());
+    expect(deployment.spec.strategy).toEqual({ type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } });
+  });
+
+  it('install into a labelled namespace with the baseline pod security level, fingerprinted once the chart is installed', () => {
+    const workload = workloadOf(helmVersion());
+    const namespace = helmNamespaceObject(workload, { chartInstalled: true }) as any;
     expect(() => new Namespace(namespace).validate()).not.toThrow();
     expect(namespace.metadata.name.length).toBeLessThanOrEqual(63);
     expect(namespace.metadata.labels).toMatchObject({ 'pod-security.kubernetes.io/enforce': 'baseline', [K8S.workloadLabel]: `${helmVersion().versionId}-0` });
+    expect(namespace.metadata.annotations).toEqual({ [K8S.fingerprintAnnotation]: workloadFingerprint(workload) });
+    expect((helmNamespaceObject(workload, { chartInstalled: false }) as any).metadata.annotations).toBeUndefined();
+  });
+
+  it('bind the controller to the Helm function role in that namespace with a valid RoleBinding', () => {
+    const binding = helmAccessBinding(workloadOf(helmVersion()));
+    expect(() => new RoleBinding(binding as any).validate()).not.toThrow();
+    expect(binding.metadata.namespace).toBe(`${K8S.helmNamespacePrefix}${helmVersion().versionId}-0`);
+  });
+
+  it('fail with an actionable message when the function has no helmChartServiceName', () => {
+    expect(() => objectsOf(testVersion({ containerImage: undefined, helmChart: 'https://charts.example.com/echo-0.1.0.tgz' }))).toThrow(/no helmChartServiceName/);
   });
 });
 
@@ -167,6 +250,7 @@ describe('agent environment', () => {
       [ENV.queuePrefix]: 'nvcf-',
       [ENV.clusterName]: 'cluster',
       [ENV.agentImages]: '{}',
+      [ENV.tritonImage]: 'triton',
       AWS_REGION: 'eu-west-1',
       POWERTOOLS_LOG_LEVEL: 'INFO',
       HOME: '/root',

@@ -24,7 +24,10 @@ export interface ObjectMeta {
   namespace?: string;
   labels?: Record<string, string>;
   annotations?: Record<string, string>;
-  creationTimestamp?: string;
+  /** A string in JSON; client-node turns it into a Date for built-in kinds. */
+  creationTimestamp?: string | Date;
+  /** Set once the object is being deleted (a terminating pod). */
+  deletionTimestamp?: string | Date;
 }
 
 /** Any Kubernetes object; the controller builds them as plain data. */
@@ -56,16 +59,15 @@ export class ClientNodeApi implements KubernetesApi {
     await this.client.patch(object as ClientObject, undefined, undefined, K8S.controllerManager, true, PatchStrategy.ServerSideApply);
   }
 
+  /**
+   * One unpaginated list: client-node reads the `continue` token of built-in
+   * kinds' lists only (it drops it from a ScaledObjectList), and the
+   * controller's label-selected lists are small enough for one answer.
+   */
   async list(kind: Kind, namespace: string | undefined, labelSelector?: string): Promise<KubernetesObject[]> {
-    const items: KubernetesObject[] = [];
-    let continueToken: string | undefined;
-    do {
-      const page = await this.client.list(KINDS[kind].apiVersion, kind, namespace, undefined, undefined, undefined, undefined, labelSelector, 500, continueToken);
-      // Lists carry apiVersion/kind on the list only; the controller reads them per item.
-      items.push(...page.items.map((item) => ({ ...(item as KubernetesObject), apiVersion: KINDS[kind].apiVersion, kind })));
-      continueToken = page.metadata?._continue;
-    } while (continueToken);
-    return items;
+    const page = await this.client.list(KINDS[kind].apiVersion, kind, namespace, undefined, undefined, undefined, undefined, labelSelector);
+    // Lists carry apiVersion/kind on the list only; the controller reads them per item.
+    return page.items.map((item) => ({ ...(item as KubernetesObject), apiVersion: KINDS[kind].apiVersion, kind }));
   }
 
   async delete(kind: Kind, namespace: string | undefined, name: string): Promise<void> {

@@ -3,6 +3,10 @@
  * the list NVCF allows, then installed into the version's own namespace with
  * the helm binary of the agent image. The binary sits behind `Helm` so that
  * tests can fake it (and run the real one on charts kept in examples/).
+ *
+ * A failure is either the chart's (it cannot be fetched or rendered, the
+ * cluster refuses what it makes), reported at once, or transient (network,
+ * API server), retried with backoff and reported only once it persists.
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
@@ -23,16 +27,45 @@ export interface HelmRelease {
 }
 
 export interface Helm {
-  /** The manifests the release would install, hooks, tests and CRDs included. */
+  /** The manifests `upgrade` would install: hooks and CRDs included, chart tests (run only by `helm test`) not. */
   template(release: HelmRelease): Promise<string>;
   /** Installs or upgrades the release. */
   upgrade(release: HelmRelease): Promise<void>;
+  /** The release's status (`deployed`, `failed`, `pending-upgrade`, …), or undefined when there is no such release. */
+  status(release: Pick<HelmRelease, 'release' | 'namespace'>): Promise<string | undefined>;
   /** Uninstalls the release; a missing release is not an error. */
   uninstall(release: Pick<HelmRelease, 'release' | 'namespace'>): Promise<void>;
 }
 
 /** helm exited with an error; `message` carries what helm said, for the version's healthInfo. */
-export class HelmError extends Error {}
+export class HelmError extends Error {
+  /** @param transient true when trying again later may succeed (network, API server), false when the chart is at fault. */
+  constructor(
+    message: string,
+    readonly transient: boolean,
+  ) {
+    super(message);
+  }
+}
+
+/** Retries of a transient Helm failure: backoff doubling from `firstDelayMs` up to `maxDelayMs`, reported after `reportAfter` failures in a row. */
+export const HELM_RETRY = { firstDelayMs: 15_000, maxDelayMs: 300_000, reportAfter: 5 } as const;
+
+/** Network and API server trouble: trying again later may work. */
+const TRANSIENT_PATTERN =
+  /timeout|timed out|deadline exceeded|connection refused|connection reset|broken pipe|unexpected EOF|no such host|temporary failure|TLS handshake|Internal Server Error|Bad Gateway|Service Unavailable|Gateway Timeout|Too Many Requests|cluster unreachable|unable to handle the request|etcdserver|another operation \(install\/upgrade\/rollback\) is in progress|try again/i;
+/** The cluster refuses what the chart makes: the same chart fails the same way. */
+const REFUSED_PATTERN = /denied the request|is forbidden|is invalid|field is immutable|already exists|unable to build kubernetes objects|unable to recognize|no matches for kind/i;
+
+/**
+ * Whether a helm failure may go away by itself. Fetching or rendering a chart
+ * fails for the chart's sake unless the network is to blame; installing a
+ * rendered chart fails for the cluster's sake unless the cluster refuses it.
+ */
+function isTransient(command: string, stderr: string): boolean {
+  if (TRANSIENT_PATTERN.test(stderr)) return true;
+  return command === 'template' ? false : !REFUSED_PATTERN.test(stderr);
+}
 
 /**
  * Why a rendered chart may not be installed into `namespace`, or undefined
@@ -64,18 +97,29 @@ export class HelmCli implements Helm {
 
   /** @param binary path of helm; `helm` from PATH by default. */
   constructor(private readonly binary = 'helm') {
-    // The controller's root filesystem is read-only: helm keeps its cache and config below the temp dir.
+    // The controller's root filesystem is read-only: helm keeps its cache and config, and the Kubernetes
+    // client its discovery cache ($HOME/.kube), below the temp dir.
     const home = join(tmpdir(), 'helm');
     for (const dir of ['cache', 'config', 'data']) mkdirSync(join(home, dir), { recursive: true });
-    this.env = { ...process.env, HELM_CACHE_HOME: join(home, 'cache'), HELM_CONFIG_HOME: join(home, 'config'), HELM_DATA_HOME: join(home, 'data') };
+    this.env = { ...process.env, HOME: home, HELM_CACHE_HOME: join(home, 'cache'), HELM_CONFIG_HOME: join(home, 'config'), HELM_DATA_HOME: join(home, 'data') };
   }
 
   template({ release, chart, namespace, values }: HelmRelease): Promise<string> {
-    return this.run(['template', release, chart, '--namespace', namespace, '--include-crds', '--values', '-'], values);
+    return this.run(['template', release, chart, '--namespace', namespace, '--include-crds', '--skip-tests', '--values', '-'], values);
   }
 
   async upgrade({ release, chart, namespace, values }: HelmRelease): Promise<void> {
     await this.run(['upgrade', '--install', release, chart, '--namespace', namespace, '--history-max', '3', '--values', '-'], values);
+  }
+
+  async status({ release, namespace }: Pick<HelmRelease, 'release' | 'namespace'>): Promise<string | undefined> {
+    try {
+      const status = JSON.parse(await this.run(['status', release, '--namespace', namespace, '--output', 'json'])) as { info?: { status?: string } };
+      return status.info?.status ?? 'unknown';
+    } catch (error) {
+      if (error instanceof HelmError && /release: not found/.test(error.message)) return undefined;
+      throw error;
+    }
   }
 
   async uninstall({ release, namespace }: Pick<HelmRelease, 'release' | 'namespace'>): Promise<void> {
@@ -89,10 +133,12 @@ export class HelmCli implements Helm {
       const err: Buffer[] = [];
       child.stdout.on('data', (chunk: Buffer) => out.push(chunk));
       child.stderr.on('data', (chunk: Buffer) => err.push(chunk));
-      child.once('error', (error) => reject(new HelmError(`cannot run ${this.binary}: ${error.message}`)));
+      // A missing binary is the platform's fault, not the chart's: transient, so it is retried and reported late.
+      child.once('error', (error) => reject(new HelmError(`cannot run ${this.binary}: ${error.message}`, true)));
       child.once('close', (code) => {
-        if (code === 0) resolve(Buffer.concat(out).toString('utf8'));
-        else reject(new HelmError(`helm ${args[0]} failed: ${Buffer.concat(err).toString('utf8').trim() || `exit code ${code}`}`));
+        if (code === 0) return resolve(Buffer.concat(out).toString('utf8'));
+        const said = Buffer.concat(err).toString('utf8').trim();
+        reject(new HelmError(`helm ${args[0]} failed: ${said || `exit code ${code}`}`, isTransient(args[0]!, said)));
       });
       // JSON is YAML: helm reads the values file from stdin.
       child.stdin.end(values ? JSON.stringify(values) : '');

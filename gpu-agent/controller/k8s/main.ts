@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Logger } from '@aws-lambda-powertools/logger';
 import * as z from 'zod';
 import { AWS_BACKEND } from '../../../core/gpus';
-import { ENV, SERVICE_NAME, type CpuArch } from '../../../core/names';
+import { DEFAULT_TRITON_IMAGE, ENV, SERVICE_NAME, type CpuArch } from '../../../core/names';
 import { KubernetesRuntime } from '../kubernetes';
 import { Controller } from '../reconcile';
 import { ClientNodeApi } from './api';
@@ -38,6 +38,7 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<number
     // The controller runs on the system nodes, where Helm functions' workers run too.
     systemArch: process.arch === 'arm64' ? 'arm64' : 'amd64',
     agentEnv: agentEnvironment(env),
+    tritonImage: env[ENV.tritonImage] || DEFAULT_TRITON_IMAGE,
   });
   const controller = new Controller(runtime, {
     applied: (workload) => logger.info('workload applied', { workload: workload.key, functionId: workload.version.functionId }),

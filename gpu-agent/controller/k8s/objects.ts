@@ -2,11 +2,13 @@
  * The Kubernetes objects of a workload, as plain data for server-side apply.
  *
  * Container function, in nvcf-functions:
- * - Deployment `nvcf-<key>`: pods of the user's container (GPU, node selector,
- *   taint toleration, readiness from `health`, /config read-only) and the
- *   gpu-agent worker beside it (shared emptyDir at /var/inf for the asset and
- *   large-output dirs), after the `fetch-artifacts` init container when the
- *   version has models or resources. No `replicas`: KEDA owns them.
+ * - Deployment `nvcf-<key>`: pods of the user's container (every GPU of the
+ *   instance type, node selector, taint toleration, readiness from `health`,
+ *   /config read-only) and the gpu-agent worker beside it (shared emptyDir at
+ *   /var/inf for the asset and large-output dirs), after the `fetch-artifacts`
+ *   init container when the version has models or resources. A model-only
+ *   version (models, no containerImage) runs NVIDIA Triton on /config/models.
+ *   No `replicas`: KEDA owns them.
  * - ScaledObject + TriggerAuthentication `nvcf-<key>`: KEDA scales the
  *   Deployment on the version's SQS queue with the KEDA operator's identity.
  * Helm function: the chart goes into namespace `nvcf-fn-<key>` (helm.ts);
@@ -15,13 +17,17 @@
  *
  * Pods use the `nvcf-worker` ServiceAccount made by the CDK app: EKS Pod
  * Identity associations name a ServiceAccount, so that one account carries
- * the worker's AWS role for every version.
+ * the worker's AWS role for every version. The Pod Identity webhook gives
+ * those credentials to every container of a pod unless told otherwise, so the
+ * user's container is named in `eks.amazonaws.com/skip-containers`: only the
+ * worker and the fetcher get the role. No pod gets a Kubernetes API token.
  */
 import { durationSeconds } from '../../../core/function-schemas';
 import type { HealthCheck } from '../../../core/model';
+import { gpusPerInstance } from '../../../core/gpu-instance-types';
 import { ENV, instanceArch, K8S, type CpuArch } from '../../../core/names';
 import { FETCH_ARTIFACTS_ENV, FETCH_ARTIFACTS_ROLE } from '../../fetch-artifacts';
-import { WORKER_ENV } from '../../worker/config';
+import { DEFAULT_DRAIN_PORT, DRAIN_PATH, WORKER_DRAIN_PORT_ENV, WORKER_ENV } from '../../worker/config';
 import { containerEnvironment, workerEnvironment, type PlatformContext } from '../environment';
 import { workloadFingerprint, type Workload } from '../plan';
 import type { KubernetesObject } from './api';
@@ -35,10 +41,15 @@ export interface ObjectContext {
   systemArch: CpuArch;
   /** Variables of the agent processes copied from the controller's own environment: tables, bucket, region, logging. */
   agentEnv: Record<string, string>;
+  /** Image of model-only functions (NVCF_TRITON_IMAGE, default DEFAULT_TRITON_IMAGE). */
+  tritonImage: string;
 }
 
+/** A workload whose objects cannot be made as the version stands; the message says why, for its healthInfo. */
+export class UnbuildableWorkload extends Error {}
+
 /** The controller's variables its agent processes need too; the cluster and image settings are the controller's own. */
-const CONTROLLER_ONLY = new Set<string>([ENV.clusterName, ENV.agentImages, ENV.gpus]);
+const CONTROLLER_ONLY = new Set<string>([ENV.clusterName, ENV.agentImages, ENV.gpus, ENV.tritonImage]);
 const SHARED_PLATFORM_ENV = ['AWS_REGION', 'POWERTOOLS_SERVICE_NAME', 'POWERTOOLS_LOG_LEVEL', 'POWERTOOLS_METRICS_NAMESPACE'];
 
 /** `agentEnv` from the controller's environment: table, bucket and queue settings, region, logging. */
@@ -51,6 +62,18 @@ export function agentEnvironment(env: NodeJS.ProcessEnv): Record<string, string>
 export const WORKER_GRACE_SECONDS = 120;
 /** Time the function container has to stop once the worker is done. */
 const CONTAINER_STOP_SECONDS = 30;
+/**
+ * Shared memory of the function container: the runtime's default /dev/shm
+ * is 64 MiB, too little for Triton's Python backend, PyTorch data loaders
+ * and NCCL between the GPUs of one instance. It counts as the pod's memory.
+ */
+const SHM_SIZE = '8Gi';
+/**
+ * Longer than Kubernetes' default 10 min: a rollout may pull a multi-GB
+ * inference image and download models first. A rollout stuck beyond it
+ * becomes the version's failure (failures.ts).
+ */
+const GPU_PROGRESS_DEADLINE_SECONDS = 1800;
 /** Mounted in both containers at the same path, so that NVCF-ASSET-DIR and NVCF-LARGE-OUTPUT-DIR mean the same there. */
 export const WORK_DIR = '/var/inf';
 /** Models and resources, read-only for the function container (nvcf-api.md §4.1). */
@@ -97,6 +120,9 @@ function metadata(workload: Workload, name: string, namespace?: string): Kuberne
 
 const toEnv = (variables: Record<string, string>) => Object.entries(variables).map(([name, value]) => ({ name, value }));
 
+/** The EKS Pod Identity webhook's annotation listing containers that get no AWS credentials. */
+const POD_IDENTITY_SKIP_ANNOTATION = 'eks.amazonaws.com/skip-containers';
+
 /** The agent processes run as the image's non-root user with nothing they do not need. */
 const AGENT_SECURITY_CONTEXT = {
   runAsNonRoot: true,
@@ -110,7 +136,7 @@ const AGENT_RESOURCES = { requests: { cpu: '50m', memory: '128Mi' }, limits: { m
 
 function agentImage(context: ObjectContext, arch: CpuArch): string {
   const image = context.agentImages[arch];
-  if (!image) throw new Error(`no gpu-agent image for ${arch} nodes in NVCF_AGENT_IMAGES; add a GPU type of that architecture to the CDK app's nvcf:gpus and deploy it`);
+  if (!image) throw new UnbuildableWorkload(`no gpu-agent image for ${arch} nodes in NVCF_AGENT_IMAGES; add a GPU type of that architecture to the CDK app's nvcf:gpus and deploy it`);
   return image;
 }
 
@@ -125,14 +151,19 @@ function workerContainer(workload: Workload, context: ObjectContext, image: stri
     name: WORKER_CONTAINER,
     image,
     args: ['worker'],
-    env: toEnv({
-      ...context.agentEnv,
-      ...workerEnvironment(workload, context.platform),
-      [WORKER_ENV.inferenceBaseUrl]: inferenceBaseUrl,
-      [WORKER_ENV.assetDir]: `${WORK_DIR}/inputAssets`,
-      [WORKER_ENV.outputDir]: `${WORK_DIR}/response`,
-      [WORKER_ENV.graceSeconds]: String(WORKER_GRACE_SECONDS),
-    }),
+    env: [
+      ...toEnv({
+        ...context.agentEnv,
+        ...workerEnvironment(workload, context.platform),
+        [WORKER_ENV.inferenceBaseUrl]: inferenceBaseUrl,
+        [WORKER_ENV.assetDir]: `${WORK_DIR}/inputAssets`,
+        [WORKER_ENV.outputDir]: `${WORK_DIR}/response`,
+        [WORKER_ENV.graceSeconds]: String(WORKER_GRACE_SECONDS),
+        [WORKER_DRAIN_PORT_ENV]: String(DEFAULT_DRAIN_PORT),
+      }),
+      // kubelet calls the preStop hook from the node's address; nothing else but loopback may drain the worker.
+      { name: WORKER_ENV.drainFrom, valueFrom: { fieldRef: { fieldPath: 'status.hostIP' } } },
+    ],
     resources: AGENT_RESOURCES,
     securityContext: AGENT_SECURITY_CONTEXT,
     volumeMounts: [
@@ -164,31 +195,44 @@ function fetchArtifactsContainer(workload: Workload, context: ObjectContext, ima
   };
 }
 
+/** What the function container runs: the version's image, or Triton serving its models. */
+function inferenceCommand(workload: Workload, context: ObjectContext): { image: string; args: string[] } {
+  const { version } = workload;
+  const args = (version.containerArgs ?? '').split(/\s+/).filter(Boolean);
+  if (version.containerImage) return { image: version.containerImage, args };
+  if (!version.models?.length) throw new UnbuildableWorkload(`version ${version.versionId} has no container image, Helm chart or models to serve`);
+  const triton = ['tritonserver', `--model-repository=${CONFIG_DIR}/models`, `--http-port=${version.inferencePort}`, '--http-header-forward-pattern=NVCF-.*'];
+  return { image: context.tritonImage, args: args.length ? args : triton };
+}
+
 function containerDeployment(workload: Workload, context: ObjectContext): KubernetesObject {
   const { version, spec, key } = workload;
-  if (!version.containerImage) throw new Error(`version ${version.versionId} has neither a container image nor a Helm chart`);
+  const { image: inferenceImage, args } = inferenceCommand(workload, context);
   const arch = instanceArch(spec.instanceType);
   const image = agentImage(context, arch);
-  const args = (version.containerArgs ?? '').split(/\s+/).filter(Boolean);
   const hasArtifacts = (version.models?.length ?? 0) + (version.resources?.length ?? 0) > 0;
   const ports = [{ name: 'inference', containerPort: version.inferencePort }];
   if (version.health.port !== version.inferencePort) ports.push({ name: 'health', containerPort: version.health.port });
 
   const inference = {
     name: INFERENCE_CONTAINER,
-    image: version.containerImage,
+    image: inferenceImage,
     ...(args.length ? { args } : {}),
     env: toEnv(containerEnvironment(workload, context.platform)),
     ports,
-    resources: { limits: { [K8S.gpuResource]: '1' } },
+    // An instance is one node: it gets all of the node's GPUs.
+    resources: { limits: { [K8S.gpuResource]: String(gpusPerInstance(spec.instanceType)) } },
     readinessProbe: readinessProbe(version.health),
-    // Both containers get SIGTERM at once; the container keeps serving while the worker drains its jobs.
-    lifecycle: { preStop: { sleep: { seconds: WORKER_GRACE_SECONDS } } },
+    // The worker gets SIGTERM and drains at once; this hook holds the container's SIGTERM until it has, and
+    // no longer. kubelet waits for an HTTP hook up to the grace period (its request has no timeout of its
+    // own) and calls it at the pod IP: the worker listens on 0.0.0.0.
+    lifecycle: { preStop: { httpGet: { path: DRAIN_PATH, port: DEFAULT_DRAIN_PORT } } },
     // Users' images may need root (many inference servers do); they get no privilege escalation.
     securityContext: { allowPrivilegeEscalation: false },
     volumeMounts: [
       { name: 'config', mountPath: CONFIG_DIR, readOnly: true },
       { name: 'work', mountPath: WORK_DIR },
+      { name: 'dshm', mountPath: '/dev/shm' },
     ],
   };
 
@@ -198,10 +242,15 @@ function containerDeployment(workload: Workload, context: ObjectContext): Kubern
     metadata: metadata(workload, workloadName(key), K8S.functionsNamespace),
     spec: {
       selector: { matchLabels: { [K8S.workloadLabel]: key } },
+      // A GPU node holds exactly its instances: a surge pod would wait forever for the GPU its predecessor holds.
+      strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: 0, maxUnavailable: 1 } },
+      progressDeadlineSeconds: GPU_PROGRESS_DEADLINE_SECONDS,
       template: {
-        metadata: { labels: labels(workload) },
+        metadata: { labels: labels(workload), annotations: { [POD_IDENTITY_SKIP_ANNOTATION]: INFERENCE_CONTAINER } },
         spec: {
           serviceAccountName: K8S.workerServiceAccount,
+          // Neither the worker nor the user's container talks to the Kubernetes API; Pod Identity mounts its own token.
+          automountServiceAccountToken: false,
           terminationGracePeriodSeconds: WORKER_GRACE_SECONDS + CONTAINER_STOP_SECONDS,
           nodeSelector: { [K8S.gpuLabel]: spec.gpu, 'node.kubernetes.io/instance-type': spec.instanceType, [K8S.archLabel]: arch },
           tolerations: [{ key: K8S.gpuTaintKey, operator: 'Exists', effect: 'NoSchedule' }],
@@ -210,6 +259,7 @@ function containerDeployment(workload: Workload, context: ObjectContext): Kubern
             { name: 'config', emptyDir: {} },
             { name: 'work', emptyDir: {} },
             { name: 'tmp', emptyDir: {} },
+            { name: 'dshm', emptyDir: { medium: 'Memory', sizeLimit: SHM_SIZE } },
           ],
           ...(hasArtifacts ? { initContainers: [fetchArtifactsContainer(workload, context, image)] } : {}),
           containers: [inference, workerContainer(workload, context, image, `http://127.0.0.1:${version.inferencePort}`)],
@@ -222,6 +272,7 @@ function containerDeployment(workload: Workload, context: ObjectContext): Kubern
 /** The worker of a Helm function: no GPU of its own, on the system nodes, calling the chart's service. */
 function helmWorkerDeployment(workload: Workload, context: ObjectContext): KubernetesObject {
   const { version, key } = workload;
+  if (!version.helmChartServiceName) throw new UnbuildableWorkload(`Helm chart ${version.helmChart}: the function has no helmChartServiceName, so the worker cannot reach the chart`);
   const serviceUrl = `http://${version.helmChartServiceName}.${helmNamespace(key)}.svc:${version.inferencePort}`;
   return {
     apiVersion: 'apps/v1',
@@ -229,10 +280,13 @@ function helmWorkerDeployment(workload: Workload, context: ObjectContext): Kuber
     metadata: metadata(workload, workloadName(key), K8S.functionsNamespace),
     spec: {
       selector: { matchLabels: { [K8S.workloadLabel]: key } },
+      // No GPU here: the system nodes have room for one more worker, which starts before an old one drains.
+      strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } },
       template: {
         metadata: { labels: labels(workload) },
         spec: {
           serviceAccountName: K8S.workerServiceAccount,
+          automountServiceAccountToken: false,
           terminationGracePeriodSeconds: WORKER_GRACE_SECONDS + CONTAINER_STOP_SECONDS,
           nodeSelector: { [K8S.systemNodeLabel]: K8S.systemNodeRole, [K8S.archLabel]: context.systemArch },
           securityContext: { seccompProfile: { type: 'RuntimeDefault' } },
@@ -287,17 +341,41 @@ function scaledObject(workload: Workload, context: ObjectContext): KubernetesObj
   };
 }
 
-/** The Helm function's namespace; pod security "baseline" like nvcf-functions. */
-export function helmNamespaceObject(workload: Workload): KubernetesObject {
-  const base = metadata(workload, helmNamespace(workload.key));
+/**
+ * The Helm function's namespace; pod security "baseline" like nvcf-functions.
+ * It carries the fingerprint only once the chart is installed for it
+ * (`chartInstalled`), which is how the controller knows a release is current
+ * without upgrading it again.
+ */
+export function helmNamespaceObject(workload: Workload, { chartInstalled }: { chartInstalled: boolean }): KubernetesObject {
+  const { annotations, ...base } = metadata(workload, helmNamespace(workload.key));
   return {
     apiVersion: 'v1',
     kind: 'Namespace',
-    metadata: { ...base, labels: { ...base.labels, 'pod-security.kubernetes.io/enforce': 'baseline', 'pod-security.kubernetes.io/warn': 'restricted' } },
+    metadata: {
+      ...base,
+      ...(chartInstalled ? { annotations } : {}),
+      labels: { ...base.labels, 'pod-security.kubernetes.io/enforce': 'baseline', 'pod-security.kubernetes.io/warn': 'restricted' },
+    },
   };
 }
 
-/** The objects in nvcf-functions of a workload, in apply order (the ScaledObject after its target). */
+/**
+ * Gives the controller, in the Helm function's namespace only, what helm
+ * needs there (K8S.helmFunctionRole): it holds none of it cluster-wide.
+ */
+export function helmAccessBinding(workload: Workload): KubernetesObject {
+  const { annotations: _, ...base } = metadata(workload, K8S.controllerName, helmNamespace(workload.key));
+  return {
+    apiVersion: 'rbac.authorization.k8s.io/v1',
+    kind: 'RoleBinding',
+    metadata: base,
+    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: K8S.helmFunctionRole },
+    subjects: [{ kind: 'ServiceAccount', name: K8S.controllerServiceAccount, namespace: K8S.systemNamespace }],
+  };
+}
+
+/** The objects in nvcf-functions of a workload, in apply order (the ScaledObject after its target); throws UnbuildableWorkload. */
 export function workloadObjects(workload: Workload, context: ObjectContext): KubernetesObject[] {
   const deployment = workload.version.helmChart ? helmWorkerDeployment(workload, context) : containerDeployment(workload, context);
   return [triggerAuthentication(workload), deployment, scaledObject(workload, context)];
