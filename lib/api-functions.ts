@@ -1,9 +1,12 @@
 /**
  * The Lambdas behind the HTTP API, one per resource group of core/routes.ts
- * plus the authorizer, each with its own role holding only what it needs.
- * The grants below are the platform's access model: read them as a table.
+ * plus the authorizer, and the sweeper that EventBridge runs every minute;
+ * each with its own role holding only what it needs. The grants below are the
+ * platform's access model: read them as a table.
  */
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
@@ -18,11 +21,15 @@ import type { ResolvedConfig } from './config';
 import { gpuOffers } from './config';
 import type { DataStore } from './data-store';
 import type { GpuCluster } from './gpu-cluster';
-import { acknowledgeWildcard, objectStatement, queueArnPattern, queueStatement, type BucketPrefix } from './iam';
+import { acknowledge, acknowledgeWildcard, listBucketStatement, objectStatement, queueArnPattern, queueStatement, type BucketPrefix } from './iam';
 
-export type LambdaName = ApiHandlerName | 'authorizer';
+export type LambdaName = ApiHandlerName | 'authorizer' | 'sweeper';
 
-export const LAMBDA_NAMES: readonly LambdaName[] = [...API_HANDLERS, 'authorizer'];
+/** Every Lambda of the stack: the route handlers, the authorizer, and the scheduled sweeper. */
+export const LAMBDA_NAMES: readonly LambdaName[] = [...API_HANDLERS, 'authorizer', 'sweeper'];
+
+/** How often EventBridge runs the sweeper. */
+export const SWEEP_INTERVAL = Duration.minutes(1);
 
 /** Root of the package: entries are `lambdas/<name>.ts` below it. */
 export const PROJECT_ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -35,6 +42,7 @@ const DESCRIPTIONS: Record<LambdaName, string> = {
   queues: 'NVCF API: queue depth and queue position',
   gpus: 'NVCF API: supportedGpus and clusterGroups',
   authorizer: 'NVCF API: resolves Bearer API keys to an account and scopes',
+  sweeper: 'NVCF: errors dead-lettered invocations, deletes unused queues, sizes GPU nodegroups (every minute)',
 };
 
 /** The invocations Lambda waits up to POLL_WAIT_CAP_SECONDS for a result; API Gateway gives up at 30 s. */
@@ -46,10 +54,12 @@ const TIMEOUTS: Record<LambdaName, Duration> = {
   queues: Duration.seconds(10),
   gpus: Duration.seconds(10),
   authorizer: Duration.seconds(5),
+  // A pass ends before the next one starts.
+  sweeper: Duration.seconds(55),
 };
 
 /**
- * One API Lambda: ESM bundle built by the local esbuild, arm64, its own log
+ * One Lambda: ESM bundle built by the local esbuild, arm64, its own log
  * group, and a role that may only write to that log group until granted more.
  *
  * @example
@@ -113,6 +123,8 @@ export interface ApiFunctionsProps {
 
 export class ApiFunctions extends Construct {
   readonly functions: Record<LambdaName, NodejsFunction>;
+  /** The EventBridge rule that runs the sweeper every SWEEP_INTERVAL. */
+  readonly sweepSchedule: events.Rule;
 
   constructor(scope: Construct, id: string, { config, data, cluster }: ApiFunctionsProps) {
     super(scope, id);
@@ -123,6 +135,13 @@ export class ApiFunctions extends Construct {
     };
 
     this.functions = Object.fromEntries(LAMBDA_NAMES.map((name) => [name, createApiLambda(this, name, { config, environment })])) as Record<LambdaName, NodejsFunction>;
+    // A failed or late pass is not retried: the next one, a minute later, does the same work.
+    this.functions.sweeper.configureAsyncInvoke({ retryAttempts: 0, maxEventAge: SWEEP_INTERVAL });
+    this.sweepSchedule = new events.Rule(this, 'SweepSchedule', {
+      description: 'Runs the NVCF sweeper',
+      schedule: events.Schedule.rate(SWEEP_INTERVAL),
+      targets: [new targets.LambdaFunction(this.functions.sweeper)],
+    });
     this.grant(data, cluster);
   }
 
@@ -138,37 +157,48 @@ export class ApiFunctions extends Construct {
     tables.instances.grantReadData(role('functions'));
 
     tables.functions.grantReadWriteData(role('deployments'));
-    tables.instances.grantReadData(role('deployments'));
-    tables.invocations.grantReadWriteData(role('deployments'));
+    // Undeploy errors the invocations still waiting in the version's queues.
+    tables.invocations.grant(role('deployments'), 'dynamodb:UpdateItem');
+    // Deploy creates (and tags) a deployment's queues; undeploy tags them retired and drains them. The sweeper deletes them.
     role('deployments').addToPrincipalPolicy(
-      queueStatement(
-        ['sqs:CreateQueue', 'sqs:DeleteQueue', 'sqs:GetQueueUrl', 'sqs:GetQueueAttributes', 'sqs:SetQueueAttributes', 'sqs:TagQueue', 'sqs:ReceiveMessage', 'sqs:DeleteMessage'],
-        this,
-      ),
+      queueStatement(['sqs:CreateQueue', 'sqs:GetQueueAttributes', 'sqs:TagQueue', 'sqs:ReceiveMessage', 'sqs:DeleteMessage'], this),
     );
-
-    // Undeploy drains the queue to error what was waiting; reading an encrypted message needs the key.
+    // Reading an encrypted message while draining needs the key.
     queueKey?.grantDecrypt(role('deployments'));
 
     tables.functions.grantReadData(role('invocations'));
     tables.invocations.grantReadWriteData(role('invocations'));
     tables.assets.grantReadData(role('invocations'));
-    role('invocations').addToPrincipalPolicy(queueStatement(['sqs:SendMessage', 'sqs:GetQueueUrl', 'sqs:GetQueueAttributes'], this));
+    role('invocations').addToPrincipalPolicy(queueStatement(['sqs:SendMessage'], this));
     role('invocations').addToPrincipalPolicy(objectStatement(bucket, ['s3:PutObject'], ['inputs']));
-    role('invocations').addToPrincipalPolicy(objectStatement(bucket, ['s3:GetObject'], ['outputs']));
+    role('invocations').addToPrincipalPolicy(objectStatement(bucket, ['s3:GetObject'], ['outputs', 'assets']));
+    // A referenced asset whose object is gone must read as 404 (HeadObject), not 403.
+    role('invocations').addToPrincipalPolicy(listBucketStatement(bucket, ['assets']));
     queueKey?.grant(role('invocations'), 'kms:GenerateDataKey', 'kms:Decrypt');
 
     tables.assets.grantReadWriteData(role('assets'));
-    role('assets').addToPrincipalPolicy(objectStatement(bucket, ['s3:PutObject', 's3:GetObject', 's3:DeleteObject'], ['assets']));
+    role('assets').addToPrincipalPolicy(objectStatement(bucket, ['s3:PutObject', 's3:DeleteObject'], ['assets']));
 
     tables.functions.grantReadData(role('queues'));
     tables.invocations.grantReadData(role('queues'));
-    role('queues').addToPrincipalPolicy(queueStatement(['sqs:GetQueueUrl', 'sqs:GetQueueAttributes'], this));
+    role('queues').addToPrincipalPolicy(queueStatement(['sqs:GetQueueAttributes'], this));
+
+    // The sweeper scans the deployed versions, errors dead-lettered or abandoned invocations,
+    // and retires (tag), drains and deletes the queues no deployment refers to.
+    tables.functions.grant(role('sweeper'), 'dynamodb:Scan');
+    tables.invocations.grant(role('sweeper'), 'dynamodb:UpdateItem');
+    role('sweeper').addToPrincipalPolicy(new iam.PolicyStatement({ sid: 'FindPlatformQueues', actions: ['sqs:ListQueues'], resources: ['*'] }));
+    role('sweeper').addToPrincipalPolicy(
+      queueStatement(['sqs:GetQueueAttributes', 'sqs:ListQueueTags', 'sqs:TagQueue', 'sqs:ReceiveMessage', 'sqs:DeleteMessage', 'sqs:DeleteQueue'], this),
+    );
+    queueKey?.grantDecrypt(role('sweeper'));
 
     if (cluster) {
-      role('deployments').addToPrincipalPolicy(cluster.listNodegroupsStatement());
-      role('deployments').addToPrincipalPolicy(cluster.describeNodegroupsStatement());
-      role('deployments').addToPrincipalPolicy(cluster.updateGpuNodegroupsStatement());
+      for (const name of ['deployments', 'sweeper'] as const) {
+        role(name).addToPrincipalPolicy(cluster.listNodegroupsStatement());
+        role(name).addToPrincipalPolicy(cluster.describeNodegroupsStatement());
+        role(name).addToPrincipalPolicy(cluster.updateGpuNodegroupsStatement());
+      }
       role('gpus').addToPrincipalPolicy(cluster.describeClusterStatement());
       role('gpus').addToPrincipalPolicy(cluster.listNodegroupsStatement());
       role('gpus').addToPrincipalPolicy(cluster.describeNodegroupsStatement());
@@ -183,23 +213,28 @@ export class ApiFunctions extends Construct {
 
     const index = (table: TableName) => `${data.tables[table].tableArn}/index/*`;
     const indexReason = 'Grants the byAccount global secondary index of this one table; index ARNs can only be granted with the /index/* suffix.';
-    for (const name of ['functions', 'deployments', 'invocations', 'queues'] as const) ack(name, index('functions'), indexReason);
+    for (const name of ['functions', 'deployments', 'invocations', 'queues', 'sweeper'] as const) ack(name, index('functions'), indexReason);
     for (const name of ['invocations', 'assets'] as const) ack(name, index('assets'), indexReason);
 
     const queueReason =
-      'Version queues are created and deleted at run time, one per deployed function version, so their names are unknown at deploy time; the grant is limited to the platform queue prefix in this account and region.';
-    for (const name of ['deployments', 'invocations', 'queues'] as const) ack(name, queueArnPattern(this), queueReason);
+      'Queues are created and deleted at run time, a pair per deployment of a function version, so their names are unknown at deploy time; the grant is limited to the platform queue prefix in this account and region.';
+    for (const name of ['deployments', 'invocations', 'queues', 'sweeper'] as const) ack(name, queueArnPattern(this), queueReason);
+    acknowledge(
+      this.functions.sweeper.role!.node.findChild('DefaultPolicy'),
+      'AwsSolutions-IAM5[Resource::*]',
+      'sqs:ListQueues supports no resource-level permissions; the sweeper lists with the platform queue name prefix and every other SQS action it holds is limited to that prefix.',
+    );
 
     const objects = (prefix: BucketPrefix) => data.bucket.arnForObjects(`${S3_PREFIX[prefix]}*`);
     const objectReason = 'Object keys embed request and asset ids generated at run time; the grant is limited to one key prefix of the platform bucket.';
     ack('invocations', objects('inputs'), objectReason);
     ack('invocations', objects('outputs'), objectReason);
+    ack('invocations', objects('assets'), objectReason);
     ack('assets', objects('assets'), objectReason);
 
     if (cluster) {
       const reason = 'Nodegroups of this cluster only; DescribeNodegroup needs nodegroup ARNs, whose name and id suffix EKS generates.';
-      ack('deployments', cluster.nodegroupArnPattern, reason);
-      ack('gpus', cluster.nodegroupArnPattern, reason);
+      for (const name of ['deployments', 'sweeper', 'gpus'] as const) ack(name, cluster.nodegroupArnPattern, reason);
     }
   }
 }

@@ -4,10 +4,16 @@
  * into a ResolvedConfig or fails synth with a message saying what to fix.
  */
 import { RemovalPolicy } from 'aws-cdk-lib';
+import { isKnownGpuInstanceType } from '../core/gpu-instance-types';
 import { DEFAULT_MAX_RECEIVE_COUNT } from '../core/limits';
-import { instanceArch, type CpuArch } from '../core/names';
+import { DEFAULT_TRITON_IMAGE, instanceArch, type CpuArch } from '../core/names';
 
-/** One GPU type offered by the platform, backed by one EKS managed nodegroup. */
+/**
+ * One GPU type offered by the platform, backed by one EKS managed nodegroup
+ * per instance type: a pod asks for one instance type, and the Cluster
+ * Autoscaler (like the Auto Scaling group) knows a nodegroup by one instance
+ * type only, so a group of several could never grow for the others.
+ */
 export interface GpuNodegroupProps {
   /**
    * GPU type as the API reports it in `supportedGpus` and `clusterGroups` and
@@ -16,18 +22,20 @@ export interface GpuNodegroupProps {
    */
   readonly name: string;
   /**
-   * EC2 instance types of the nodegroup, all GPU types (`g*`/`p*` families) of
-   * one CPU architecture, e.g. `["g6.xlarge"]`. The first one is the default
-   * instance type reported for this GPU.
+   * EC2 instance types offered for this GPU, all GPU types (`g*`/`p*` families)
+   * of one CPU architecture, e.g. `["g6.xlarge"]`; each gets a nodegroup. The
+   * first one is the default instance type reported for this GPU. Types
+   * missing from core/gpu-instance-types.ts synthesize with a warning: the
+   * platform then assumes one GPU per instance.
    */
   readonly instanceTypes: string[];
   /**
-   * Nodes kept running when nothing is deployed.
+   * Nodes of the default (first) instance type kept running when nothing is deployed.
    * @default 0
    */
   readonly minNodes?: number;
   /**
-   * Upper bound of the nodegroup; deployments scale within it.
+   * Upper bound of each of the GPU's nodegroups; the Cluster Autoscaler and deployments scale within it.
    * @default 2
    */
   readonly maxNodes?: number;
@@ -55,6 +63,12 @@ export interface ChartVersions {
    * @default '0.18.2'
    */
   readonly nvidiaDevicePlugin?: string;
+  /**
+   * Kubernetes Cluster Autoscaler (https://kubernetes.github.io/autoscaler), adds and removes
+   * nodes; its minor version should match the cluster's.
+   * @default - the chart of the cluster's Kubernetes minor: '9.56.0' (1.35.0) for 1.35, '9.53.0' (1.34.2) for 1.34
+   */
+  readonly clusterAutoscaler?: string;
 }
 
 export type EndpointAccessMode = 'public-and-private' | 'private';
@@ -119,6 +133,12 @@ export interface NvcfConfigProps {
   readonly clusterAdminRoleArns?: string[];
   /** @default - see ChartVersions */
   readonly chartVersions?: ChartVersions;
+  /**
+   * Image the controller runs for model-only functions (no container image):
+   * NVIDIA Triton serving the function's models. Pin it with a tag or digest.
+   * @default 'nvcr.io/nvidia/tritonserver:25.01-py3'
+   */
+  readonly tritonImage?: string;
   /**
    * What happens to the DynamoDB tables and the bucket when the stack is deleted.
    * @default RemovalPolicy.RETAIN
@@ -209,6 +229,7 @@ export interface ResolvedConfig {
   readonly natGateways: number;
   readonly clusterAdminRoleArns: string[];
   readonly chartVersions: Required<ChartVersions>;
+  readonly tritonImage: string;
   readonly dataRemovalPolicy: RemovalPolicy;
   readonly objectExpirationDays: number;
   readonly corsAllowedOrigins: string[];
@@ -223,6 +244,8 @@ export interface ResolvedConfig {
   readonly bundleAwsSdk: boolean;
   readonly alarmEmail?: string;
   readonly oldestMessageAgeAlarmSeconds: number;
+  /** What synthesizes but deserves a look (unknown GPU instance types); the stack reports them as CDK warnings. */
+  readonly warnings: string[];
 }
 
 // Shared with the controller, which picks the agent image for a GPU type's nodes.
@@ -245,6 +268,7 @@ export const DEFAULTS = {
   natGateways: 1,
   clusterAdminRoleArns: [],
   chartVersions: { keda: '2.21.1', nvidiaDevicePlugin: '0.18.2' },
+  tritonImage: DEFAULT_TRITON_IMAGE,
   dataRemovalPolicy: RemovalPolicy.RETAIN,
   objectExpirationDays: 1,
   corsAllowedOrigins: ['*'],
@@ -259,9 +283,12 @@ export const DEFAULTS = {
   bundleAwsSdk: false,
   oldestMessageAgeAlarmSeconds: 900,
   gpu: { minNodes: 0, maxNodes: 2, diskSizeGiB: 200, capacityType: 'ON_DEMAND' },
+  // The Cluster Autoscaler simulates the scheduler of its own minor version (its appVersion in the comments).
+  clusterAutoscalerCharts: { '1.34': '9.53.0' /* 1.34.2 */, '1.35': '9.56.0' /* 1.35.0 */ } as Record<string, string>,
 } as const satisfies Omit<Required<NvcfConfigProps>, 'alarmEmail' | 'gpus'> & {
   gpus: readonly GpuNodegroupProps[];
   gpu: Omit<Required<GpuNodegroupProps>, 'name' | 'instanceTypes'>;
+  clusterAutoscalerCharts: Record<string, string>;
 };
 
 /** The minor versions kubectl 1.35 (the bundled kubectl layer) may manage. */
@@ -272,6 +299,8 @@ const RETENTION_DAYS = [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545
 const GPU_FIELDS = ['name', 'instanceTypes', 'minNodes', 'maxNodes', 'diskSizeGiB', 'capacityType'];
 const INSTANCE_TYPE = /^([a-z][a-z0-9-]*)\.([a-z0-9]+)$/;
 const CHART_VERSION = /^\d+\.\d+\.\d+$/;
+/** An image reference with a tag or a digest, never a bare name that resolves to whatever is latest. */
+const IMAGE = /^[a-z0-9][a-z0-9._:/-]*(:\w[\w.-]{0,127}|@sha256:[a-f0-9]{64})$/;
 const CIDR = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/;
 const ROLE_ARN = /^arn:aws[a-z-]*:iam::\d{12}:role\/[\w+=,.@/-]+$/;
 
@@ -382,12 +411,29 @@ export function resolveConfig(props: NvcfConfigProps = {}): ResolvedConfig {
   const systemMaxNodes = integer('systemMaxNodes', props.systemMaxNodes ?? DEFAULTS.systemMaxNodes, 1, 100);
   if (systemMinNodes > systemMaxNodes) fail(`systemMinNodes ${systemMinNodes} is greater than systemMaxNodes ${systemMaxNodes}; raise systemMaxNodes or lower systemMinNodes`);
 
-  const chartVersions = { ...DEFAULTS.chartVersions, ...props.chartVersions };
+  const kubernetesVersion = oneOf('kubernetesVersion', props.kubernetesVersion ?? DEFAULTS.kubernetesVersion, KUBERNETES_VERSIONS);
+  const clusterAutoscaler = props.chartVersions?.clusterAutoscaler ?? DEFAULTS.clusterAutoscalerCharts[kubernetesVersion];
+  if (clusterAutoscaler === undefined) {
+    fail(`no Cluster Autoscaler chart is known for Kubernetes ${kubernetesVersion}; set chartVersions.clusterAutoscaler to the chart whose appVersion is ${kubernetesVersion}.x (helm search repo autoscaler/cluster-autoscaler --versions)`);
+  }
+  const chartVersions = { ...DEFAULTS.chartVersions, clusterAutoscaler, ...props.chartVersions };
   for (const [chart, version] of Object.entries(chartVersions)) {
     if (typeof version !== 'string' || !CHART_VERSION.test(version)) {
       fail(`chartVersions.${chart} must be an exact chart version such as "1.2.3" (ranges are not allowed, deploys must be repeatable), got ${JSON.stringify(version)}`);
     }
   }
+
+  const tritonImage = props.tritonImage ?? DEFAULTS.tritonImage;
+  if (typeof tritonImage !== 'string' || !IMAGE.test(tritonImage)) {
+    fail(`tritonImage must be a container image pinned by tag or digest such as "${DEFAULTS.tritonImage}", got ${JSON.stringify(tritonImage)}`);
+  }
+
+  const gpus = resolveGpus(props.gpus ?? DEFAULTS.gpus);
+  const warnings = gpus.flatMap((gpu) =>
+    gpu.instanceTypes
+      .filter((type) => !isKnownGpuInstanceType(type))
+      .map((type) => `gpus: ${gpu.name} instance type "${type}" is not in core/gpu-instance-types.ts; the platform assumes it has one NVIDIA GPU (add it there if it has more, or if its GPUs are not NVIDIA's, do not use it)`),
+  );
 
   const authorizerCacheSeconds = integer('authorizerCacheSeconds', props.authorizerCacheSeconds ?? DEFAULTS.authorizerCacheSeconds, 0, 3600);
   const throttlingRateLimit = integer('throttlingRateLimit', props.throttlingRateLimit ?? DEFAULTS.throttlingRateLimit, 1, 1_000_000);
@@ -410,11 +456,11 @@ export function resolveConfig(props: NvcfConfigProps = {}): ResolvedConfig {
   oneOf('dataRemovalPolicy', dataRemovalPolicy, [RemovalPolicy.RETAIN, RemovalPolicy.DESTROY]);
 
   return {
-    gpus: resolveGpus(props.gpus ?? DEFAULTS.gpus),
+    gpus,
     gpuCluster,
     endpointAccess: oneOf('endpointAccess', props.endpointAccess ?? DEFAULTS.endpointAccess, ['public-and-private', 'private']),
     publicEndpointCidrs: cidrList('publicEndpointCidrs', props.publicEndpointCidrs ?? DEFAULTS.publicEndpointCidrs),
-    kubernetesVersion: oneOf('kubernetesVersion', props.kubernetesVersion ?? DEFAULTS.kubernetesVersion, KUBERNETES_VERSIONS),
+    kubernetesVersion,
     systemInstanceType,
     systemArch: instanceArch(systemInstanceType),
     systemMinNodes,
@@ -422,6 +468,7 @@ export function resolveConfig(props: NvcfConfigProps = {}): ResolvedConfig {
     natGateways: integer('natGateways', props.natGateways ?? DEFAULTS.natGateways, 1, 2),
     clusterAdminRoleArns,
     chartVersions,
+    tritonImage,
     dataRemovalPolicy,
     objectExpirationDays: integer('objectExpirationDays', props.objectExpirationDays ?? DEFAULTS.objectExpirationDays, 1, 3650),
     corsAllowedOrigins: stringList('corsAllowedOrigins', props.corsAllowedOrigins ?? DEFAULTS.corsAllowedOrigins, { nonEmpty: true }),
@@ -436,6 +483,7 @@ export function resolveConfig(props: NvcfConfigProps = {}): ResolvedConfig {
     bundleAwsSdk: props.bundleAwsSdk ?? DEFAULTS.bundleAwsSdk,
     alarmEmail,
     oldestMessageAgeAlarmSeconds: integer('oldestMessageAgeAlarmSeconds', props.oldestMessageAgeAlarmSeconds ?? DEFAULTS.oldestMessageAgeAlarmSeconds, 60, 14 * 24 * 3600),
+    warnings,
   };
 }
 

@@ -25,6 +25,7 @@ export const CONTEXT_KEYS = {
   natGateways: 'number',
   clusterAdminRoleArns: 'list',
   chartVersions: 'json',
+  tritonImage: 'string',
   dataRemovalPolicy: 'removal',
   objectExpirationDays: 'number',
   corsAllowedOrigins: 'list',

@@ -1,8 +1,9 @@
 /**
  * The gpu-agent on the cluster: its image (built from gpu-agent/Dockerfile at
- * deploy time), the controller Deployment in nvcf-system, and the two AWS
- * identities bound through EKS Pod Identity: the controller's and the one the
- * worker sidecar of every function pod uses.
+ * deploy time), the controller Deployment in nvcf-system with its RBAC and the
+ * admission policy that fences its writes, and the two AWS identities bound
+ * through EKS Pod Identity: the controller's and the one the worker sidecar of
+ * every function pod uses.
  */
 import { Stack } from 'aws-cdk-lib';
 import { DockerImageAsset, Platform } from 'aws-cdk-lib/aws-ecr-assets';
@@ -13,7 +14,7 @@ import { PROJECT_ROOT } from './api-functions';
 import type { CpuArch, ResolvedConfig } from './config';
 import type { DataStore } from './data-store';
 import { SYSTEM_NODE_LABEL, type GpuCluster } from './gpu-cluster';
-import { acknowledge, acknowledgeWildcard, objectStatement, putMetricDataStatement, queueArnPattern, queueStatement, type BucketPrefix } from './iam';
+import { acknowledge, acknowledgeWildcard, listBucketStatement, objectStatement, putMetricDataStatement, queueArnPattern, queueStatement, type BucketPrefix } from './iam';
 import { PodIdentityRole } from './pod-identity';
 
 /**
@@ -83,24 +84,31 @@ export class GpuAgent extends Construct {
 
     const rbac = cluster.addManifest('ControllerRbac', ...controllerRbac());
     rbac.node.addDependency(namespaces);
+    // The policy comes before the controller, so that there is no moment it runs unfenced.
+    const admission = cluster.addManifest('ControllerAdmissionPolicy', ...controllerAdmissionPolicy());
 
     const environment: Record<string, string> = {
       ...data.environment(),
       [ENV.clusterName]: cluster.clusterName,
       [ENV.agentImages]: Stack.of(this).toJsonString(imageUris),
+      [ENV.tritonImage]: config.tritonImage,
       AWS_REGION: Stack.of(this).region,
+      // helm and client-go keep caches and config under HOME; the root filesystem is read-only.
+      HOME: '/tmp',
       POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
       POWERTOOLS_LOG_LEVEL: config.logLevel,
       POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
     };
     this.controller = cluster.addManifest('Controller', controllerDeployment(imageUris[config.systemArch]!, config.systemArch, environment));
-    this.controller.node.addDependency(this.controllerIdentity.serviceAccount!, this.controllerIdentity.association, rbac);
+    this.controller.node.addDependency(this.controllerIdentity.serviceAccount!, this.controllerIdentity.association, rbac, admission);
   }
 
   /**
    * The function pods' identity, used by the worker sidecar and the fetch-artifacts init container:
-   * serve the version queue, record instances and invocations, flip its version ACTIVE (or ERROR
-   * when the container never becomes healthy), read assets, inputs and models, write outputs.
+   * serve the version queue (and hand a job back with a fresh copy of its message on its last
+   * allowed delivery), record instances and invocations, flip its version ACTIVE (or ERROR when the
+   * container never becomes healthy), read assets, inputs and models, delete the spilled inputs it
+   * has served, write outputs and delete those it could not record.
    */
   private grantWorker(identity: PodIdentityRole, data: DataStore): void {
     const { role } = identity;
@@ -110,13 +118,16 @@ export class GpuAgent extends Construct {
     tables.instances.grantReadWriteData(role);
     tables.invocations.grantReadWriteData(role);
     role.addToPrincipalPolicy(
-      queueStatement(['sqs:ReceiveMessage', 'sqs:DeleteMessage', 'sqs:ChangeMessageVisibility', 'sqs:GetQueueAttributes', 'sqs:GetQueueUrl'], this),
+      queueStatement(['sqs:ReceiveMessage', 'sqs:DeleteMessage', 'sqs:ChangeMessageVisibility', 'sqs:GetQueueAttributes', 'sqs:SendMessage'], this),
     );
     const readable: BucketPrefix[] = ['assets', 'inputs', 'models'];
     role.addToPrincipalPolicy(objectStatement(bucket, ['s3:GetObject'], readable));
+    // A referenced asset that is gone must read as 404, not 403.
+    role.addToPrincipalPolicy(listBucketStatement(bucket, ['assets']));
+    role.addToPrincipalPolicy(objectStatement(bucket, ['s3:DeleteObject'], ['inputs', 'outputs']));
     role.addToPrincipalPolicy(objectStatement(bucket, ['s3:PutObject'], ['outputs']));
     role.addToPrincipalPolicy(putMetricDataStatement());
-    queueKey?.grantDecrypt(role);
+    queueKey?.grant(role, 'kms:GenerateDataKey', 'kms:Decrypt');
 
     const { policy } = identity;
     acknowledgeFunctionsIndex(identity, data);
@@ -152,18 +163,30 @@ const WRITE = ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'];
 const READ = ['get', 'list', 'watch'];
 
 /**
+ * The ClusterRole the controller binds to itself, with a RoleBinding of this
+ * name, in each Helm function's namespace it creates: there, and only there,
+ * helm may keep its release records (Secrets) and create the kinds a Helm
+ * function's chart may hold.
+ */
+export const HELM_FUNCTION_ROLE = K8S.helmFunctionRole;
+
+/**
  * What the controller may do in the cluster, and nothing more:
  * - in nvcf-functions (Role): the objects of container functions (Deployments,
  *   KEDA ScaledObjects and TriggerAuthentications) and reading their pods;
- * - anywhere (ClusterRole): the namespaces of Helm functions, created at run
- *   time, and there the kinds a Helm function's chart may hold (helm keeps its
- *   release records in Secrets) and their pods. RBAC cannot scope by namespace
- *   name prefix, hence cluster-wide; without `escalate`/`bind`, a chart's Role
- *   can grant only what the controller itself holds.
+ * - anywhere (ClusterRole): namespaces, and RoleBindings to HELM_FUNCTION_ROLE
+ *   (`bind` on that role alone), for Helm functions' namespaces, which are
+ *   created at run time; reading pods. RBAC cannot scope by namespace name,
+ *   so controllerAdmissionPolicy() fences these writes to `nvcf-fn-*`;
+ * - in a Helm function's namespace (HELM_FUNCTION_ROLE, bound there by the
+ *   controller): the kinds its chart may hold, and the Secrets of its release.
+ * No Secret outside those namespaces is readable. Without `escalate`, a chart's
+ * Role can grant only what the controller holds in that namespace.
  */
 export function controllerRbac(): Record<string, unknown>[] {
   const subject = { kind: 'ServiceAccount', name: K8S.controllerServiceAccount, namespace: K8S.systemNamespace };
   const name = K8S.controllerName;
+  const rbacGroup = 'rbac.authorization.k8s.io';
   return [
     {
       apiVersion: 'rbac.authorization.k8s.io/v1',
@@ -179,7 +202,7 @@ export function controllerRbac(): Record<string, unknown>[] {
       apiVersion: 'rbac.authorization.k8s.io/v1',
       kind: 'RoleBinding',
       metadata: { name, namespace: K8S.functionsNamespace },
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name },
+      roleRef: { apiGroup: rbacGroup, kind: 'Role', name },
       subjects: [subject],
     },
     {
@@ -188,9 +211,9 @@ export function controllerRbac(): Record<string, unknown>[] {
       metadata: { name },
       rules: [
         { apiGroups: [''], resources: ['namespaces'], verbs: WRITE },
-        { apiGroups: ['apps'], resources: ['deployments'], verbs: WRITE },
-        { apiGroups: [''], resources: ['services', 'serviceaccounts', 'configmaps', 'secrets'], verbs: WRITE },
-        { apiGroups: ['rbac.authorization.k8s.io'], resources: ['roles', 'rolebindings'], verbs: WRITE },
+        // Server-side apply of the per-namespace RoleBinding (patch; create when it is new).
+        { apiGroups: [rbacGroup], resources: ['rolebindings'], verbs: ['create', 'patch'] },
+        { apiGroups: [rbacGroup], resources: ['clusterroles'], verbs: ['bind'], resourceNames: [HELM_FUNCTION_ROLE] },
         { apiGroups: [''], resources: ['pods'], verbs: READ },
       ],
     },
@@ -198,8 +221,78 @@ export function controllerRbac(): Record<string, unknown>[] {
       apiVersion: 'rbac.authorization.k8s.io/v1',
       kind: 'ClusterRoleBinding',
       metadata: { name },
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name },
+      roleRef: { apiGroup: rbacGroup, kind: 'ClusterRole', name },
       subjects: [subject],
+    },
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'ClusterRole',
+      metadata: { name: HELM_FUNCTION_ROLE },
+      rules: [
+        { apiGroups: ['apps'], resources: ['deployments'], verbs: WRITE },
+        { apiGroups: [''], resources: ['services', 'serviceaccounts', 'configmaps', 'secrets'], verbs: WRITE },
+        { apiGroups: [rbacGroup], resources: ['roles', 'rolebindings'], verbs: WRITE },
+      ],
+    },
+  ];
+}
+
+/** Name of the ValidatingAdmissionPolicy (and its binding) that fences the controller's writes. */
+export const CONTROLLER_ADMISSION_POLICY = `${K8S.controllerName}-scope`;
+
+/**
+ * A ValidatingAdmissionPolicy (admissionregistration.k8s.io/v1) on every
+ * write the controller's ServiceAccount makes, helm's included: namespaces
+ * only `nvcf-fn-*` ones, created with a Pod Security level of baseline or
+ * restricted (a chart must never get a privileged namespace); RBAC objects
+ * only inside `nvcf-fn-*`; any other object only inside `nvcf-fn-*` or
+ * nvcf-functions; nothing else cluster-scoped. Reads are RBAC's business.
+ */
+export function controllerAdmissionPolicy(): Record<string, unknown>[] {
+  const prefix = K8S.helmNamespacePrefix;
+  const podSecurity = "'pod-security.kubernetes.io/enforce'";
+  return [
+    {
+      apiVersion: 'admissionregistration.k8s.io/v1',
+      kind: 'ValidatingAdmissionPolicy',
+      metadata: { name: CONTROLLER_ADMISSION_POLICY },
+      spec: {
+        failurePolicy: 'Fail',
+        matchConstraints: {
+          resourceRules: [{ apiGroups: ['*'], apiVersions: ['*'], operations: ['*'], resources: ['*/*'] }],
+        },
+        matchConditions: [
+          {
+            name: 'is-controller',
+            expression: `request.userInfo.username == 'system:serviceaccount:${K8S.systemNamespace}:${K8S.controllerServiceAccount}'`,
+          },
+        ],
+        variables: [
+          { name: 'isNamespace', expression: "request.resource.group == '' && request.resource.resource == 'namespaces'" },
+          { name: 'isRbac', expression: "request.resource.group == 'rbac.authorization.k8s.io'" },
+          { name: 'inHelmNamespace', expression: `request.namespace.startsWith('${prefix}')` },
+        ],
+        validations: [
+          {
+            expression: `!variables.isNamespace || request.name.startsWith('${prefix}')`,
+            message: `the gpu-agent controller may only create, change or delete namespaces named ${prefix}*`,
+          },
+          {
+            expression: `!variables.isNamespace || request.operation == 'DELETE' || (has(object.metadata.labels) && ${podSecurity} in object.metadata.labels && object.metadata.labels[${podSecurity}] in ['baseline', 'restricted'])`,
+            message: 'the gpu-agent controller may only write namespaces whose pod-security.kubernetes.io/enforce level is baseline or restricted',
+          },
+          {
+            expression: `variables.isNamespace || (variables.isRbac ? variables.inHelmNamespace : (variables.inHelmNamespace || request.namespace == '${K8S.functionsNamespace}'))`,
+            message: `the gpu-agent controller may only write RBAC objects in ${prefix}* namespaces, and other objects in ${prefix}* namespaces or ${K8S.functionsNamespace}`,
+          },
+        ],
+      },
+    },
+    {
+      apiVersion: 'admissionregistration.k8s.io/v1',
+      kind: 'ValidatingAdmissionPolicyBinding',
+      metadata: { name: CONTROLLER_ADMISSION_POLICY },
+      spec: { policyName: CONTROLLER_ADMISSION_POLICY, validationActions: ['Deny'] },
     },
   ];
 }
@@ -221,7 +314,7 @@ function controllerDeployment(image: string, arch: CpuArch, environment: Record<
           serviceAccountName: K8S.controllerServiceAccount,
           nodeSelector: { [SYSTEM_NODE_LABEL.key]: SYSTEM_NODE_LABEL.value, 'kubernetes.io/arch': arch },
           securityContext: { runAsNonRoot: true, runAsUser: 1000, runAsGroup: 1000, seccompProfile: { type: 'RuntimeDefault' } },
-          // helm keeps its cache and config under the temp dir; the root filesystem is read-only.
+          // The only writable place (HOME, helm's cache and config); the root filesystem is read-only.
           volumes: [{ name: 'tmp', emptyDir: {} }],
           containers: [
             {

@@ -1,7 +1,8 @@
 /**
  * The data plane: a VPC, an EKS cluster (aws-eks-v2) with a small system
- * nodegroup and one GPU nodegroup per configured GPU type, the namespaces of
- * the platform, and the add-ons it relies on (NVIDIA device plugin, KEDA).
+ * nodegroup and one GPU nodegroup per configured GPU type and instance type,
+ * the namespaces of the platform, and the add-ons it relies on (NVIDIA device
+ * plugin, KEDA, Cluster Autoscaler).
  */
 import { KubectlV35Layer } from '@aws-cdk/lambda-layer-kubectl-v35';
 import { ArnFormat, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
@@ -10,7 +11,7 @@ import * as eks from 'aws-cdk-lib/aws-eks-v2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
-import { K8S } from '../core/names';
+import { K8S, NODEGROUP_MIN_NODES_TAG } from '../core/names';
 import type { ResolvedConfig, ResolvedGpu } from './config';
 import { acknowledge, acknowledgeWildcard, queueArnPattern, queueStatement } from './iam';
 import { acknowledgeKubectlProvider } from './nag';
@@ -22,6 +23,35 @@ export const SYSTEM_NODE_LABEL = { key: K8S.systemNodeLabel, value: K8S.systemNo
 /** Where KEDA runs; its operator's ServiceAccount is the chart's default name. */
 export const KEDA = { namespace: 'keda', release: 'keda', operatorServiceAccount: 'keda-operator' } as const;
 
+/**
+ * Where the Cluster Autoscaler runs; its Deployment and ServiceAccount names are set, since the
+ * chart's default (`<release>-aws-cluster-autoscaler`) would tie the Pod Identity to the release name.
+ */
+export const CLUSTER_AUTOSCALER = { namespace: 'kube-system', release: 'cluster-autoscaler', serviceAccount: 'cluster-autoscaler' } as const;
+
+/**
+ * Node label the Cluster Autoscaler's AWS provider reads as "has a GPU": with it, a new node
+ * whose device plugin has not yet announced `nvidia.com/gpu` counts as coming up, not as a
+ * node without GPUs, so one pending pod does not add a second node.
+ */
+export const AUTOSCALER_GPU_LABEL = 'k8s.amazonaws.com/accelerator';
+
+/** What Cluster Autoscaler reads to build nodes and find this cluster's groups; none of it has resource-level permissions. */
+const AUTOSCALER_READS = [
+  'autoscaling:DescribeAutoScalingGroups',
+  'autoscaling:DescribeAutoScalingInstances',
+  'autoscaling:DescribeLaunchConfigurations',
+  'autoscaling:DescribeScalingActivities',
+  'autoscaling:DescribeTags',
+  'ec2:DescribeImages',
+  'ec2:DescribeInstanceTypes',
+  'ec2:DescribeLaunchTemplateVersions',
+  'ec2:GetInstanceTypesFromInstanceRequirements',
+];
+
+/** Root device of the AL2023 EKS AMIs, where the launch templates put the node's disk. */
+const ROOT_DEVICE = '/dev/xvda';
+
 export interface GpuClusterProps {
   readonly config: ResolvedConfig;
 }
@@ -30,12 +60,14 @@ export class GpuCluster extends Construct {
   readonly vpc: ec2.Vpc;
   readonly cluster: eks.Cluster;
   readonly systemNodegroup: eks.Nodegroup;
-  /** One nodegroup per GPU type, in the order of the configuration. */
-  readonly gpuNodegroups: { gpu: ResolvedGpu; nodegroup: eks.Nodegroup }[];
+  /** One nodegroup per GPU type and instance type, in the order of the configuration. */
+  readonly gpuNodegroups: { gpu: ResolvedGpu; instanceType: string; nodegroup: eks.Nodegroup }[];
   /** The `nvcf-system` and `nvcf-functions` namespaces; platform objects depend on it. */
   readonly namespaces: eks.KubernetesManifest;
   /** Role of the KEDA operator (EKS Pod Identity), allowed to read queue depths. */
   readonly kedaRole: iam.Role;
+  /** Role of the Cluster Autoscaler (EKS Pod Identity), allowed to resize this cluster's nodegroups. */
+  readonly autoscalerRole: iam.Role;
   /** ARN pattern of every nodegroup of this cluster. */
   readonly nodegroupArnPattern: string;
 
@@ -95,7 +127,7 @@ export class GpuCluster extends Construct {
       minSize: config.systemMinNodes,
       desiredSize: config.systemMinNodes,
       maxSize: config.systemMaxNodes,
-      diskSize: 50,
+      launchTemplateSpec: this.nodeLaunchTemplate('SystemNodesLaunchTemplate', 50),
       subnets: nodeSubnets,
       nodeRole,
       labels: { [SYSTEM_NODE_LABEL.key]: SYSTEM_NODE_LABEL.value },
@@ -103,23 +135,30 @@ export class GpuCluster extends Construct {
 
     // Nodegroup names are left to CloudFormation so that a change of instance types can replace
     // a nodegroup; the runtime finds GPU nodegroups by their `nvcf.io/gpu` label instead.
-    this.gpuNodegroups = config.gpus.map((gpu) => ({
-      gpu,
-      nodegroup: this.cluster.addNodegroupCapacity(`Gpu${gpu.name}`, {
-        instanceTypes: gpu.instanceTypes.map((type) => new ec2.InstanceType(type)),
-        amiType: gpu.arch === 'arm64' ? eks.NodegroupAmiType.AL2023_ARM_64_NVIDIA : eks.NodegroupAmiType.AL2023_X86_64_NVIDIA,
-        capacityType: gpu.capacityType === 'SPOT' ? eks.CapacityType.SPOT : eks.CapacityType.ON_DEMAND,
-        minSize: gpu.minNodes,
-        desiredSize: gpu.minNodes,
-        maxSize: gpu.maxNodes,
-        diskSize: gpu.diskSizeGiB,
-        subnets: nodeSubnets,
-        nodeRole,
-        labels: { [K8S.gpuLabel]: gpu.name },
-        taints: [{ key: K8S.gpuTaintKey, value: 'true', effect: eks.TaintEffect.NO_SCHEDULE }],
-        tags: { [K8S.gpuLabel]: gpu.name },
-      }),
-    }));
+    this.gpuNodegroups = config.gpus.flatMap((gpu) => {
+      const launchTemplateSpec = this.nodeLaunchTemplate(`Gpu${gpu.name}LaunchTemplate`, gpu.diskSizeGiB);
+      return gpu.instanceTypes.map((instanceType, i) => {
+        // The warm nodes are of the default instance type; the others start at zero.
+        const minNodes = i === 0 ? gpu.minNodes : 0;
+        const nodegroup = this.cluster.addNodegroupCapacity(`Gpu${gpu.name}-${instanceType}`, {
+          instanceTypes: [new ec2.InstanceType(instanceType)],
+          amiType: gpu.arch === 'arm64' ? eks.NodegroupAmiType.AL2023_ARM_64_NVIDIA : eks.NodegroupAmiType.AL2023_X86_64_NVIDIA,
+          capacityType: gpu.capacityType === 'SPOT' ? eks.CapacityType.SPOT : eks.CapacityType.ON_DEMAND,
+          minSize: minNodes,
+          desiredSize: minNodes,
+          maxSize: gpu.maxNodes,
+          launchTemplateSpec,
+          subnets: nodeSubnets,
+          nodeRole,
+          // The Cluster Autoscaler learns these labels and the taint from DescribeNodegroup while the group has no node.
+          labels: { [K8S.gpuLabel]: gpu.name, [AUTOSCALER_GPU_LABEL]: gpu.name },
+          taints: [{ key: K8S.gpuTaintKey, value: 'true', effect: eks.TaintEffect.NO_SCHEDULE }],
+          // The deployments Lambda and the sweeper never size a nodegroup below the minimum configured here.
+          tags: { [K8S.gpuLabel]: gpu.name, [NODEGROUP_MIN_NODES_TAG]: String(minNodes) },
+        });
+        return { gpu, instanceType, nodegroup };
+      });
+    });
 
     this.namespaces = this.cluster.addManifest(
       'Namespaces',
@@ -185,7 +224,110 @@ export class GpuCluster extends Construct {
       resourceName: `${this.cluster.clusterName}/*`,
       arnFormat: ArnFormat.SLASH_RESOURCE_NAME,
     });
+    this.autoscalerRole = this.installClusterAutoscaler(config);
     this.acknowledgeManagedPieces(nodeRole);
+  }
+
+  /**
+   * The launch template of a nodegroup: IMDSv2 only, with a hop limit of 1 so that pods (one
+   * network hop further) cannot reach the node's instance role; every platform pod gets its AWS
+   * identity from EKS Pod Identity, and host-network daemons (VPC CNI, Pod Identity agent) are
+   * not a hop away. The root disk lives here because EKS refuses a nodegroup diskSize beside a
+   * launch template.
+   */
+  private nodeLaunchTemplate(id: string, diskSizeGiB: number): eks.LaunchTemplateSpec {
+    const template = new ec2.LaunchTemplate(this, id, {
+      httpEndpoint: true,
+      httpTokens: ec2.LaunchTemplateHttpTokens.REQUIRED,
+      httpPutResponseHopLimit: 1,
+      blockDevices: [
+        { deviceName: ROOT_DEVICE, volume: ec2.BlockDeviceVolume.ebs(diskSizeGiB, { volumeType: ec2.EbsDeviceVolumeType.GP3, encrypted: true }) },
+      ],
+    });
+    return { id: template.launchTemplateId!, version: template.latestVersionNumber };
+  }
+
+  /**
+   * The Kubernetes Cluster Autoscaler: adds GPU nodes for pods KEDA created and no node can take
+   * (from zero too), and removes nodes left idle. It discovers this cluster's managed nodegroups
+   * by the tags EKS puts on their Auto Scaling groups, only moves their desired capacity between
+   * the minimum and maximum the nodegroup sets (the deployments Lambda raises the minimum to what
+   * deployed versions need), and learns an empty GPU nodegroup's labels and taint from
+   * DescribeNodegroup and its GPU count from the instance type.
+   */
+  private installClusterAutoscaler(config: ResolvedConfig): iam.Role {
+    const stack = Stack.of(this);
+    const identity = new PodIdentityRole(this, 'ClusterAutoscalerIdentity', {
+      cluster: this.cluster,
+      namespace: CLUSTER_AUTOSCALER.namespace,
+      serviceAccount: CLUSTER_AUTOSCALER.serviceAccount,
+      description: 'Cluster Autoscaler: resizes the Auto Scaling groups of the managed nodegroups of this cluster',
+      createServiceAccount: false,
+    });
+    const { role } = identity;
+    role.addToPrincipalPolicy(new iam.PolicyStatement({ sid: 'DescribeCapacity', actions: AUTOSCALER_READS, resources: ['*'] }));
+    role.addToPrincipalPolicy(new iam.PolicyStatement({ sid: 'DescribeNodegroups', actions: ['eks:DescribeNodegroup'], resources: [this.nodegroupArnPattern] }));
+    const autoScalingGroups = stack.formatArn({
+      service: 'autoscaling',
+      resource: 'autoScalingGroup',
+      resourceName: '*:autoScalingGroupName/*',
+      arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+    });
+    role.addToPrincipalPolicy(
+      new iam.PolicyStatement({
+        sid: 'ResizeThisClustersGroups',
+        actions: ['autoscaling:SetDesiredCapacity', 'autoscaling:TerminateInstanceInAutoScalingGroup'],
+        resources: [autoScalingGroups],
+        // EKS tags the Auto Scaling group of every managed nodegroup with its cluster's name.
+        conditions: { StringEquals: { 'aws:ResourceTag/eks:cluster-name': this.cluster.clusterName } },
+      }),
+    );
+    acknowledge(
+      identity.policy,
+      'AwsSolutions-IAM5[Resource::*]',
+      'The Auto Scaling and EC2 Describe* calls and GetInstanceTypesFromInstanceRequirements the Cluster Autoscaler needs support no resource-level permissions.',
+    );
+    acknowledgeWildcard(
+      identity.policy,
+      autoScalingGroups,
+      'EKS names the Auto Scaling groups of managed nodegroups at run time; resizing is limited by condition to groups tagged eks:cluster-name with this cluster.',
+    );
+    acknowledgeWildcard(
+      identity.policy,
+      this.nodegroupArnPattern,
+      'Nodegroups of this cluster only; DescribeNodegroup needs nodegroup ARNs, whose name and id suffix EKS generates.',
+    );
+
+    const chart = this.cluster.addHelmChart('ClusterAutoscaler', {
+      chart: 'cluster-autoscaler',
+      repository: 'https://kubernetes.github.io/autoscaler',
+      version: config.chartVersions.clusterAutoscaler,
+      release: CLUSTER_AUTOSCALER.release,
+      namespace: CLUSTER_AUTOSCALER.namespace,
+      values: {
+        fullnameOverride: CLUSTER_AUTOSCALER.release,
+        cloudProvider: 'aws',
+        awsRegion: stack.region,
+        autoDiscovery: { clusterName: this.cluster.clusterName },
+        rbac: { serviceAccount: { name: CLUSTER_AUTOSCALER.serviceAccount } },
+        nodeSelector: { [SYSTEM_NODE_LABEL.key]: SYSTEM_NODE_LABEL.value },
+        resources: { requests: { cpu: '100m', memory: '300Mi' }, limits: { memory: '600Mi' } },
+        extraArgs: {
+          // Each GPU type and instance type has a nodegroup of its own, so a pending pod fits one
+          // group and the expander rarely chooses; when it does, the group wasting least wins.
+          expander: 'least-waste',
+          // No two groups are alike (each has its own GPU label or instance type): nothing to balance.
+          'balance-similar-node-groups': false,
+          // Platform and function pods keep only scratch data in emptyDir volumes (the worker hands
+          // its jobs back on SIGTERM); that must not keep an underused node from being removed.
+          'skip-nodes-with-local-storage': false,
+        },
+      },
+      wait: true,
+    });
+    // Like KEDA: its AWS calls fail until restarted if it starts before its Pod Identity.
+    chart.node.addDependency(identity.association, this.systemNodegroup);
+    return role;
   }
 
   /** eks:ListNodegroups on this cluster. */

@@ -1,7 +1,7 @@
 /**
  * The NVCF HTTP API: one API Gateway route per entry of core/routes.ts, each
  * to the Lambda the route table names, behind the API-key authorizer, with
- * access logs and throttling on the $default stage.
+ * access logs and throttling on the $default stage, and NVCF's permissive CORS.
  */
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import { AccessLogFormat } from 'aws-cdk-lib/aws-apigateway';
@@ -43,6 +43,22 @@ export const ACCESS_LOG_FIELDS = {
   errorMessage: '$context.error.message',
 };
 
+/**
+ * CORS as NVCF serves it on /v2/nvcf: any origin, the route table's methods,
+ * the request headers NVCF reads (Authorization must be named: browsers never
+ * let `*` cover it) and any other, since the rest reach the function, and the
+ * response headers a browser client reads. No credentials: keys travel in
+ * Authorization, never in cookies. API Gateway answers preflight OPTIONS
+ * itself; no route has OPTIONS or ANY, so the authorizer never sees one.
+ */
+export const CORS = {
+  allowOrigins: ['*'],
+  allowMethods: [...new Set(ROUTES.map((route) => route.method))].sort(),
+  allowHeaders: ['Authorization', 'Content-Type', 'Accept', 'NVCF-POLL-SECONDS', 'NVCF-INPUT-ASSET-REFERENCES', '*'],
+  exposeHeaders: ['NVCF-REQID', 'NVCF-STATUS', 'NVCF-PERCENT-COMPLETE', 'Location'],
+  maxAge: Duration.hours(1),
+};
+
 export class NvcfHttpApi extends Construct {
   readonly api: apigw.HttpApi;
   readonly stage: apigw.HttpStage;
@@ -56,6 +72,7 @@ export class NvcfHttpApi extends Construct {
       description: 'NVIDIA Cloud Functions compatible API (NVCF on AWS)',
       // Our own $default stage below carries the access logs and throttling.
       createDefaultStage: false,
+      corsPreflight: { ...CORS, allowMethods: CORS.allowMethods.map((method) => apigw.CorsHttpMethod[method]) },
     });
 
     this.accessLogs = new logs.LogGroup(this, 'AccessLogs', {

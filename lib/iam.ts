@@ -13,10 +13,9 @@ import { DEFAULT_QUEUE_PREFIX, METRICS_NAMESPACE, S3_PREFIX } from '../core/name
 export type QueueAction =
   | 'sqs:CreateQueue'
   | 'sqs:DeleteQueue'
-  | 'sqs:GetQueueUrl'
   | 'sqs:GetQueueAttributes'
-  | 'sqs:SetQueueAttributes'
   | 'sqs:TagQueue'
+  | 'sqs:ListQueueTags'
   | 'sqs:SendMessage'
   | 'sqs:ReceiveMessage'
   | 'sqs:DeleteMessage'
@@ -36,6 +35,18 @@ export type BucketPrefix = keyof typeof S3_PREFIX;
 /** An S3 object statement limited to the given key prefixes of the platform bucket. */
 export function objectStatement(bucket: s3.IBucket, actions: ('s3:GetObject' | 's3:PutObject' | 's3:DeleteObject')[], prefixes: BucketPrefix[]): iam.PolicyStatement {
   return new iam.PolicyStatement({ actions, resources: prefixes.map((prefix) => bucket.arnForObjects(`${S3_PREFIX[prefix]}*`)) });
+}
+
+/**
+ * s3:ListBucket on the platform bucket for keys under the given prefixes only. S3 answers a
+ * GetObject or HeadObject of a missing key with 404 only to callers that may list it; 403 otherwise.
+ */
+export function listBucketStatement(bucket: s3.IBucket, prefixes: BucketPrefix[]): iam.PolicyStatement {
+  return new iam.PolicyStatement({
+    actions: ['s3:ListBucket'],
+    resources: [bucket.bucketArn],
+    conditions: { StringLike: { 's3:prefix': prefixes.map((prefix) => `${S3_PREFIX[prefix]}*`) } },
+  });
 }
 
 /** cloudwatch:PutMetricData has no resource-level permissions; the namespace condition is the scope. */

@@ -1,7 +1,8 @@
 /**
  * What an operator watches: one CloudWatch dashboard and the alarms that
- * mean someone should look (API 5xx, Lambda errors and throttles, dead
- * letters, a queue that stopped draining), optionally mailed through SNS.
+ * mean someone should look (API 5xx, errors and throttles of every Lambda,
+ * the sweeper included, dead letters, a queue that stopped draining),
+ * optionally mailed through SNS.
  */
 import { Duration, Stack } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
@@ -73,10 +74,13 @@ export class Monitoring extends Construct {
       evaluationPeriods: 1,
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
     });
+    // The sweeper has no callers: its failures show as queues and dead letters left behind.
+    const impact = (name: (typeof LAMBDA_NAMES)[number]) =>
+      name === 'sweeper' ? 'unused queues stay and dead-lettered invocations stay pending until a pass succeeds' : 'callers saw 5xx';
     for (const name of LAMBDA_NAMES) {
       alarm(`${name}-errors`, {
         alarmName: `${prefix}-lambda-${name}-errors`,
-        alarmDescription: `The ${name} Lambda failed (unhandled errors or timeouts). Its log group holds the stack traces; callers saw 5xx.`,
+        alarmDescription: `The ${name} Lambda failed (unhandled errors or timeouts). Its log group holds the stack traces; ${impact(name)}.`,
         metric: fns[name].metricErrors({ period: PERIOD, statistic: cloudwatch.Stats.SUM }),
         threshold: 1,
         evaluationPeriods: 1,

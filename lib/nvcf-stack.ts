@@ -3,7 +3,7 @@
  * (optional), the API with its Lambdas, monitoring, and the outputs a console
  * user needs.
  */
-import { CfnOutput, Stack, type StackProps } from 'aws-cdk-lib';
+import { Annotations, CfnOutput, Stack, type StackProps } from 'aws-cdk-lib';
 import type { Construct } from 'constructs';
 import { TABLES, type TableName } from '../core/tables';
 import { ApiFunctions } from './api-functions';
@@ -42,6 +42,7 @@ export class NvcfStack extends Stack {
       ...props,
     });
     this.config = resolveConfig(props);
+    this.config.warnings.forEach((warning, i) => Annotations.of(this).addWarningV2(`nvcf:config-${i}`, warning));
 
     this.data = new DataStore(this, 'Data', { config: this.config });
     if (this.config.gpuCluster) {

@@ -1,9 +1,11 @@
 import { App, RemovalPolicy } from 'aws-cdk-lib';
+import { Annotations, Match } from 'aws-cdk-lib/assertions';
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_MAX_RECEIVE_COUNT } from '../../core/limits';
 import { ConfigError, DEFAULTS, instanceArch, resolveConfig, type GpuNodegroupProps } from '../../lib/config';
 import { configFromContext } from '../../lib/context';
 import { NvcfStack } from '../../lib/nvcf-stack';
+import { ENV, testApp } from './support';
 
 const gpu = (overrides: Partial<GpuNodegroupProps> & Record<string, unknown> = {}) =>
   ({ name: 'L4', instanceTypes: ['g6.xlarge'], ...overrides }) as GpuNodegroupProps;
@@ -25,8 +27,19 @@ describe('defaults', () => {
       authorizerCacheSeconds: 300,
       throttlingRateLimit: DEFAULTS.throttlingRateLimit,
       throttlingBurstLimit: DEFAULTS.throttlingBurstLimit,
-      chartVersions: { keda: '2.21.1', nvidiaDevicePlugin: '0.18.2' },
+      chartVersions: { keda: '2.21.1', nvidiaDevicePlugin: '0.18.2', clusterAutoscaler: '9.56.0' },
+      tritonImage: 'nvcr.io/nvidia/tritonserver:25.01-py3',
+      warnings: [],
     });
+  });
+
+  it('picks the Cluster Autoscaler chart whose appVersion matches the Kubernetes minor', () => {
+    expect(resolveConfig({ kubernetesVersion: '1.35' }).chartVersions.clusterAutoscaler).toBe('9.56.0');
+    expect(resolveConfig({ kubernetesVersion: '1.34' }).chartVersions.clusterAutoscaler).toBe('9.53.0');
+  });
+
+  it('takes an explicit Cluster Autoscaler chart for a Kubernetes minor it has no default for', () => {
+    expect(resolveConfig({ kubernetesVersion: '1.36', chartVersions: { clusterAutoscaler: '9.60.0' } }).chartVersions).toMatchObject({ clusterAutoscaler: '9.60.0', keda: '2.21.1' });
   });
 
   it('recognises Graviton GPU instances (g5g) as arm64 and the others as amd64', () => {
@@ -66,6 +79,9 @@ describe('invalid configuration fails synth with what to fix', () => {
   it('rejects a malformed public endpoint CIDR', () => rejects({ publicEndpointCidrs: ['10.0.0.300/8'] }, /publicEndpointCidrs contains "10\.0\.0\.300\/8"/));
   it('rejects a Kubernetes version the bundled kubectl cannot manage', () => rejects({ kubernetesVersion: '1.30' }, /kubernetesVersion must be one of "1\.34", "1\.35", "1\.36"/));
   it('rejects a chart version range', () => rejects({ chartVersions: { keda: '^2.21.0' } }, /chartVersions\.keda must be an exact chart version/));
+  it('rejects a Kubernetes minor without a known Cluster Autoscaler chart unless one is given', () =>
+    rejects({ kubernetesVersion: '1.36' }, /no Cluster Autoscaler chart is known for Kubernetes 1\.36; set chartVersions\.clusterAutoscaler to the chart whose appVersion is 1\.36\.x/));
+  it('rejects a Triton image without a tag or digest', () => rejects({ tritonImage: 'nvcr.io/nvidia/tritonserver' }, /tritonImage must be a container image pinned by tag or digest/));
   it('rejects a cluster admin that is not a role ARN', () => rejects({ clusterAdminRoleArns: ['arn:aws:iam::123456789012:user/alice'] }, /clusterAdminRoleArns contains .* not an IAM role ARN/));
   it('rejects an authorizer cache beyond API Gateway’s hour', () => rejects({ authorizerCacheSeconds: 3601 }, /authorizerCacheSeconds must be an integer from 0 to 3600/));
   it('rejects a zero throttling rate', () => rejects({ throttlingRateLimit: 0 }, /throttlingRateLimit must be an integer from 1/));
@@ -82,6 +98,28 @@ describe('invalid configuration fails synth with what to fix', () => {
     const app = new App({ context: { 'aws:cdk:bundling-stacks': [] } });
 
     expect(() => new NvcfStack(app, 'Nvcf', { gpus: [gpu({ minNodes: 5, maxNodes: 1 })] })).toThrow(/minNodes 5 greater than maxNodes 1; raise maxNodes or lower minNodes/);
+  });
+});
+
+describe('GPU instance types', () => {
+  it('accepts the GPU instance types of core/gpu-instance-types.ts without a warning', () => {
+    expect(resolveConfig({ gpus: [gpu({ instanceTypes: ['g6e.12xlarge', 'g6e.xlarge'] })] }).warnings).toEqual([]);
+  });
+
+  it('synthesizes an unknown GPU instance type, with a warning that the platform assumes one GPU per instance', () => {
+    const { warnings } = resolveConfig({ gpus: [gpu({ instanceTypes: ['g7.xlarge'] })] });
+    expect(warnings).toEqual([expect.stringMatching(/L4 instance type "g7\.xlarge" is not in core\/gpu-instance-types\.ts; the platform assumes it has one NVIDIA GPU/)]);
+  });
+
+  it('reports that warning on the stack, where cdk synth shows it', () => {
+    const test = testApp();
+    try {
+      const stack = new NvcfStack(test.app, 'Nvcf', { env: ENV, gpuCluster: false, gpus: [gpu({ instanceTypes: ['g7.xlarge'] })] });
+
+      Annotations.fromStack(stack).hasWarning('/Nvcf', Match.stringLikeRegexp('g7\\.xlarge.*assumes it has one NVIDIA GPU'));
+    } finally {
+      test.dispose();
+    }
   });
 });
 
@@ -107,6 +145,7 @@ describe('context', () => {
       'nvcf:authorizerCacheSeconds': '0',
       'nvcf:bundleAwsSdk': 'true',
       'nvcf:dataRemovalPolicy': 'destroy',
+      'nvcf:tritonImage': 'nvcr.io/nvidia/tritonserver:25.02-py3',
     });
 
     expect(stackName).toBe('NvcfDev');
@@ -116,6 +155,7 @@ describe('context', () => {
       authorizerCacheSeconds: 0,
       bundleAwsSdk: true,
       dataRemovalPolicy: RemovalPolicy.DESTROY,
+      tritonImage: 'nvcr.io/nvidia/tritonserver:25.02-py3',
     });
   });
 

@@ -147,13 +147,14 @@ describe('SQS', () => {
           .flatMap((s) => s.Action);
       expect(kmsActions('invocations')).toEqual(['kms:GenerateDataKey', 'kms:Decrypt']);
       expect(kmsActions('deployments')).toEqual(['kms:Decrypt']);
-      for (const name of LAMBDA_NAMES.filter((n) => n !== 'invocations' && n !== 'deployments')) expect(kmsActions(name)).toEqual([]);
+      expect(kmsActions('sweeper')).toEqual(['kms:Decrypt']);
+      for (const name of LAMBDA_NAMES.filter((n) => !['invocations', 'deployments', 'sweeper'].includes(n))) expect(kmsActions(name)).toEqual([]);
     });
   });
 });
 
 describe('Lambdas', () => {
-  it('creates one function per handler of the route table plus the authorizer', () => {
+  it('creates one function per handler of the route table plus the authorizer and the sweeper', () => {
     expect(Object.keys(synth.stack.functions.functions).sort()).toEqual([...LAMBDA_NAMES].sort());
     synth.template.resourceCountIs('AWS::Lambda::Function', LAMBDA_NAMES.length);
   });
@@ -166,6 +167,32 @@ describe('Lambdas', () => {
     for (const table of Object.values(TABLES)) expect(env[table.envVar]).toEqual({ Ref: logicalId(synth.stack.data.tables[(Object.keys(TABLES) as TableName[]).find((k) => TABLES[k] === table)!]) });
     expect(env[ENV_NAMES.gpus]).toBe(JSON.stringify([{ name: 'L4', instanceTypes: ['g6.xlarge'] }]));
     expect(env[ENV_NAMES.clusterName]).toBeUndefined();
+  });
+
+  it('runs the sweeper every minute from an EventBridge rule, and only EventBridge may invoke it', () => {
+    synth.template.hasResourceProperties('AWS::Events::Rule', {
+      ScheduleExpression: 'rate(1 minute)',
+      State: 'ENABLED',
+      Targets: [Match.objectLike({ Arn: { 'Fn::GetAtt': [fnId('sweeper'), 'Arn'] } })],
+    });
+    const permissions = Object.values(synth.template.findResources('AWS::Lambda::Permission')).filter((p) => p.Properties.FunctionName['Fn::GetAtt'][0] === fnId('sweeper'));
+    expect(permissions.map((p) => p.Properties)).toEqual([
+      expect.objectContaining({ Action: 'lambda:InvokeFunction', Principal: 'events.amazonaws.com', SourceArn: { 'Fn::GetAtt': [logicalId(synth.stack.functions.sweepSchedule), 'Arn'] } }),
+    ]);
+  });
+
+  it('never retries a sweep and drops one older than the interval: the next pass does the same work', () => {
+    synth.template.hasResourceProperties('AWS::Lambda::EventInvokeConfig', {
+      FunctionName: { Ref: fnId('sweeper') },
+      MaximumRetryAttempts: 0,
+      MaximumEventAgeInSeconds: 60,
+    });
+    expect(synth.template.toJSON().Resources[fnId('sweeper')].Properties.Timeout).toBeLessThan(60);
+  });
+
+  it('gives the sweeper the same environment as the deployments Lambda', () => {
+    const env = (name: LambdaName) => synth.template.toJSON().Resources[fnId(name)].Properties.Environment.Variables;
+    expect(env('sweeper')).toEqual(env('deployments'));
   });
 
   it('gives the invocations Lambda time to wait 25 s for a result, under API Gateway’s 30 s', () => {
@@ -206,21 +233,26 @@ describe('least privilege per Lambda', () => {
     for (const name of LAMBDA_NAMES.filter((n) => n !== 'invocations')) expect(grantsOf(statementsOf(name), 'sqs:SendMessage')).toEqual([]);
   });
 
-  it('lets only the deployments Lambda create and delete queues, and only nvcf-* ones', () => {
-    const deployments = statementsOf('deployments');
-    for (const action of ['sqs:CreateQueue', 'sqs:DeleteQueue', 'sqs:SetQueueAttributes', 'sqs:TagQueue']) {
-      expect(grantsOf(deployments, action).map((s) => s.Resource)).toEqual([queueArn]);
-      for (const name of LAMBDA_NAMES.filter((n) => n !== 'deployments')) expect(grantsOf(statementsOf(name), action)).toEqual([]);
-    }
+  it('lets only the deployments Lambda create queues and only the sweeper delete them, both tag them, only nvcf-* ones', () => {
+    const only = (action: string, names: LambdaName[]) => {
+      for (const name of names) expect(grantsOf(statementsOf(name), action).map((s) => s.Resource)).toEqual([queueArn]);
+      for (const name of LAMBDA_NAMES.filter((n) => !names.includes(n))) expect(grantsOf(statementsOf(name), action)).toEqual([]);
+    };
+    only('sqs:CreateQueue', ['deployments']);
+    only('sqs:DeleteQueue', ['sweeper']);
+    only('sqs:TagQueue', ['deployments', 'sweeper']);
   });
 
-  it('grants each Lambda exactly its SQS actions', () => {
+  it('lets no Lambda change queue attributes (redrive and encryption are set at creation only)', () => {
+    for (const name of LAMBDA_NAMES) expect(grantsOf(statementsOf(name), 'sqs:SetQueueAttributes')).toEqual([]);
+  });
+
+  it('grants each Lambda exactly the SQS actions its code calls', () => {
     const sqs = (name: LambdaName) => actionsOf(statementsOf(name)).filter((a) => a.startsWith('sqs:'));
-    expect(sqs('deployments')).toEqual(
-      ['sqs:CreateQueue', 'sqs:DeleteMessage', 'sqs:DeleteQueue', 'sqs:GetQueueAttributes', 'sqs:GetQueueUrl', 'sqs:ReceiveMessage', 'sqs:SetQueueAttributes', 'sqs:TagQueue'].sort(),
-    );
-    expect(sqs('invocations')).toEqual(['sqs:GetQueueAttributes', 'sqs:GetQueueUrl', 'sqs:SendMessage']);
-    expect(sqs('queues')).toEqual(['sqs:GetQueueAttributes', 'sqs:GetQueueUrl']);
+    expect(sqs('deployments')).toEqual(['sqs:CreateQueue', 'sqs:DeleteMessage', 'sqs:GetQueueAttributes', 'sqs:ReceiveMessage', 'sqs:TagQueue']);
+    expect(sqs('invocations')).toEqual(['sqs:SendMessage']);
+    expect(sqs('queues')).toEqual(['sqs:GetQueueAttributes']);
+    expect(sqs('sweeper')).toEqual(['sqs:DeleteMessage', 'sqs:DeleteQueue', 'sqs:GetQueueAttributes', 'sqs:ListQueueTags', 'sqs:ListQueues', 'sqs:ReceiveMessage', 'sqs:TagQueue']);
     for (const name of ['functions', 'assets', 'gpus', 'authorizer'] as const) expect(sqs(name)).toEqual([]);
   });
 
@@ -228,10 +260,16 @@ describe('least privilege per Lambda', () => {
     const s3 = (name: LambdaName) => statementsOf(name).filter((s) => actionsOf([s]).some((a) => a.startsWith('s3:')));
     expect(s3('invocations')).toEqual([
       { Effect: 'Allow', Action: 's3:PutObject', Resource: bucketPrefixArn('inputs') },
-      { Effect: 'Allow', Action: 's3:GetObject', Resource: bucketPrefixArn('outputs') },
+      { Effect: 'Allow', Action: 's3:GetObject', Resource: [bucketPrefixArn('outputs'), bucketPrefixArn('assets')] },
+      {
+        Effect: 'Allow',
+        Action: 's3:ListBucket',
+        Resource: { 'Fn::GetAtt': [logicalId(synth.stack.data.bucket), 'Arn'] },
+        Condition: { StringLike: { 's3:prefix': ['assets/*'] } },
+      },
     ]);
-    expect(s3('assets')).toEqual([{ Effect: 'Allow', Action: ['s3:PutObject', 's3:GetObject', 's3:DeleteObject'], Resource: bucketPrefixArn('assets') }]);
-    for (const name of ['functions', 'deployments', 'queues', 'gpus', 'authorizer'] as const) expect(s3(name)).toEqual([]);
+    expect(s3('assets')).toEqual([{ Effect: 'Allow', Action: ['s3:PutObject', 's3:DeleteObject'], Resource: bucketPrefixArn('assets') }]);
+    for (const name of ['functions', 'deployments', 'queues', 'gpus', 'authorizer', 'sweeper'] as const) expect(s3(name)).toEqual([]);
   });
 
   it('grants each Lambda only the tables it uses, writing only where it must', () => {
@@ -246,12 +284,30 @@ describe('least privilege per Lambda', () => {
       return result;
     };
     expect(access('functions')).toEqual({ functions: 'write', instances: 'read' });
-    expect(access('deployments')).toEqual({ functions: 'write', instances: 'read', invocations: 'write' });
+    expect(access('deployments')).toEqual({ functions: 'write', invocations: 'write' });
     expect(access('invocations')).toEqual({ functions: 'read', invocations: 'write', assets: 'read' });
     expect(access('assets')).toEqual({ assets: 'write' });
     expect(access('queues')).toEqual({ functions: 'read', invocations: 'read' });
     expect(access('gpus')).toEqual({});
     expect(access('authorizer')).toEqual({ apiKeys: 'read' });
+    expect(access('sweeper')).toEqual({ functions: 'read', invocations: 'write' });
+  });
+
+  it('lets the deployments Lambda and the sweeper only update invocations (to error them), never read or delete one', () => {
+    for (const name of ['deployments', 'sweeper'] as const) {
+      const onInvocations = statementsOf(name).filter((s) => JSON.stringify(s.Resource).includes(JSON.stringify(tableArn('invocations'))));
+      expect(actionsOf(onInvocations)).toEqual(['dynamodb:UpdateItem']);
+    }
+  });
+
+  it('lets the sweeper only scan the Functions table for the deployed versions', () => {
+    const onFunctions = statementsOf('sweeper').filter((s) => JSON.stringify(s.Resource).includes(JSON.stringify(tableArn('functions'))));
+    expect(actionsOf(onFunctions)).toEqual(['dynamodb:Scan']);
+  });
+
+  it('lets the sweeper list queues account-wide (SQS cannot scope ListQueues) and nothing else on *', () => {
+    const unscoped = statementsOf('sweeper').filter((s) => s.Resource === '*');
+    expect(unscoped).toEqual([{ Sid: 'FindPlatformQueues', Effect: 'Allow', Action: 'sqs:ListQueues', Resource: '*' }]);
   });
 
   it('gives no Lambda EKS permissions when there is no cluster', () => {
@@ -315,14 +371,27 @@ describe('HTTP API', () => {
     });
   });
 
-  it('lets API Gateway invoke each handler Lambda only from this API', () => {
-    const permissions = Object.values(synth.template.findResources('AWS::Lambda::Permission'));
-    for (const permission of permissions) {
-      expect(permission.Properties.Principal).toBe('apigateway.amazonaws.com');
-      expect(JSON.stringify(permission.Properties.SourceArn)).toContain(logicalId(synth.stack.api.api));
-    }
+  it('lets API Gateway invoke each handler Lambda and the authorizer only from this API, and no other Lambda', () => {
+    const permissions = Object.values(synth.template.findResources('AWS::Lambda::Permission')).filter((p) => p.Properties.Principal === 'apigateway.amazonaws.com');
+    for (const permission of permissions) expect(JSON.stringify(permission.Properties.SourceArn)).toContain(logicalId(synth.stack.api.api));
     const invoked = new Set(permissions.map((p) => p.Properties.FunctionName['Fn::GetAtt'][0]));
-    expect([...invoked].sort()).toEqual(LAMBDA_NAMES.map(fnId).sort());
+    expect([...invoked].sort()).toEqual(LAMBDA_NAMES.filter((name) => name !== 'sweeper').map(fnId).sort());
+  });
+
+  it('answers CORS like NVCF: any origin, the route table’s methods, NVCF’s request headers, its response headers exposed, no credentials', () => {
+    const api = Object.values(synth.template.findResources('AWS::ApiGatewayV2::Api'))[0]!;
+    expect(api.Properties.CorsConfiguration).toEqual({
+      AllowOrigins: ['*'],
+      AllowMethods: [...new Set(ROUTES.map((route) => route.method))].sort(),
+      AllowHeaders: ['Authorization', 'Content-Type', 'Accept', 'NVCF-POLL-SECONDS', 'NVCF-INPUT-ASSET-REFERENCES', '*'],
+      ExposeHeaders: ['NVCF-REQID', 'NVCF-STATUS', 'NVCF-PERCENT-COMPLETE', 'Location'],
+      MaxAge: 3600,
+    });
+  });
+
+  it('leaves preflight OPTIONS to API Gateway: no OPTIONS, ANY or $default route that would send it to the authorizer', () => {
+    const routeKeys = Object.values(synth.template.findResources('AWS::ApiGatewayV2::Route')).map((r) => r.Properties.RouteKey as string);
+    expect(routeKeys.filter((key) => /^(OPTIONS|ANY) /.test(key) || key === '$default')).toEqual([]);
   });
 });
 
@@ -339,6 +408,16 @@ describe('monitoring', () => {
       ].sort(),
     );
     for (const alarm of alarms()) expect(alarm.AlarmDescription.length).toBeGreaterThan(40);
+  });
+
+  it('says what a failing sweeper leaves behind, since it has no callers to see errors', () => {
+    expect(alarms().find((a) => a.AlarmName === 'Nvcf-lambda-sweeper-errors')!.AlarmDescription).toMatch(/unused queues stay and dead-lettered invocations stay pending/);
+  });
+
+  it('graphs the sweeper’s errors and throttles beside the API Lambdas’', () => {
+    const body = JSON.stringify(Object.values(synth.template.findResources('AWS::CloudWatch::Dashboard'))[0]!.Properties.DashboardBody);
+    expect(body).toContain(`\\"label\\":\\"sweeper\\"`);
+    expect(body).toContain(fnId('sweeper'));
   });
 
   it('watches the agent’s DeadLetterMessages (> 0) and OldestMessageAgeSeconds metrics in the NVCF namespace', () => {

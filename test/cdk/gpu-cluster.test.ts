@@ -5,16 +5,17 @@
  * a second synth covers a private, multi-GPU, Graviton and KMS variant.
  */
 import type { Template } from 'aws-cdk-lib/assertions';
+import { ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding } from 'kubernetes-models/admissionregistration.k8s.io/v1';
 import { Deployment } from 'kubernetes-models/apps/v1';
 import { Namespace, ServiceAccount } from 'kubernetes-models/v1';
 import { ClusterRole, ClusterRoleBinding, Role, RoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ENV as ENV_NAMES, K8S } from '../../core/names';
+import { ENV as ENV_NAMES, K8S, NODEGROUP_MIN_NODES_TAG } from '../../core/names';
 import { LAMBDA_NAMES, PROJECT_ROOT, type LambdaName } from '../../lib/api-functions';
-import { AGENT_BUILD_CONTEXT_EXCLUDES } from '../../lib/gpu-agent';
-import { actionsOf, grantsOf, logicalId, roleStatements, synthesize, type Statement, type Synthesized } from './support';
+import { AGENT_BUILD_CONTEXT_EXCLUDES, CONTROLLER_ADMISSION_POLICY, HELM_FUNCTION_ROLE } from '../../lib/gpu-agent';
+import { actionsOf, grantsOf, logicalId, roleStatements, synthesize, withStack, type Statement, type Synthesized } from './support';
 
 let synth: Synthesized;
 let variant: Synthesized;
@@ -103,11 +104,14 @@ describe('cluster', () => {
 
 describe('nodegroups', () => {
   const nodegroups = (template: Template) => resources(template, 'AWS::EKS::Nodegroup').map((n) => n.Properties);
-  const gpuNodegroup = (template: Template, gpu: string) => nodegroups(template).find((n) => n.Labels?.[K8S.gpuLabel] === gpu)!;
+  const gpuNodegroup = (template: Template, gpu: string, instanceType?: string) =>
+    nodegroups(template).find((n) => n.Labels?.[K8S.gpuLabel] === gpu && (!instanceType || n.InstanceTypes[0] === instanceType))!;
+  const launchTemplateOf = (template: Template, nodegroup: Record<string, any>) => template.toJSON().Resources[nodegroup.LaunchTemplate.Id.Ref].Properties.LaunchTemplateData;
 
-  it('creates a small system nodegroup and one nodegroup per GPU type', () => {
+  it('creates a small system nodegroup and one nodegroup per GPU type and instance type', () => {
     expect(nodegroups(synth.template)).toHaveLength(2);
-    expect(nodegroups(variant.template)).toHaveLength(3);
+    expect(nodegroups(variant.template)).toHaveLength(4);
+    expect(nodegroups(variant.template).map((n) => n.InstanceTypes)).toEqual(expect.arrayContaining([['g5g.xlarge'], ['g6e.xlarge'], ['g6e.2xlarge']]));
     expect(nodegroups(synth.template).find((n) => n.Labels['nvcf.io/node-role'] === 'system')).toMatchObject({
       AmiType: 'AL2023_x86_64_STANDARD',
       InstanceTypes: ['t3.large'],
@@ -121,11 +125,19 @@ describe('nodegroups', () => {
       InstanceTypes: ['g6.xlarge'],
       CapacityType: 'ON_DEMAND',
       ScalingConfig: { MinSize: 0, DesiredSize: 0, MaxSize: 2 },
-      Labels: { 'nvcf.io/gpu': 'L4' },
+      Labels: { 'nvcf.io/gpu': 'L4', 'k8s.amazonaws.com/accelerator': 'L4' },
       Taints: [{ Key: 'nvidia.com/gpu', Value: 'true', Effect: 'NO_SCHEDULE' }],
-      DiskSize: 200,
     });
-    expect(gpuNodegroup(variant.template, 'L40S')).toMatchObject({ InstanceTypes: ['g6e.xlarge', 'g6e.2xlarge'], ScalingConfig: { MinSize: 1, MaxSize: 4 }, DiskSize: 500 });
+  });
+
+  it('keeps the warm nodes (minNodes) on the default instance type and bounds every instance type by maxNodes', () => {
+    expect(gpuNodegroup(variant.template, 'L40S', 'g6e.xlarge').ScalingConfig).toEqual({ MinSize: 1, DesiredSize: 1, MaxSize: 4 });
+    expect(gpuNodegroup(variant.template, 'L40S', 'g6e.2xlarge').ScalingConfig).toEqual({ MinSize: 0, DesiredSize: 0, MaxSize: 4 });
+  });
+
+  it('tags each GPU nodegroup with its configured minimum, below which the runtime never sizes it', () => {
+    expect(gpuNodegroup(variant.template, 'L40S', 'g6e.xlarge').Tags).toEqual({ 'nvcf.io/gpu': 'L40S', [NODEGROUP_MIN_NODES_TAG]: '1' });
+    expect(gpuNodegroup(variant.template, 'L40S', 'g6e.2xlarge').Tags).toEqual({ 'nvcf.io/gpu': 'L40S', [NODEGROUP_MIN_NODES_TAG]: '0' });
   });
 
   it('uses the ARM NVIDIA AMI for Graviton GPU instances and honours SPOT', () => {
@@ -138,6 +150,24 @@ describe('nodegroups', () => {
       .filter(([, s]) => privateSubnets.includes(s))
       .map(([id]) => ({ Ref: id }));
     for (const nodegroup of nodegroups(synth.template)) expect(nodegroup.Subnets).toEqual(privateIds);
+  });
+
+  it('launches every node with IMDSv2 only and a hop limit of 1, so that pods cannot reach the node role', () => {
+    for (const template of [synth.template, variant.template]) {
+      for (const nodegroup of nodegroups(template)) {
+        expect(launchTemplateOf(template, nodegroup).MetadataOptions).toEqual({ HttpEndpoint: 'enabled', HttpTokens: 'required', HttpPutResponseHopLimit: 1 });
+        expect(nodegroup.LaunchTemplate.Version).toEqual({ 'Fn::GetAtt': [nodegroup.LaunchTemplate.Id.Ref, 'LatestVersionNumber'] });
+      }
+    }
+  });
+
+  it('sizes the encrypted gp3 root disk (/dev/xvda) in the launch template: diskSizeGiB for GPU nodes, 50 GiB for system nodes', () => {
+    const rootDisk = (template: Template, nodegroup: Record<string, any>) => launchTemplateOf(template, nodegroup).BlockDeviceMappings;
+    const disk = (size: number) => [{ DeviceName: '/dev/xvda', Ebs: { VolumeSize: size, VolumeType: 'gp3', Encrypted: true } }];
+    expect(rootDisk(synth.template, gpuNodegroup(synth.template, 'L4'))).toEqual(disk(200));
+    expect(rootDisk(variant.template, gpuNodegroup(variant.template, 'L40S', 'g6e.2xlarge'))).toEqual(disk(500));
+    expect(rootDisk(synth.template, nodegroups(synth.template).find((n) => n.Labels['nvcf.io/node-role'] === 'system')!)).toEqual(disk(50));
+    for (const nodegroup of [...nodegroups(synth.template), ...nodegroups(variant.template)]) expect(nodegroup.DiskSize).toBeUndefined();
   });
 });
 
@@ -162,6 +192,77 @@ describe('add-ons', () => {
     expect(JSON.parse(kedaChart.Properties.Values)).toEqual({ nodeSelector: { 'nvcf.io/node-role': 'system' } });
   });
 
+  it('installs the Cluster Autoscaler at a pinned version for Kubernetes 1.35, on the system nodes, after its Pod Identity exists', () => {
+    expect(chart(synth.template, 'cluster-autoscaler')).toMatchObject({
+      Version: '9.56.0',
+      Repository: 'https://kubernetes.github.io/autoscaler',
+      Namespace: 'kube-system',
+      Release: 'cluster-autoscaler',
+      Wait: true,
+    });
+    const autoscalerChart = Object.values(synth.template.findResources('Custom::AWSCDK-EKS-HelmChart')).find((c) => c.Properties.Chart === 'cluster-autoscaler')!;
+    const association = Object.entries(synth.template.findResources('AWS::EKS::PodIdentityAssociation')).find(([, a]) => a.Properties.ServiceAccount === 'cluster-autoscaler')!;
+    expect(association[1].Properties.Namespace).toBe('kube-system');
+    expect(autoscalerChart.DependsOn).toContain(association[0]);
+  });
+
+  it('runs the Cluster Autoscaler in auto-discovery mode for this cluster, in its region, under the ServiceAccount its Pod Identity names', () => {
+    const values = chart(synth.template, 'cluster-autoscaler').Values as { 'Fn::Join': [string, unknown[]] };
+    const text = values['Fn::Join'][1].map((part) => (typeof part === 'string' ? part : JSON.stringify(part))).join('');
+    expect(text).toContain(`"autoDiscovery":{"clusterName":"${JSON.stringify({ Ref: logicalId(synth.stack.gpuCluster!.cluster) })}"}`);
+    expect(text).toContain('"awsRegion":"us-east-1"');
+    expect(text).toContain('"cloudProvider":"aws"');
+    expect(text).toContain('"rbac":{"serviceAccount":{"name":"cluster-autoscaler"}}');
+    expect(text).toContain('"fullnameOverride":"cluster-autoscaler"');
+    expect(text).toContain('"nodeSelector":{"nvcf.io/node-role":"system"}');
+  });
+
+  it('lets the Cluster Autoscaler pick the least wasteful group, never balance unlike groups, and remove idle nodes despite emptyDir scratch', () => {
+    const values = chart(synth.template, 'cluster-autoscaler').Values as { 'Fn::Join': [string, unknown[]] };
+    const text = values['Fn::Join'][1].filter((part) => typeof part === 'string').join('');
+    expect(text).toContain('"extraArgs":{"expander":"least-waste","balance-similar-node-groups":false,"skip-nodes-with-local-storage":false}');
+  });
+
+  it('picks the Cluster Autoscaler chart of the cluster’s Kubernetes minor', () => {
+    withStack({ kubernetesVersion: '1.34' }, ({ template }) => expect(chart(template, 'cluster-autoscaler').Version).toBe('9.53.0'));
+  });
+
+  it('lets the Cluster Autoscaler describe capacity, read this cluster’s nodegroups, and resize only Auto Scaling groups tagged with this cluster', () => {
+    const st = roleStatements(synth.template, logicalId(synth.stack.gpuCluster!.autoscalerRole));
+    const clusterRef = { Ref: logicalId(synth.stack.gpuCluster!.cluster) };
+    expect(st).toEqual([
+      {
+        Sid: 'DescribeCapacity',
+        Effect: 'Allow',
+        Action: [
+          'autoscaling:DescribeAutoScalingGroups',
+          'autoscaling:DescribeAutoScalingInstances',
+          'autoscaling:DescribeLaunchConfigurations',
+          'autoscaling:DescribeScalingActivities',
+          'autoscaling:DescribeTags',
+          'ec2:DescribeImages',
+          'ec2:DescribeInstanceTypes',
+          'ec2:DescribeLaunchTemplateVersions',
+          'ec2:GetInstanceTypesFromInstanceRequirements',
+        ],
+        Resource: '*',
+      },
+      {
+        Sid: 'DescribeNodegroups',
+        Effect: 'Allow',
+        Action: 'eks:DescribeNodegroup',
+        Resource: { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':eks:us-east-1:123456789012:nodegroup/', clusterRef, '/*']] },
+      },
+      {
+        Sid: 'ResizeThisClustersGroups',
+        Effect: 'Allow',
+        Action: ['autoscaling:SetDesiredCapacity', 'autoscaling:TerminateInstanceInAutoScalingGroup'],
+        Resource: { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':autoscaling:us-east-1:123456789012:autoScalingGroup:*:autoScalingGroupName/*']] },
+        Condition: { StringEquals: { 'aws:ResourceTag/eks:cluster-name': clusterRef } },
+      },
+    ]);
+  });
+
   it('lets the KEDA operator read queue depths and nothing else', () => {
     const kedaRole = logicalId(synth.stack.gpuCluster!.kedaRole);
     expect(roleStatements(synth.template, kedaRole)).toEqual([
@@ -180,6 +281,8 @@ describe('Kubernetes objects', () => {
       RoleBinding,
       ClusterRole,
       ClusterRoleBinding,
+      ValidatingAdmissionPolicy,
+      ValidatingAdmissionPolicyBinding,
     };
     const Model = models[object.kind];
     expect(Model, `no model for ${object.kind}`).toBeDefined();
@@ -198,6 +301,9 @@ describe('Kubernetes objects', () => {
         'RoleBinding/nvcf-gpu-agent-controller',
         'ClusterRole/nvcf-gpu-agent-controller',
         'ClusterRoleBinding/nvcf-gpu-agent-controller',
+        `ClusterRole/${HELM_FUNCTION_ROLE}`,
+        `ValidatingAdmissionPolicy/${CONTROLLER_ADMISSION_POLICY}`,
+        `ValidatingAdmissionPolicyBinding/${CONTROLLER_ADMISSION_POLICY}`,
         'Deployment/nvcf-gpu-agent-controller',
       ].sort(),
     );
@@ -219,12 +325,12 @@ describe('Kubernetes objects', () => {
       expect(account.metadata.annotations?.['eks.amazonaws.com/role-arn']).toBeUndefined();
     }
     const associations = resources(synth.template, 'AWS::EKS::PodIdentityAssociation').map((a) => `${a.Properties.Namespace}/${a.Properties.ServiceAccount}`);
-    expect(associations.sort()).toEqual(['keda/keda-operator', 'nvcf-functions/nvcf-worker', 'nvcf-system/nvcf-gpu-agent']);
+    expect(associations.sort()).toEqual(['keda/keda-operator', 'kube-system/cluster-autoscaler', 'nvcf-functions/nvcf-worker', 'nvcf-system/nvcf-gpu-agent']);
     synth.template.hasResourceProperties('AWS::EKS::Addon', { AddonName: 'eks-pod-identity-agent' });
   });
 
-  it('trusts only EKS Pod Identity in the agent, worker and KEDA roles', () => {
-    const roles = [synth.stack.agent!.controllerIdentity.role, synth.stack.agent!.workerIdentity.role, synth.stack.gpuCluster!.kedaRole];
+  it('trusts only EKS Pod Identity in the agent, worker, KEDA and Cluster Autoscaler roles', () => {
+    const roles = [synth.stack.agent!.controllerIdentity.role, synth.stack.agent!.workerIdentity.role, synth.stack.gpuCluster!.kedaRole, synth.stack.gpuCluster!.autoscalerRole];
     for (const role of roles) {
       expect(synth.template.toJSON().Resources[logicalId(role)].Properties.AssumeRolePolicyDocument.Statement).toEqual([
         { Effect: 'Allow', Principal: { Service: 'pods.eks.amazonaws.com' }, Action: ['sts:AssumeRole', 'sts:TagSession'] },
@@ -248,6 +354,24 @@ describe('Kubernetes objects', () => {
       expect(env[name], name).toBeDefined();
     }
     expect(env).toMatchObject({ [ENV_NAMES.queuePrefix]: 'nvcf-', [ENV_NAMES.queueKmsKeyId]: '', AWS_REGION: 'us-east-1', POWERTOOLS_SERVICE_NAME: 'nvcf' });
+  });
+
+  it('points the controller’s HOME at its writable /tmp, where helm and client-go keep their caches', () => {
+    const [container] = find(synth.template, 'Deployment', K8S.controllerName).spec.template.spec.containers;
+    expect(container.env).toContainEqual({ name: 'HOME', value: '/tmp' });
+    expect(container.volumeMounts).toContainEqual({ name: 'tmp', mountPath: '/tmp' });
+  });
+
+  it('tells the controller the Triton image model-only functions run on: nvcf:tritonImage, by default tritonserver 25.01', () => {
+    const tritonImage = (template: Template) => find(template, 'Deployment', K8S.controllerName).spec.template.spec.containers[0].env.find((e: { name: string }) => e.name === ENV_NAMES.tritonImage)?.value;
+    expect(tritonImage(synth.template)).toBe('nvcr.io/nvidia/tritonserver:25.01-py3');
+    withStack({ tritonImage: 'registry.example.com/triton@sha256:' + 'a'.repeat(64) }, ({ template }) => expect(tritonImage(template)).toBe(`registry.example.com/triton@sha256:${'a'.repeat(64)}`));
+  });
+
+  it('applies the admission policy before the controller starts', () => {
+    const manifests = synth.template.findResources('Custom::AWSCDK-EKS-KubernetesResource');
+    const idOf = (kind: string) => Object.entries(manifests).find(([, r]) => JSON.stringify(r.Properties.Manifest).includes(`"kind\\":\\"${kind}`))![0];
+    expect(manifests[idOf('Deployment')]!.DependsOn).toContain(idOf('ValidatingAdmissionPolicy'));
   });
 
   it('runs the controller from the gpu-agent image asset, built from gpu-agent/Dockerfile at deploy time', () => {
@@ -307,16 +431,27 @@ describe('agent and worker permissions', () => {
     expect(on('apiKeys')).toEqual([]);
   });
 
-  it('lets the worker consume the version queues but never send, create or delete them', () => {
+  it('lets the worker consume the version queues and re-send a job it hands back, but never create or delete them', () => {
     expect(actionsOf(statements('workerIdentity')).filter((a) => a.startsWith('sqs:'))).toEqual(
-      ['sqs:ChangeMessageVisibility', 'sqs:DeleteMessage', 'sqs:GetQueueAttributes', 'sqs:GetQueueUrl', 'sqs:ReceiveMessage'],
+      ['sqs:ChangeMessageVisibility', 'sqs:DeleteMessage', 'sqs:GetQueueAttributes', 'sqs:ReceiveMessage', 'sqs:SendMessage'],
     );
   });
 
-  it('lets the worker (and fetch-artifacts) read assets/, inputs/ and models/ and write outputs/ only', () => {
+  it('lets the worker (and fetch-artifacts) read assets/, inputs/ and models/, write outputs/, and delete only inputs/ and outputs/', () => {
     expect(objectPrefixes(statements('workerIdentity'), 's3:GetObject')).toEqual(['/assets/*', '/inputs/*', '/models/*']);
+    expect(objectPrefixes(statements('workerIdentity'), 's3:DeleteObject')).toEqual(['/inputs/*', '/outputs/*']);
     expect(objectPrefixes(statements('workerIdentity'), 's3:PutObject')).toEqual(['/outputs/*']);
-    expect(grantsOf(statements('workerIdentity'), 's3:DeleteObject')).toEqual([]);
+  });
+
+  it('lets the worker list only assets/ keys, so that a missing asset reads as 404 rather than 403', () => {
+    expect(grantsOf(statements('workerIdentity'), 's3:ListBucket')).toEqual([
+      {
+        Effect: 'Allow',
+        Action: 's3:ListBucket',
+        Resource: { 'Fn::GetAtt': [logicalId(synth.stack.data.bucket), 'Arn'] },
+        Condition: { StringLike: { 's3:prefix': ['assets/*'] } },
+      },
+    ]);
   });
 
   it('lets the worker publish metrics to the NVCF namespace only', () => {
@@ -325,9 +460,11 @@ describe('agent and worker permissions', () => {
     ]);
   });
 
-  it('lets the worker decrypt messages of KMS-encrypted queues', () => {
+  it('lets the worker read and re-send messages of KMS-encrypted queues', () => {
     const keyArn = JSON.stringify({ 'Fn::GetAtt': [logicalId(variant.stack.data.queueKey!), 'Arn'] });
-    expect(grantsOf(statements('workerIdentity', variant), 'kms:Decrypt').map((s) => JSON.stringify(s.Resource))).toEqual([keyArn]);
+    for (const action of ['kms:Decrypt', 'kms:GenerateDataKey']) {
+      expect(grantsOf(statements('workerIdentity', variant), action).map((s) => JSON.stringify(s.Resource))).toEqual([keyArn]);
+    }
   });
 });
 
@@ -344,11 +481,19 @@ describe('controller RBAC', () => {
     expect(grants(role.rules)).toEqual([`apps/deployments:${WRITE}`, `core/pods:${READ}`, `keda.sh/scaledobjects:${WRITE}`, `keda.sh/triggerauthentications:${WRITE}`].sort());
   });
 
-  it('lets the controller make Helm functions’ namespaces and exactly the kinds their charts may hold, without escalate or bind', () => {
+  it('lets the controller manage namespaces, bind itself to the Helm function role, and read pods anywhere, and nothing else cluster-wide', () => {
     const clusterRole = find(synth.template, 'ClusterRole', K8S.controllerName);
     expect(grants(clusterRole.rules)).toEqual(
+      [`core/namespaces:${WRITE}`, 'rbac.authorization.k8s.io/rolebindings:create,patch', 'rbac.authorization.k8s.io/clusterroles:bind', `core/pods:${READ}`].sort(),
+    );
+    expect(clusterRole.rules.find((rule: Rule) => rule.resources.includes('clusterroles')).resourceNames).toEqual([HELM_FUNCTION_ROLE]);
+    expect(JSON.stringify(clusterRole.rules)).not.toMatch(/secrets|escalate|impersonate|\*/);
+  });
+
+  it('keeps the kinds a Helm chart may hold, Secrets included, in a role the controller binds only inside the chart’s namespace', () => {
+    const helmRole = find(synth.template, 'ClusterRole', HELM_FUNCTION_ROLE);
+    expect(grants(helmRole.rules)).toEqual(
       [
-        `core/namespaces:${WRITE}`,
         `apps/deployments:${WRITE}`,
         `core/services:${WRITE}`,
         `core/serviceaccounts:${WRITE}`,
@@ -356,16 +501,54 @@ describe('controller RBAC', () => {
         `core/secrets:${WRITE}`,
         `rbac.authorization.k8s.io/roles:${WRITE}`,
         `rbac.authorization.k8s.io/rolebindings:${WRITE}`,
-        `core/pods:${READ}`,
       ].sort(),
     );
-    expect(JSON.stringify(clusterRole.rules)).not.toMatch(/escalate|bind"|impersonate|\*/);
+    expect(JSON.stringify(helmRole.rules)).not.toMatch(/escalate|bind"|impersonate|\*/);
+    const bindings = kubernetesObjects(synth.template).filter((o) => /Binding$/.test(o.kind) && o.roleRef?.name === HELM_FUNCTION_ROLE);
+    expect(bindings).toEqual([]);
   });
 
   it('binds both to the controller’s ServiceAccount only', () => {
     for (const kind of ['RoleBinding', 'ClusterRoleBinding']) {
       expect(find(synth.template, kind, K8S.controllerName).subjects).toEqual([{ kind: 'ServiceAccount', name: K8S.controllerServiceAccount, namespace: K8S.systemNamespace }]);
     }
+  });
+
+  describe('admission policy', () => {
+    const policy = () => find(synth.template, 'ValidatingAdmissionPolicy', CONTROLLER_ADMISSION_POLICY).spec;
+
+    it('applies to every write of the controller’s ServiceAccount, helm’s included, and to nobody else', () => {
+      expect(policy().matchConstraints.resourceRules).toEqual([{ apiGroups: ['*'], apiVersions: ['*'], operations: ['*'], resources: ['*/*'] }]);
+      expect(policy().matchConditions).toEqual([
+        { name: 'is-controller', expression: `request.userInfo.username == 'system:serviceaccount:${K8S.systemNamespace}:${K8S.controllerServiceAccount}'` },
+      ]);
+    });
+
+    it('fails closed and denies what it does not validate', () => {
+      expect(policy().failurePolicy).toBe('Fail');
+      expect(find(synth.template, 'ValidatingAdmissionPolicyBinding', CONTROLLER_ADMISSION_POLICY).spec).toEqual({
+        policyName: CONTROLLER_ADMISSION_POLICY,
+        validationActions: ['Deny'],
+      });
+    });
+
+    it('limits namespaces to nvcf-fn-* names, created with a baseline or restricted Pod Security level', () => {
+      const expressions = policy().validations.map((v: { expression: string }) => v.expression);
+      expect(expressions).toContain(`!variables.isNamespace || request.name.startsWith('${K8S.helmNamespacePrefix}')`);
+      expect(expressions.find((e: string) => e.includes('pod-security.kubernetes.io/enforce'))).toContain("in ['baseline', 'restricted']");
+    });
+
+    it('limits RBAC objects to nvcf-fn-* namespaces and other objects to those and nvcf-functions', () => {
+      const variables = Object.fromEntries(policy().variables.map((v: { name: string; expression: string }) => [v.name, v.expression]));
+      expect(variables).toEqual({
+        isNamespace: "request.resource.group == '' && request.resource.resource == 'namespaces'",
+        isRbac: "request.resource.group == 'rbac.authorization.k8s.io'",
+        inHelmNamespace: `request.namespace.startsWith('${K8S.helmNamespacePrefix}')`,
+      });
+      expect(policy().validations.map((v: { expression: string }) => v.expression)).toContain(
+        `variables.isNamespace || (variables.isRbac ? variables.inHelmNamespace : (variables.inHelmNamespace || request.namespace == '${K8S.functionsNamespace}'))`,
+      );
+    });
   });
 
   it('gives the controller a writable /tmp for helm beside its read-only root filesystem', () => {
@@ -387,8 +570,8 @@ describe('Lambdas with a cluster', () => {
     }
   });
 
-  it('lets deployments list and describe this cluster’s nodegroups and resize only the GPU ones', () => {
-    const st = statementsOf('deployments');
+  it.each(['deployments', 'sweeper'] as const)('lets %s list and describe this cluster’s nodegroups and resize only the GPU ones', (name) => {
+    const st = statementsOf(name);
     expect(grantsOf(st, 'eks:ListNodegroups').map((s) => s.Resource)).toEqual([{ 'Fn::GetAtt': [logicalId(synth.stack.gpuCluster!.cluster), 'Arn'] }]);
     expect(grantsOf(st, 'eks:DescribeNodegroup')[0]!.Resource).toEqual({
       'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':eks:us-east-1:123456789012:nodegroup/', clusterRef(), '/*']],
@@ -401,7 +584,7 @@ describe('Lambdas with a cluster', () => {
   it('lets the gpus Lambda only describe the cluster and list and describe nodegroups, and no other Lambda touch EKS', () => {
     expect(actionsOf(statementsOf('gpus'))).toEqual(['eks:DescribeCluster', 'eks:DescribeNodegroup', 'eks:ListNodegroups', 'logs:CreateLogStream', 'logs:PutLogEvents']);
     expect(grantsOf(statementsOf('gpus'), 'eks:DescribeCluster').map((s) => s.Resource)).toEqual([{ 'Fn::GetAtt': [logicalId(synth.stack.gpuCluster!.cluster), 'Arn'] }]);
-    for (const name of LAMBDA_NAMES.filter((n) => n !== 'deployments' && n !== 'gpus')) {
+    for (const name of LAMBDA_NAMES.filter((n) => !['deployments', 'sweeper', 'gpus'].includes(n))) {
       expect(actionsOf(statementsOf(name)).filter((a) => a.startsWith('eks:'))).toEqual([]);
     }
   });
