@@ -13,10 +13,11 @@
  * GPU nodegroup sizing (EKS only): each GPU instance gets a node of its own, so
  * a nodegroup's minSize is the sum of `minInstances` of every deployed
  * specification placed on it (gpu label and instance type match), and never
- * less than the nodegroup's configured minNodes. maxSize is
- * raised when needed to hold that minimum and never lowered; desiredSize is
- * raised to the minimum, and lowered only by the nodes whose minimum went away.
- * The API owns minSize of GPU nodegroups from the first deployment on.
+ * less than the nodegroup's configured minNodes. maxSize is raised when
+ * needed to hold that minimum and never lowered; desiredSize is raised to the
+ * minimum and never lowered here: the Auto Scaling group would pick the nodes
+ * to terminate, busy ones included, while the cluster autoscaler drains and
+ * removes idle nodes itself once the minimum allows it.
  */
 import { isDeepStrictEqual } from 'node:util';
 import { UpdateNodegroupConfigCommand } from '@aws-sdk/client-eks';
@@ -280,11 +281,7 @@ export function nodegroupFor(spec: Pick<GpuSpecification, 'gpu' | 'instanceType'
 
 /** The scaling a nodegroup needs so that `required` instances have nodes (the rule in this file's header). */
 export function scalingFor(current: NodegroupScaling, required: number): NodegroupScaling {
-  if (required >= current.minSize) {
-    return { minSize: required, maxSize: Math.max(current.maxSize, required, 1), desiredSize: Math.max(current.desiredSize, required) };
-  }
-  const released = current.minSize - required;
-  return { minSize: required, maxSize: current.maxSize, desiredSize: Math.max(required, current.desiredSize - released) };
+  return { minSize: required, maxSize: Math.max(current.maxSize, required, 1), desiredSize: Math.max(current.desiredSize, required) };
 }
 
 /**

@@ -37,17 +37,30 @@ export function requestIdOf(message: Pick<Message, 'Body'>): string | undefined 
   }
 }
 
-/** Marks a QUEUED or IN_PROGRESS invocation ERRORED; false when it is terminal already or missing. */
-export async function errorInvocation(requestId: string, error: InvocationError): Promise<boolean> {
+/**
+ * Marks a QUEUED or IN_PROGRESS invocation ERRORED; false when it is terminal
+ * already or missing. With `messageId`, only while no other message carries
+ * the invocation (a worker that hands a job back on its last delivery sends a
+ * fresh copy and records its id): a stale copy never ends a live job.
+ */
+export async function errorInvocation(requestId: string, error: InvocationError, messageId?: string): Promise<boolean> {
   try {
     await dynamo().send(
       new UpdateCommand({
         TableName: tableName('invocations'),
         Key: { requestId },
         UpdateExpression: 'SET #status = :errored, #error = :error, #updatedAt = :now REMOVE partialResponse',
-        ConditionExpression: 'attribute_exists(requestId) AND #status IN (:queued, :inProgress)',
+        ConditionExpression:
+          'attribute_exists(requestId) AND #status IN (:queued, :inProgress)' + (messageId ? ' AND (attribute_not_exists(messageId) OR messageId = :messageId)' : ''),
         ExpressionAttributeNames: { '#status': 'status', '#error': 'error', '#updatedAt': 'updatedAt' },
-        ExpressionAttributeValues: { ':errored': 'ERRORED', ':queued': 'QUEUED', ':inProgress': 'IN_PROGRESS', ':error': error, ':now': new Date().toISOString() },
+        ExpressionAttributeValues: {
+          ':errored': 'ERRORED',
+          ':queued': 'QUEUED',
+          ':inProgress': 'IN_PROGRESS',
+          ':error': error,
+          ':now': new Date().toISOString(),
+          ...(messageId ? { ':messageId': messageId } : {}),
+        },
       }),
     );
     return true;
@@ -84,7 +97,12 @@ export async function drainQueue(
       }),
     );
     if (Messages.length === 0) return { errored, empty: true };
-    const changed = await Promise.all(Messages.map((message) => requestIdOf(message)).map((requestId) => (requestId ? errorInvocation(requestId, error) : false)));
+    const changed = await Promise.all(
+      Messages.map((message) => {
+        const requestId = requestIdOf(message);
+        return requestId ? errorInvocation(requestId, error, message.MessageId) : false;
+      }),
+    );
     errored += changed.filter(Boolean).length;
     if (!options.keepMessages) {
       await sqs().send(

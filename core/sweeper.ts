@@ -44,8 +44,16 @@ export interface SweepReport {
   nodegroupError?: unknown;
 }
 
-/** One pass over every queue of the installation. `now` is epoch milliseconds. */
-export async function sweepQueues(now = Date.now()): Promise<SweepReport> {
+export interface SweepOptions {
+  /** The pass's idea of the current time, epoch milliseconds (tests move it forward). */
+  now?: number;
+  /** Epoch milliseconds by which the pass stops starting work; what is left waits for the next pass. */
+  deadline?: number;
+}
+
+/** One pass over every queue of the installation. */
+export async function sweepQueues({ now = Date.now(), deadline = Infinity }: SweepOptions = {}): Promise<SweepReport> {
+  const budget = () => Math.min(Date.now() + SWEEPER.drainBudgetMs, deadline);
   const [versions, urls] = await Promise.all([listDeployedVersions(), listPlatformQueues()]);
   const report: SweepReport = { errored: 0, deleted: [] };
   const deadLetterError = deadLetteredError(maxReceiveCount());
@@ -53,7 +61,7 @@ export async function sweepQueues(now = Date.now()): Promise<SweepReport> {
   const referenced = new Set(versions.flatMap(({ deployment }) => [deployment.queueUrl, deployment.deadLetterQueueUrl]));
   const deadLetterQueues = versions.map(({ deployment }) => deployment.deadLetterQueueUrl).filter((url) => urls.includes(url));
   const deadLettered = await Promise.all(
-    deadLetterQueues.map((url) => drainQueue(url, deadLetterError, { deadline: Date.now() + SWEEPER.drainBudgetMs, keepMessages: true, waitSeconds: 0 })),
+    deadLetterQueues.map((url) => drainQueue(url, deadLetterError, { deadline: budget(), keepMessages: true, waitSeconds: 0 })),
   );
   report.errored += deadLettered.reduce((sum, drained) => sum + drained.errored, 0);
 
@@ -61,21 +69,26 @@ export async function sweepQueues(now = Date.now()): Promise<SweepReport> {
   const retired = urls.filter((url) => !referenced.has(url)).sort((a, b) => Number(a.endsWith(DEAD_LETTER_SUFFIX)) - Number(b.endsWith(DEAD_LETTER_SUFFIX)));
   const remaining = new Set(urls);
   for (const url of retired) {
+    if (Date.now() >= deadline) return report;
     const isDeadLetterQueue = url.endsWith(DEAD_LETTER_SUFFIX);
     if (isDeadLetterQueue && remaining.has(url.slice(0, -DEAD_LETTER_SUFFIX.length))) continue;
     // Only its own queue's redrive sends to a dead-letter queue, and that queue is gone: no quiet period.
-    const outcome = await sweepRetiredQueue(url, isDeadLetterQueue ? deadLetterError : UNDEPLOYED_ERROR, isDeadLetterQueue ? 0 : SWEEPER.quietMs, now);
+    const outcome = await sweepRetiredQueue(url, isDeadLetterQueue ? deadLetterError : UNDEPLOYED_ERROR, { quietMs: isDeadLetterQueue ? 0 : SWEEPER.quietMs, now, deadline: budget() });
     report.errored += outcome.errored;
     if (outcome.deleted) {
       report.deleted.push(url);
       remaining.delete(url);
     }
   }
-  report.nodegroupError = await sizeAllGpuNodegroups();
+  if (Date.now() < deadline) report.nodegroupError = await sizeAllGpuNodegroups();
   return report;
 }
 
-async function sweepRetiredQueue(url: string, error: InvocationError, quietMs: number, now: number): Promise<{ errored: number; deleted: boolean }> {
+async function sweepRetiredQueue(
+  url: string,
+  error: InvocationError,
+  { quietMs, now, deadline }: { quietMs: number; now: number; deadline: number },
+): Promise<{ errored: number; deleted: boolean }> {
   const [counts, tags] = await Promise.all([queueCounts(url), queueTags(url)]);
   if (!counts || !tags) return { errored: 0, deleted: false };
   let retiredAt = Number(tags[UNDEPLOYED_AT_TAG]);
@@ -85,7 +98,7 @@ async function sweepRetiredQueue(url: string, error: InvocationError, quietMs: n
     await tagQueue(url, { [UNDEPLOYED_AT_TAG]: String(retiredAt) });
   }
   // Without a wait a receive may miss a message; the counts below keep such a queue for the next pass.
-  const { errored, empty } = await drainQueue(url, error, { deadline: Date.now() + SWEEPER.drainBudgetMs, waitSeconds: 0 });
+  const { errored, empty } = await drainQueue(url, error, { deadline, waitSeconds: 0 });
   if (!empty || now - retiredAt < quietMs) return { errored, deleted: false };
   const after = await queueCounts(url);
   const idle = !after || after.waiting + after.inFlight + after.delayed === 0;

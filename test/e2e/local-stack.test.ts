@@ -16,6 +16,9 @@ import { freePort, waitFor } from '../support/processes';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 const ECHO_IMAGE = 'nvcr.io/nvcf-examples/echo:1.0';
+/** The echo example again, told its port through the environment instead of its arguments. */
+const ECHO_ENV_PORT_IMAGE = 'nvcr.io/nvcf-examples/echo-env-port:1.0';
+const CRASHING_IMAGE = 'nvcr.io/nvcf-examples/crashing:1.0';
 const run = promisify(execFile);
 
 /** Tags every process of this test's stacks (the stack and workers inherit it; commands get it from the image map). */
@@ -99,6 +102,8 @@ beforeAll(async () => {
     imageMap,
     JSON.stringify({
       [ECHO_IMAGE]: { command: [process.execPath, '--import', import.meta.resolve('tsx'), join(ROOT, 'examples/echo/server.ts'), '{port}'], env: { NVCF_E2E_MARKER: MARKER, ECHO_CALL_LOG: callLog } },
+      [ECHO_ENV_PORT_IMAGE]: { command: [process.execPath, '--import', import.meta.resolve('tsx'), join(ROOT, 'examples/echo/server.ts')], env: { NVCF_E2E_MARKER: MARKER, PORT: '{port}' } },
+      [CRASHING_IMAGE]: { command: [process.execPath, '-e', 'process.exit(3)'], env: { NVCF_E2E_MARKER: MARKER } },
     }),
   );
 });
@@ -127,9 +132,12 @@ function api(stack: LocalStack) {
   };
 }
 
-async function deployEcho(call: ReturnType<typeof api>, spec: { minInstances: number; maxInstances: number; maxRequestConcurrency?: number }) {
+type Spec = { minInstances: number; maxInstances: number; maxRequestConcurrency?: number };
+
+/** Creates a function of `image` and deploys it; resolves once its status is `until`, with the version as the API shows it. */
+async function deploy(call: ReturnType<typeof api>, image: string, spec: Spec, until = 'ACTIVE') {
   const created = await call('POST', '/v2/nvcf/functions', {
-    body: { name: 'echo-e2e', inferenceUrl: '/echo', inferencePort: 8000, containerImage: ECHO_IMAGE, health: { protocol: 'HTTP', uri: '/health', port: 8000, timeout: 'PT10S', expectedStatusCode: 200 } },
+    body: { name: 'echo-e2e', inferenceUrl: '/echo', inferencePort: 8000, containerImage: image, health: { protocol: 'HTTP', uri: '/health', port: 8000, timeout: 'PT10S', expectedStatusCode: 200 } },
   });
   expect(created.status).toBe(200);
   const { id: functionId, versionId } = created.json.function;
@@ -137,9 +145,15 @@ async function deployEcho(call: ReturnType<typeof api>, spec: { minInstances: nu
     body: { deploymentSpecifications: [{ gpu: 'LOCAL', instanceType: 'local.gpu', ...spec }] },
   });
   expect(deployed.status).toBe(200);
-  await waitFor('the version to become ACTIVE', async () => (await call('GET', `/v2/nvcf/functions/${functionId}/versions/${versionId}`)).json.function.status === 'ACTIVE', 30_000);
-  return { functionId, versionId };
+  const path = `/v2/nvcf/deployments/functions/${functionId}/versions/${versionId}`;
+  const deployment = await waitFor(`the version to become ${until}`, async () => {
+    const current = await call('GET', path);
+    return current.json.deployment.functionStatus === until ? current.json.deployment : undefined;
+  }, 30_000);
+  return { functionId, versionId, deployment };
 }
+
+const deployEcho = (call: ReturnType<typeof api>, spec: Spec) => deploy(call, ECHO_IMAGE, spec);
 
 async function pollResult(call: ReturnType<typeof api>, requestId: string, timeoutMs = 60_000) {
   return waitFor(`request ${requestId} to finish`, async () => {
@@ -227,6 +241,25 @@ describe('npm start', () => {
     expect(result.headers.get('nvcf-status')).toBe('fulfilled');
     expect(stack.output()).toMatch(/crashed: its worker was killed by SIGKILL/);
   }, 90_000);
+
+  it('passes the instance port through the image map environment', async () => {
+    const call = api(stack);
+    const { functionId } = await deploy(call, ECHO_ENV_PORT_IMAGE, { minInstances: 1, maxInstances: 1 });
+    const result = await call('POST', `/v2/nvcf/pexec/functions/${functionId}`, { body: { message: 'via env' } });
+    expect(result.status).toBe(200);
+    expect(result.json).toBe('via env');
+  }, 60_000);
+
+  it('puts a version whose command keeps crashing, or whose image is not mapped, in ERROR with the reason in healthInfo', async () => {
+    const call = api(stack);
+    const crashing = await deploy(call, CRASHING_IMAGE, { minInstances: 1, maxInstances: 1 }, 'ERROR');
+    expect(crashing.deployment.healthInfo).toEqual([
+      expect.objectContaining({ gpu: 'LOCAL', instanceType: 'local.gpu', error: expect.stringMatching(/command exited with code 3 before the container became healthy, 3 times/) }),
+    ]);
+    const unmapped = await deploy(call, 'nvcr.io/nvcf-examples/not-mapped:1.0', { minInstances: 1, maxInstances: 1 }, 'ERROR');
+    expect(unmapped.deployment.healthInfo[0].error).toContain('container image "nvcr.io/nvcf-examples/not-mapped:1.0" is not in the local image map');
+    expect(stack.output()).toMatch(/deployment ERROR: echo-e2e .*not in the local image map/);
+  }, 60_000);
 
   it('stops on SIGTERM with no process left, keeps state in NVCF_DATA_DIR, and serves it again after a restart', async () => {
     const call = api(stack);

@@ -34,7 +34,7 @@ async function queueUrlOf(version: Pick<FunctionVersionRecord, 'functionId' | 'v
 
 /** A sweeper pass as it runs once the undeploy's quiet period is over. */
 async function sweepAfterQuietPeriod(): Promise<void> {
-  await sweepQueues(Date.now() + SWEEPER.quietMs);
+  await sweepQueues({ now: Date.now() + SWEEPER.quietMs });
 }
 
 async function putInvocation(version: FunctionVersionRecord, status: InvocationStatus): Promise<string> {
@@ -519,14 +519,14 @@ describe('deployments on EKS', () => {
     expect(updatesOf('gpu-l40s', start)).toEqual([
       { minSize: 3, maxSize: 3, desiredSize: 3 },
       { minSize: 4, maxSize: 4, desiredSize: 4 },
-      { minSize: 2, maxSize: 4, desiredSize: 2 },
-      { minSize: 1, maxSize: 4, desiredSize: 1 },
+      { minSize: 2, maxSize: 4, desiredSize: 4 },
+      { minSize: 1, maxSize: 4, desiredSize: 4 },
     ]);
     expect(updatesOf('gpu-l4', start)).toEqual([]);
     expect(updatesOf('system', start)).toEqual([]);
 
     expect((await stack.call('DELETE', deploymentPath(first), { key: owner.key })).statusCode).toBe(200);
-    expect(eks.nodegroups.get('gpu-l40s')!.scaling).toEqual({ minSize: 0, maxSize: 4, desiredSize: 0 });
+    expect(eks.nodegroups.get('gpu-l40s')!.scaling).toEqual({ minSize: 0, maxSize: 4, desiredSize: 4 });
   });
 
   it('sends no update when a deployment needs no instance', async () => {
@@ -569,8 +569,8 @@ describe('deployments on EKS', () => {
     expect((await deploy(version, [l4(2)])).statusCode).toBe(200);
     expect(eks.nodegroups.get('gpu-l4')!.scaling).toEqual({ minSize: 2, maxSize: 2, desiredSize: 2 });
     expect((await stack.call('DELETE', deploymentPath(version), { key: owner.key })).statusCode).toBe(200);
-    expect(eks.nodegroups.get('gpu-l4')!.scaling).toEqual({ minSize: 1, maxSize: 2, desiredSize: 1 });
+    expect(eks.nodegroups.get('gpu-l4')!.scaling).toEqual({ minSize: 1, maxSize: 2, desiredSize: 2 });
     await sweepQueues();
-    expect(eks.nodegroups.get('gpu-l4')!.scaling).toEqual({ minSize: 1, maxSize: 2, desiredSize: 1 });
+    expect(eks.nodegroups.get('gpu-l4')!.scaling).toEqual({ minSize: 1, maxSize: 2, desiredSize: 2 });
   });
 });

@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { GetQueueAttributesCommand, ReceiveMessageCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
-import { GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dynamo, sqs } from '../../core/aws';
 import { tableName } from '../../core/config';
@@ -50,7 +50,7 @@ async function receive(queueUrl: string, seconds: number): Promise<void> {
 
 const exists = async (queueUrl: string) => (await listPlatformQueues()).includes(queueUrl);
 /** A pass as it runs `ms` from now. */
-const sweepIn = (ms: number) => sweepQueues(Date.now() + ms);
+const sweepIn = (ms: number) => sweepQueues({ now: Date.now() + ms });
 
 describe('deployment queues', () => {
   it('are named after the version and the deployment, with a redrive policy to the dead-letter queue, created idempotently', async () => {
@@ -88,6 +88,16 @@ describe('the sweeper', () => {
     expect((await sweepQueues()).errored).toBe(0);
   });
 
+  it('does not end a job that another message carries now (a fresh copy sent by a worker on its last delivery)', async () => {
+    const version = await deployVersion(await putVersion('acct'), { status: 'ACTIVE' });
+    const carried = await putInvocation('IN_PROGRESS');
+    await dynamo().send(new UpdateCommand({ TableName: tableName('invocations'), Key: { requestId: carried }, UpdateExpression: 'SET messageId = :copy', ExpressionAttributeValues: { ':copy': 'the-fresh-copy' } }));
+    await send(version.deployment!.deadLetterQueueUrl, carried);
+
+    expect((await sweepQueues()).errored).toBe(0);
+    expect((await invocation(carried)).status).toBe('IN_PROGRESS');
+  });
+
   it('leaves the queues of a deploy still writing its record alone, and retires them once older than the grace period', async () => {
     const queues = await ensureDeploymentQueues(newDeploymentQueueNames(randomUUID(), 'feedc0de'));
     const waiting = await putInvocation('QUEUED');
@@ -98,12 +108,12 @@ describe('the sweeper', () => {
     expect((await invocation(waiting)).status).toBe('QUEUED');
 
     const retiredAt = Date.now() + SWEEPER.deployGraceMs;
-    await sweepQueues(retiredAt);
+    await sweepQueues({ now: retiredAt });
     expect(Number((await queueTags(queues.queueUrl))![UNDEPLOYED_AT_TAG])).toBe(retiredAt);
     expect(await invocation(waiting)).toMatchObject({ status: 'ERRORED', error: { status: 503 } });
     expect(await exists(queues.queueUrl)).toBe(true);
 
-    await sweepQueues(retiredAt + SWEEPER.quietMs);
+    await sweepQueues({ now: retiredAt + SWEEPER.quietMs });
     expect(await exists(queues.queueUrl)).toBe(false);
     expect(await exists(queues.deadLetterQueueUrl)).toBe(false);
   });
@@ -139,6 +149,14 @@ describe('the sweeper', () => {
     expect(await invocation(running)).toMatchObject({ status: 'ERRORED', error: { status: 503 } });
     expect(await exists(queueUrl)).toBe(false);
     expect(await exists(deadLetterQueueUrl)).toBe(false);
+  });
+
+  it('starts no work once its deadline has passed, leaving it to the next pass', async () => {
+    const queues = await ensureDeploymentQueues(newDeploymentQueueNames(randomUUID(), 'deadbeef'));
+    await sweepQueues({ now: Date.now() + SWEEPER.deployGraceMs, deadline: Date.now() });
+    expect(await queueTags(queues.queueUrl)).toEqual({});
+    await sweepQueues({ now: Date.now() + SWEEPER.deployGraceMs });
+    expect(await queueTags(queues.queueUrl)).toHaveProperty(UNDEPLOYED_AT_TAG);
   });
 
   it('deletes a retired queue whose messages stay in flight past the drain limit', async () => {

@@ -28,9 +28,9 @@ describe('nodegroup scaling for deployments', () => {
     expect(scalingFor({ minSize: 1, maxSize: 5, desiredSize: 4 }, 2)).toEqual({ minSize: 2, maxSize: 5, desiredSize: 4 });
   });
 
-  it('releases only the nodes whose minimum went away when lowering, never the maximum', () => {
-    expect(scalingFor({ minSize: 4, maxSize: 6, desiredSize: 5 }, 1)).toEqual({ minSize: 1, maxSize: 6, desiredSize: 2 });
-    expect(scalingFor({ minSize: 2, maxSize: 2, desiredSize: 2 }, 0)).toEqual({ minSize: 0, maxSize: 2, desiredSize: 0 });
+  it('lowers only the minimum, leaving the nodes to the cluster autoscaler, and never the maximum', () => {
+    expect(scalingFor({ minSize: 4, maxSize: 6, desiredSize: 5 }, 1)).toEqual({ minSize: 1, maxSize: 6, desiredSize: 5 });
+    expect(scalingFor({ minSize: 2, maxSize: 2, desiredSize: 2 }, 0)).toEqual({ minSize: 0, maxSize: 2, desiredSize: 2 });
   });
 
   it('changes nothing when the requirement is met exactly', () => {
