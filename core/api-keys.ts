@@ -5,9 +5,8 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { GetCommand, PutCommand, UpdateCommand, paginateScan } from '@aws-sdk/lib-dynamodb';
-import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import * as z from 'zod';
-import { dynamo } from './aws';
+import { conditionalWrite, dynamo } from './aws';
 import { tableName } from './config';
 import { SCOPES, type Scope } from './routes';
 
@@ -78,8 +77,8 @@ export async function resolveApiKey(key: string): Promise<ApiKeyRecord | undefin
 /** Disables a key (given the key or its sha256); false when no such key exists. */
 export async function revokeApiKey(keyOrHash: string): Promise<boolean> {
   const keyHash = keyOrHash.startsWith(API_KEY_PREFIX) ? hashApiKey(keyOrHash) : keyOrHash;
-  try {
-    await dynamo().send(
+  return conditionalWrite(() =>
+    dynamo().send(
       new UpdateCommand({
         TableName: tableName('apiKeys'),
         Key: { keyHash },
@@ -87,12 +86,8 @@ export async function revokeApiKey(keyOrHash: string): Promise<boolean> {
         ConditionExpression: 'attribute_exists(keyHash)',
         ExpressionAttributeValues: { ':true': true, ':now': new Date().toISOString() },
       }),
-    );
-    return true;
-  } catch (error) {
-    if (error instanceof ConditionalCheckFailedException) return false;
-    throw error;
-  }
+    ),
+  );
 }
 
 /** Every key record of an account, revoked ones included (a scan: ApiKeys is keyed by hash only, and small). */

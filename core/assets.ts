@@ -6,13 +6,12 @@
  * DynamoDB has not removed yet is treated as missing.
  */
 import { randomUUID } from 'node:crypto';
-import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { createPresignedPost, type PresignedPost } from '@aws-sdk/s3-presigned-post';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { DeleteCommand, GetCommand, PutCommand, paginateQuery } from '@aws-sdk/lib-dynamodb';
 import * as z from 'zod';
-import { dynamo, s3 } from './aws';
+import { conditionalWrite, dynamo, s3 } from './aws';
 import { bucketName, tableName } from './config';
 import { ASSET_MAX_BYTES, ASSET_TTL_SECONDS, MAX_DESCRIPTION_LENGTH, PRESIGNED_URL_SECONDS } from './limits';
 import { assetObjectKey } from './names';
@@ -147,19 +146,15 @@ export async function deleteOwnedAsset(accountId: string, assetId: string): Prom
   const asset = await getOwnedAsset(accountId, assetId);
   if (!asset) return false;
   await s3().send(new DeleteObjectCommand({ Bucket: bucketName(), Key: asset.s3Key }));
-  try {
-    await dynamo().send(
+  // A concurrent delete of the same asset won; this one answers as for a missing asset.
+  return conditionalWrite(() =>
+    dynamo().send(
       new DeleteCommand({
         TableName: tableName('assets'),
         Key: { assetId },
         ConditionExpression: 'accountId = :accountId',
         ExpressionAttributeValues: { ':accountId': accountId },
       }),
-    );
-    return true;
-  } catch (error) {
-    // A concurrent delete of the same asset won; this one answers as for a missing asset.
-    if (error instanceof ConditionalCheckFailedException) return false;
-    throw error;
-  }
+    ),
+  );
 }

@@ -3,7 +3,7 @@
  * through code: locally the SDK's own `AWS_ENDPOINT_URL_<SERVICE>` variables
  * point these clients at the emulators.
  */
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { ConditionalCheckFailedException, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { EKSClient } from '@aws-sdk/client-eks';
 import { S3Client } from '@aws-sdk/client-s3';
@@ -19,6 +19,21 @@ export function dynamo(): DynamoDBDocumentClient {
     marshallOptions: { removeUndefinedValues: true },
   });
   return documentClient;
+}
+
+/**
+ * Runs one conditional DynamoDB write; false when its condition did not hold
+ * (someone else changed the item first), which every caller treats as an
+ * answer rather than an error.
+ */
+export async function conditionalWrite(write: () => Promise<unknown>): Promise<boolean> {
+  try {
+    await write();
+    return true;
+  } catch (error) {
+    if (error instanceof ConditionalCheckFailedException) return false;
+    throw error;
+  }
 }
 
 export function sqs(): SQSClient {

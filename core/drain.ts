@@ -4,10 +4,9 @@
  * delivery failed. They become ERRORED (conditionally: a terminal invocation
  * keeps its outcome), so that nobody polls a 202 until the record expires.
  */
-import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { DeleteMessageBatchCommand, ReceiveMessageCommand, type Message } from '@aws-sdk/client-sqs';
 import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import { dynamo, sqs } from './aws';
+import { conditionalWrite, dynamo, sqs } from './aws';
 import { tableName } from './config';
 import type { InvocationError } from './invocations';
 
@@ -44,8 +43,8 @@ export function requestIdOf(message: Pick<Message, 'Body'>): string | undefined 
  * fresh copy and records its id): a stale copy never ends a live job.
  */
 export async function errorInvocation(requestId: string, error: InvocationError, messageId?: string): Promise<boolean> {
-  try {
-    await dynamo().send(
+  return conditionalWrite(() =>
+    dynamo().send(
       new UpdateCommand({
         TableName: tableName('invocations'),
         Key: { requestId },
@@ -62,12 +61,8 @@ export async function errorInvocation(requestId: string, error: InvocationError,
           ...(messageId ? { ':messageId': messageId } : {}),
         },
       }),
-    );
-    return true;
-  } catch (failure) {
-    if (failure instanceof ConditionalCheckFailedException) return false;
-    throw failure;
-  }
+    ),
+  );
 }
 
 /**

@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { DeleteCommand, GetCommand, PutCommand, QueryCommand, UpdateCommand, type QueryCommandInput } from '@aws-sdk/lib-dynamodb';
-import { dynamo } from './aws';
+import { conditionalWrite, dynamo } from './aws';
 import { tableName } from './config';
 import type { FunctionDefinition } from './function-schemas';
 import type { DeploymentRecord, FunctionStatus, FunctionVersionRecord, HealthInfo } from './model';
@@ -24,19 +24,15 @@ async function queryAll<T = FunctionVersionRecord>(input: QueryCommandInput): Pr
 
 /** Stores a new version; false when an item with these ids already exists. */
 export async function putNewVersion(record: FunctionVersionRecord): Promise<boolean> {
-  try {
-    await dynamo().send(
+  return conditionalWrite(() =>
+    dynamo().send(
       new PutCommand({
         TableName: tableName('functions'),
         Item: record,
         ConditionExpression: 'attribute_not_exists(functionId) AND attribute_not_exists(versionId)',
       }),
-    );
-    return true;
-  } catch (error) {
-    if (error instanceof ConditionalCheckFailedException) return false;
-    throw error;
-  }
+    ),
+  );
 }
 
 /** A version, whoever owns it (the agent's view). */
@@ -139,8 +135,8 @@ export async function reportVersionFailure(
 ): Promise<boolean> {
   const fromList = from.map((_, i) => `:from${i}`);
   const now = new Date().toISOString();
-  try {
-    await dynamo().send(
+  return conditionalWrite(() =>
+    dynamo().send(
       new UpdateCommand({
         TableName: tableName('functions'),
         Key: { functionId: version.functionId, versionId: version.versionId },
@@ -157,12 +153,8 @@ export async function reportVersionFailure(
           ...Object.fromEntries(from.map((status, i) => [`:from${i}`, status])),
         },
       }),
-    );
-    return true;
-  } catch (error) {
-    if (error instanceof ConditionalCheckFailedException) return false;
-    throw error;
-  }
+    ),
+  );
 }
 
 /**

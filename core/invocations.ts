@@ -14,9 +14,8 @@
  * invocation can neither overwrite the winner's result nor its record.
  */
 import { randomUUID } from 'node:crypto';
-import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { GetCommand, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import { dynamo } from './aws';
+import { conditionalWrite, dynamo } from './aws';
 import { tableName } from './config';
 import { MAX_PROBLEM_DETAIL_BYTES } from './limits';
 import { isTerminal, type InvocationStatus } from './model';
@@ -98,10 +97,6 @@ export function isMissingObjectError(error: unknown): boolean {
   return $metadata?.httpStatusCode === 404 || $metadata?.httpStatusCode === 403;
 }
 
-function isConditionFailure(error: unknown): boolean {
-  return error instanceof ConditionalCheckFailedException;
-}
-
 /** `text` cut to at most `maxBytes` of UTF-8 (on a character boundary), marked with an ellipsis when cut. */
 export function truncateUtf8(text: string, maxBytes: number): string {
   if (Buffer.byteLength(text) <= maxBytes) return text;
@@ -167,8 +162,8 @@ export interface ClaimRequest {
 export async function claimInvocation(requestId: string, claim: ClaimRequest): Promise<Claim> {
   const now = Date.now();
   const leaseUntil = now + claim.leaseMs;
-  try {
-    await dynamo().send(
+  const claimed = await conditionalWrite(() =>
+    dynamo().send(
       new UpdateCommand({
         TableName: tableName('invocations'),
         Key: { requestId },
@@ -190,11 +185,9 @@ export async function claimInvocation(requestId: string, claim: ClaimRequest): P
           ...(claim.messageId ? { ':messageId': claim.messageId } : {}),
         },
       }),
-    );
-    return { kind: 'claimed', leaseUntil };
-  } catch (error) {
-    if (!isConditionFailure(error)) throw error;
-  }
+    ),
+  );
+  if (claimed) return { kind: 'claimed', leaseUntil };
   const current = await getInvocation(requestId);
   if (!current) return { kind: 'missing' };
   if (isTerminal(current.status)) return { kind: 'finished' };
@@ -208,8 +201,8 @@ export async function claimInvocation(requestId: string, claim: ClaimRequest): P
  * must stop working on it.
  */
 export async function renewLease(requestId: string, owner: string, leaseMs: number): Promise<boolean> {
-  try {
-    await dynamo().send(
+  return conditionalWrite(() =>
+    dynamo().send(
       new UpdateCommand({
         TableName: tableName('invocations'),
         Key: { requestId },
@@ -218,12 +211,8 @@ export async function renewLease(requestId: string, owner: string, leaseMs: numb
         ExpressionAttributeNames: { '#status': 'status', '#owner': 'owner' },
         ExpressionAttributeValues: { ':inProgress': 'IN_PROGRESS', ':owner': owner, ':leaseUntil': Date.now() + leaseMs },
       }),
-    );
-    return true;
-  } catch (error) {
-    if (isConditionFailure(error)) return false;
-    throw error;
-  }
+    ),
+  );
 }
 
 /**
@@ -233,8 +222,8 @@ export async function renewLease(requestId: string, owner: string, leaseMs: numb
  * False when `owner` did not own it any more.
  */
 export async function releaseInvocation(requestId: string, owner: string, messageId?: string): Promise<boolean> {
-  try {
-    await dynamo().send(
+  return conditionalWrite(() =>
+    dynamo().send(
       new UpdateCommand({
         TableName: tableName('invocations'),
         Key: { requestId },
@@ -252,18 +241,14 @@ export async function releaseInvocation(requestId: string, owner: string, messag
           ...(messageId ? { ':messageId': messageId } : {}),
         },
       }),
-    );
-    return true;
-  } catch (error) {
-    if (isConditionFailure(error)) return false;
-    throw error;
-  }
+    ),
+  );
 }
 
 /** Mirrors a progress file into the invocation; ignored unless `owner` still owns it. */
 export async function recordProgress(requestId: string, owner: string, percentComplete: number, partialResponse: string | undefined): Promise<boolean> {
-  try {
-    await dynamo().send(
+  return conditionalWrite(() =>
+    dynamo().send(
       new UpdateCommand({
         TableName: tableName('invocations'),
         Key: { requestId },
@@ -283,12 +268,8 @@ export async function recordProgress(requestId: string, owner: string, percentCo
           ...(partialResponse === undefined ? {} : { ':partial': partialResponse }),
         },
       }),
-    );
-    return true;
-  } catch (error) {
-    if (isConditionFailure(error)) return false;
-    throw error;
-  }
+    ),
+  );
 }
 
 export type Outcome = { result: InvocationResult } | { error: InvocationError };
@@ -303,8 +284,8 @@ export type Outcome = { result: InvocationResult } | { error: InvocationError };
 export async function finishInvocation(requestId: string, outcome: Outcome, owner?: string, options: { abortSignal?: AbortSignal } = {}): Promise<boolean> {
   const fulfilled = 'result' in outcome;
   const stored = fulfilled ? outcome.result : { ...outcome.error, detail: truncateUtf8(outcome.error.detail, MAX_PROBLEM_DETAIL_BYTES) };
-  try {
-    await dynamo().send(
+  return conditionalWrite(() =>
+    dynamo().send(
       new UpdateCommand({
         TableName: tableName('invocations'),
         Key: { requestId },
@@ -321,10 +302,6 @@ export async function finishInvocation(requestId: string, outcome: Outcome, owne
         },
       }),
       options,
-    );
-    return true;
-  } catch (error) {
-    if (isConditionFailure(error)) return false;
-    throw error;
-  }
+    ),
+  );
 }
