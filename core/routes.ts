@@ -94,6 +94,23 @@ function decodePathSegment(segment: string): string {
 }
 
 /**
+ * CORS as NVCF serves it on /v2/nvcf: any origin, the route table's methods,
+ * the request headers NVCF reads (Authorization must be named: browsers never
+ * let `*` cover it) and any other, since the rest reach the function, and the
+ * response headers a browser client reads. No credentials: keys travel in
+ * Authorization, never in cookies. API Gateway answers preflight OPTIONS
+ * itself (the local gateway too); no route has OPTIONS or ANY, so the
+ * authorizer never sees one.
+ */
+export const CORS = {
+  allowOrigins: ['*'],
+  allowMethods: [...new Set(ROUTES.map((route) => route.method))].sort(),
+  allowHeaders: ['Authorization', 'Content-Type', 'Accept', 'NVCF-POLL-SECONDS', 'NVCF-INPUT-ASSET-REFERENCES', '*'],
+  exposeHeaders: ['NVCF-REQID', 'NVCF-STATUS', 'NVCF-PERCENT-COMPLETE', 'Location'],
+  maxAgeSeconds: 3600,
+};
+
+/**
  * Finds the route serving a request as API Gateway does: literal segments win
  * over `{param}` segments, so `/functions/ids` never matches `{functionId}`.
  * Returns undefined when no route has this path, or the list of methods the

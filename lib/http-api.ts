@@ -10,7 +10,7 @@ import { HttpLambdaAuthorizer, HttpLambdaResponseType } from 'aws-cdk-lib/aws-ap
 import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
-import { API_HANDLERS, ROUTES, type ApiHandlerName } from '../core/routes';
+import { API_HANDLERS, CORS, ROUTES, type ApiHandlerName } from '../core/routes';
 import type { ApiFunctions } from './api-functions';
 import type { ResolvedConfig } from './config';
 
@@ -43,22 +43,6 @@ export const ACCESS_LOG_FIELDS = {
   errorMessage: '$context.error.message',
 };
 
-/**
- * CORS as NVCF serves it on /v2/nvcf: any origin, the route table's methods,
- * the request headers NVCF reads (Authorization must be named: browsers never
- * let `*` cover it) and any other, since the rest reach the function, and the
- * response headers a browser client reads. No credentials: keys travel in
- * Authorization, never in cookies. API Gateway answers preflight OPTIONS
- * itself; no route has OPTIONS or ANY, so the authorizer never sees one.
- */
-export const CORS = {
-  allowOrigins: ['*'],
-  allowMethods: [...new Set(ROUTES.map((route) => route.method))].sort(),
-  allowHeaders: ['Authorization', 'Content-Type', 'Accept', 'NVCF-POLL-SECONDS', 'NVCF-INPUT-ASSET-REFERENCES', '*'],
-  exposeHeaders: ['NVCF-REQID', 'NVCF-STATUS', 'NVCF-PERCENT-COMPLETE', 'Location'],
-  maxAge: Duration.hours(1),
-};
-
 export class NvcfHttpApi extends Construct {
   readonly api: apigw.HttpApi;
   readonly stage: apigw.HttpStage;
@@ -72,7 +56,13 @@ export class NvcfHttpApi extends Construct {
       description: 'NVIDIA Cloud Functions compatible API (NVCF on AWS)',
       // Our own $default stage below carries the access logs and throttling.
       createDefaultStage: false,
-      corsPreflight: { ...CORS, allowMethods: CORS.allowMethods.map((method) => apigw.CorsHttpMethod[method]) },
+      corsPreflight: {
+        allowOrigins: CORS.allowOrigins,
+        allowMethods: CORS.allowMethods.map((method) => apigw.CorsHttpMethod[method]),
+        allowHeaders: CORS.allowHeaders,
+        exposeHeaders: CORS.exposeHeaders,
+        maxAge: Duration.seconds(CORS.maxAgeSeconds),
+      },
     });
 
     this.accessLogs = new logs.LogGroup(this, 'AccessLogs', {

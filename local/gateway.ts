@@ -20,7 +20,7 @@ import type {
   Context,
 } from 'aws-lambda';
 import { LAMBDA_REQUEST_PAYLOAD_BYTES, LAMBDA_RESPONSE_PAYLOAD_BYTES, MiB } from '../core/limits';
-import { matchRoute, type ApiHandlerName } from '../core/routes';
+import { CORS, matchRoute, type ApiHandlerName } from '../core/routes';
 import type { AuthorizerContext } from '../lambdas/http/request';
 
 /** API Gateway refuses payloads over 10 MB before any Lambda runs. */
@@ -137,7 +137,27 @@ export class LocalGateway {
     this.timeoutMs = (options.lambdaTimeoutSeconds ?? DEFAULT_LAMBDA_TIMEOUT_SECONDS) * 1000;
   }
 
+  /** Answers as API Gateway with NVCF's CORS configuration does: preflight itself, CORS headers on every answer to a browser. */
   async handle(request: GatewayRequest): Promise<GatewayResponse> {
+    const headers = normaliseHeaders(request.headers);
+    if (!headers.origin) return this.route(request);
+    if (request.method.toUpperCase() === 'OPTIONS' && headers['access-control-request-method']) {
+      return {
+        statusCode: 204,
+        headers: {
+          'access-control-allow-origin': '*',
+          'access-control-allow-methods': CORS.allowMethods.join(','),
+          'access-control-allow-headers': CORS.allowHeaders.join(','),
+          'access-control-max-age': String(CORS.maxAgeSeconds),
+        },
+        body: Buffer.alloc(0),
+      };
+    }
+    const response = await this.route(request);
+    return { ...response, headers: { ...response.headers, 'access-control-allow-origin': '*', 'access-control-expose-headers': CORS.exposeHeaders.join(',') } };
+  }
+
+  private async route(request: GatewayRequest): Promise<GatewayResponse> {
     const match = matchRoute(request.method, request.path);
     // API Gateway answers an unknown path and a wrong method alike.
     if (!match || 'allowed' in match) return gatewayError(404, 'Not Found');

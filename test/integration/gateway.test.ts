@@ -23,6 +23,26 @@ describe('local API gateway', () => {
     const response = await stack.call('GET', '/v2/nvcf/nothing-here', { key: 'nvapi-x' });
     expect(response.statusCode).toBe(404);
   });
+
+  it('answers a browser’s CORS preflight itself, without a key, as NVCF allows any origin', async () => {
+    const response = await stack.call('OPTIONS', '/v2/nvcf/pexec/functions/x', {
+      headers: { origin: 'https://app.example.com', 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization,nvcf-poll-seconds' },
+    });
+    expect(response.statusCode).toBe(204);
+    expect(response.headers).toMatchObject({ 'access-control-allow-origin': '*', 'access-control-max-age': '3600' });
+    expect(response.headers['access-control-allow-methods']).toContain('POST');
+    expect(response.headers['access-control-allow-headers']).toContain('Authorization');
+  });
+
+  it('lets a browser read the NVCF-* answer headers', async () => {
+    const { key } = await newAccount();
+    const response = await stack.call('GET', '/v2/nvcf/functions', { key, headers: { origin: 'https://app.example.com' } });
+    expect(response.statusCode).toBe(200);
+    expect(response.headers['access-control-allow-origin']).toBe('*');
+    expect(response.headers['access-control-expose-headers']).toContain('NVCF-REQID');
+    const unauthenticated = await stack.call('GET', '/v2/nvcf/functions', { headers: { origin: 'https://app.example.com' } });
+    expect(unauthenticated.headers['access-control-allow-origin']).toBe('*');
+  });
 });
 
 describe('authorizer', () => {
