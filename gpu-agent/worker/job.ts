@@ -446,6 +446,8 @@ export class Job {
       ['NVCF-INSTANCETYPE', config.instanceType],
       ['NVCF-REGION', config.region],
       ['NVCF-ENV', config.environment],
+      // The API and its queues live in the worker's region. NVCF-NSPECTID (NVIDIA's scan id) has no counterpart here.
+      ['NVCF-INVOCATION-REGION', config.region],
       ['NVCF-FUNCTION-ASSET-IDS', invocation.assetIds.length > 0 ? invocation.assetIds.join(',') : undefined],
     ];
     return {
@@ -453,6 +455,8 @@ export class Job {
       'content-type': invocation.headers['content-type'] ?? 'application/json',
       'NVCF-REQID': invocation.requestId,
       'NVCF-NCAID': invocation.accountId,
+      // API keys name an account, not a user: the account is the caller's subject.
+      'NVCF-SUB': invocation.accountId,
       'NVCF-FUNCTION-NAME': version.name,
       'NVCF-FUNCTION-ID': version.functionId,
       'NVCF-FUNCTION-VERSION-ID': version.versionId,

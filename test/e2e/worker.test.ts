@@ -175,6 +175,7 @@ describe('synchronous and asynchronous invocation', () => {
       'x-trace': 'abc',
       'nvcf-reqid': requestId,
       'nvcf-ncaid': account.accountId,
+      'nvcf-sub': account.accountId,
       'nvcf-function-name': 'echo-fn',
       'nvcf-function-id': version.functionId,
       'nvcf-function-version-id': version.versionId,
