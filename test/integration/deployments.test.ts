@@ -7,6 +7,7 @@ import { tableName } from '../../core/config';
 import { changeStatus, getVersion } from '../../core/functions';
 import type { FunctionVersionRecord, InvocationStatus } from '../../core/model';
 import { ENV, NODEGROUP_MIN_NODES_TAG, queueNameOf } from '../../core/names';
+import { ensureDeploymentQueues, newDeploymentQueueNames } from '../../core/queues';
 import { SWEEPER, sweepQueues } from '../../core/sweeper';
 import { startFakeEks, type FakeEks } from '../support/fake-eks';
 import { putVersion } from '../support/function-versions';
@@ -161,6 +162,20 @@ describe('deployments', () => {
       expect(response.json.detail).not.toContain('resources[0]');
       expect((await getVersion(version.functionId, version.versionId))?.status).toBe('INACTIVE');
       expect(await versionQueueNames(version.versionId)).toEqual([]);
+    });
+
+    it('deploys on a retry after an attempt that died between making its queues and recording them; the sweeper removes those queues', async () => {
+      const version = await putVersion(owner.accountId);
+      const orphans = await ensureDeploymentQueues(newDeploymentQueueNames(version.versionId, 'deadbeef'));
+
+      const retried = await deploy(version);
+      expect(retried.statusCode).toBe(200);
+      const { deployment } = (await getVersion(version.functionId, version.versionId))!;
+      expect(deployment!.queueUrl).not.toBe(orphans.queueUrl);
+
+      await sweepQueues({ now: Date.now() + SWEEPER.deployGraceMs });
+      await sweepQueues({ now: Date.now() + SWEEPER.deployGraceMs + SWEEPER.quietMs });
+      expect(await versionQueueNames(version.versionId)).toEqual([queueNameOf(deployment!.queueUrl), queueNameOf(deployment!.deadLetterQueueUrl)].sort());
     });
 
     it('refuses to deploy over a deployment with errors, as NVCF does', async () => {
