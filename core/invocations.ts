@@ -190,6 +190,8 @@ export async function claimInvocation(requestId: string, claim: ClaimRequest): P
   if (claimed) return { kind: 'claimed', leaseUntil };
   const current = await getInvocation(requestId);
   if (!current) return { kind: 'missing' };
+  // Our own write, whose answer was lost and whose retry then failed the condition.
+  if (current.status === 'IN_PROGRESS' && current.owner === claim.owner) return { kind: 'claimed', leaseUntil: current.leaseUntil ?? leaseUntil };
   if (isTerminal(current.status)) return { kind: 'finished' };
   // QUEUED again here means it was handed back between our write and this read: the caller may try again.
   return { kind: 'held', leaseUntil: current.status === 'IN_PROGRESS' ? current.leaseUntil : undefined, messageId: current.messageId };
@@ -283,8 +285,9 @@ export type Outcome = { result: InvocationResult } | { error: InvocationError };
  */
 export async function finishInvocation(requestId: string, outcome: Outcome, owner?: string, options: { abortSignal?: AbortSignal } = {}): Promise<boolean> {
   const fulfilled = 'result' in outcome;
+  const to: InvocationStatus = fulfilled ? 'FULFILLED' : 'ERRORED';
   const stored = fulfilled ? outcome.result : { ...outcome.error, detail: truncateUtf8(outcome.error.detail, MAX_PROBLEM_DETAIL_BYTES) };
-  return conditionalWrite(() =>
+  const written = await conditionalWrite(() =>
     dynamo().send(
       new UpdateCommand({
         TableName: tableName('invocations'),
@@ -294,7 +297,7 @@ export async function finishInvocation(requestId: string, outcome: Outcome, owne
           owner === undefined ? 'attribute_exists(requestId) AND #status IN (:queued, :inProgress)' : '#status = :inProgress AND #owner = :owner',
         ExpressionAttributeNames: { '#status': 'status', '#outcome': fulfilled ? 'result' : 'error', ...(owner === undefined ? {} : { '#owner': 'owner' }) },
         ExpressionAttributeValues: {
-          ':to': fulfilled ? 'FULFILLED' : 'ERRORED',
+          ':to': to,
           ':outcome': stored,
           ':inProgress': 'IN_PROGRESS',
           ':now': new Date().toISOString(),
@@ -304,4 +307,9 @@ export async function finishInvocation(requestId: string, outcome: Outcome, owne
       options,
     ),
   );
+  if (written || owner === undefined) return written;
+  // A write whose answer was lost is retried by the SDK and then fails its own condition: the owner (kept on
+  // the item) and the status tell that it was ours after all.
+  const current = await getInvocation(requestId);
+  return current?.owner === owner && current.status === to;
 }

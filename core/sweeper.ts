@@ -33,6 +33,8 @@ export const SWEEPER = {
   drainLimitMs: 3_600_000,
   /** Share of a pass one queue may spend receiving. */
   drainBudgetMs: 5_000,
+  /** Retired queues swept side by side. */
+  parallelQueues: 10,
 } as const;
 
 export interface SweepReport {
@@ -65,19 +67,22 @@ export async function sweepQueues({ now = Date.now(), deadline = Infinity }: Swe
   );
   report.errored += deadLettered.reduce((sum, drained) => sum + drained.errored, 0);
 
-  // Queues before their dead-letter queues.
-  const retired = urls.filter((url) => !referenced.has(url)).sort((a, b) => Number(a.endsWith(DEAD_LETTER_SUFFIX)) - Number(b.endsWith(DEAD_LETTER_SUFFIX)));
+  // Queues first, then the dead-letter queues whose queue is gone; the queues of one round side by side.
+  const retired = urls.filter((url) => !referenced.has(url));
   const remaining = new Set(urls);
-  for (const url of retired) {
-    if (Date.now() >= deadline) return report;
-    const isDeadLetterQueue = url.endsWith(DEAD_LETTER_SUFFIX);
-    if (isDeadLetterQueue && remaining.has(url.slice(0, -DEAD_LETTER_SUFFIX.length))) continue;
-    // Only its own queue's redrive sends to a dead-letter queue, and that queue is gone: no quiet period.
-    const outcome = await sweepRetiredQueue(url, isDeadLetterQueue ? deadLetterError : UNDEPLOYED_ERROR, { quietMs: isDeadLetterQueue ? 0 : SWEEPER.quietMs, now, deadline: budget() });
-    report.errored += outcome.errored;
-    if (outcome.deleted) {
-      report.deleted.push(url);
-      remaining.delete(url);
+  for (const deadLetterRound of [false, true]) {
+    const round = retired.filter((url) => url.endsWith(DEAD_LETTER_SUFFIX) === deadLetterRound && !(deadLetterRound && remaining.has(url.slice(0, -DEAD_LETTER_SUFFIX.length))));
+    for (let i = 0; i < round.length && Date.now() < deadline; i += SWEEPER.parallelQueues) {
+      const batch = round.slice(i, i + SWEEPER.parallelQueues);
+      // Only its own queue's redrive sends to a dead-letter queue, and that queue is gone: no quiet period.
+      const options = { quietMs: deadLetterRound ? 0 : SWEEPER.quietMs, now, deadline: budget() };
+      const outcomes = await Promise.all(batch.map((url) => sweepRetiredQueue(url, deadLetterRound ? deadLetterError : UNDEPLOYED_ERROR, options)));
+      outcomes.forEach((outcome, j) => {
+        report.errored += outcome.errored;
+        if (!outcome.deleted) return;
+        report.deleted.push(batch[j]!);
+        remaining.delete(batch[j]!);
+      });
     }
   }
   if (Date.now() < deadline) report.nodegroupError = await sizeAllGpuNodegroups();
@@ -97,9 +102,10 @@ async function sweepRetiredQueue(
     retiredAt = now;
     await tagQueue(url, { [UNDEPLOYED_AT_TAG]: String(retiredAt) });
   }
-  // Without a wait a receive may miss a message; the counts below keep such a queue for the next pass.
-  const { errored, empty } = await drainQueue(url, error, { deadline, waitSeconds: 0 });
-  if (!empty || now - retiredAt < quietMs) return { errored, deleted: false };
+  const quiet = now - retiredAt >= quietMs;
+  // A zero-wait receive asks only some SQS servers and may miss a message: before a deletion, a long poll asks them all.
+  const { errored, empty } = await drainQueue(url, error, { deadline, waitSeconds: quiet ? 1 : 0 });
+  if (!empty || !quiet) return { errored, deleted: false };
   const after = await queueCounts(url);
   const idle = !after || after.waiting + after.inFlight + after.delayed === 0;
   if (!idle && now - retiredAt < SWEEPER.drainLimitMs) return { errored, deleted: false };

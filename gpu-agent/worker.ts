@@ -64,12 +64,15 @@ export class Worker {
   private readonly createdAt = new Date().toISOString();
   private readonly stopped: Promise<void>;
   private markStopped!: () => void;
+  /** Resolves when a stop is asked for: the receive loop must not wait for a free slot past it. */
+  private readonly stopRequested: Promise<void>;
 
   constructor(
     private readonly config: WorkerConfig,
     private readonly version: FunctionVersionRecord,
   ) {
     this.stopped = new Promise((resolve) => (this.markStopped = resolve));
+    this.stopRequested = new Promise((resolve) => this.receiving.signal.addEventListener('abort', () => resolve(), { once: true }));
   }
 
   private get concurrency(): number {
@@ -124,7 +127,8 @@ export class Worker {
     while (!this.stopping) {
       const free = this.concurrency - this.running.size;
       if (free <= 0) {
-        await Promise.race(this.running);
+        // Every slot busy: wait for one to free up, or for a stop, whose grace period starts at once.
+        await Promise.race([...this.running, this.stopRequested]);
         continue;
       }
       if (this.containerSuspect) {

@@ -83,7 +83,8 @@ const configSchema = z.object({
   healthTimeoutSeconds: seconds(600),
   heartbeatSeconds: seconds(20, 60),
   graceSeconds: seconds(25, 3600),
-  inferenceTimeoutSeconds: seconds(3600),
+  // SQS hides a received message for at most 12 h: a longer job's message would reappear while it runs.
+  inferenceTimeoutSeconds: seconds(3600, 39_600),
   receiveWaitSeconds: z.coerce.number().int().min(0).max(20).default(20),
   progressIntervalMs: z.coerce.number().int().min(0).max(60_000).default(500),
   drainPort: z.coerce.number().int().min(0).max(65_535).default(DEFAULT_DRAIN_PORT),

@@ -79,6 +79,8 @@ export interface JobRuntime {
 const ORPHAN_AFTER_MS = 60_000;
 /** SQS's longest visibility timeout. */
 const MAX_VISIBILITY_SECONDS = 43_200;
+/** SQS's longest message delay. */
+const MAX_DELAY_SECONDS = 900;
 /** Attempts at the writes that end a delivery (outcome, message delete) before it is left to redelivery. */
 const FINAL_WRITE_ATTEMPTS = 4;
 
@@ -237,7 +239,7 @@ export class Job {
       }
       return;
     }
-    if (claim.kind === 'held') return this.whileHeld(invocation, claim);
+    if (claim.kind === 'held') return this.whileHeld(invocation, claim, attempt);
 
     this.claimed = true;
     this.leaseUntil = claim.leaseUntil;
@@ -288,15 +290,27 @@ export class Job {
    * send) is deleted: the owner's own message comes back if the owner dies.
    * The owner's message itself, redelivered early, waits out the lease.
    */
-  private async whileHeld(invocation: InvocationMessage, held: Extract<Claim, { kind: 'held' }>): Promise<void> {
+  private async whileHeld(invocation: InvocationMessage, held: Extract<Claim, { kind: 'held' }>, attempt: number): Promise<void> {
     const { requestId } = invocation;
     const duplicate = held.messageId !== undefined && held.messageId !== this.message.MessageId && invocation.copyOf !== held.messageId;
     if (duplicate) {
       logger.info('dropping a duplicate message of a running invocation', { requestId, messageId: this.message.MessageId, ownerMessageId: held.messageId });
       return this.deleteMessage();
     }
-    const seconds = Math.ceil(((held.leaseUntil ?? Date.now()) - Date.now()) / 1000) + 1;
-    await this.changeVisibility(Math.min(MAX_VISIBILITY_SECONDS, Math.max(1, seconds)));
+    const seconds = Math.min(MAX_VISIBILITY_SECONDS, Math.max(1, Math.ceil(((held.leaseUntil ?? Date.now()) - Date.now()) / 1000) + 1));
+    if (attempt < this.runtime.maxReceiveCount) return this.changeVisibility(seconds);
+    // The next receive would dead-letter the message of a job that still runs (its owner's visibility lapsed):
+    // a fresh copy, known as the owner's message, carries it on instead.
+    await this.sendCopy(invocation, held.messageId ?? this.message.MessageId, Math.min(MAX_DELAY_SECONDS, seconds));
+    await this.finalWrite('delete the replaced message', () => this.deleteMessage());
+  }
+
+  /** Sends a fresh copy of this delivery's message (receive count 0) standing for message `copyOf`; its id. */
+  private async sendCopy(invocation: InvocationMessage, copyOf: string | undefined, delaySeconds: number): Promise<string | undefined> {
+    const copy = { ...(JSON.parse(this.message.Body ?? '{}') as object), copyOf };
+    const { MessageId } = await sqs().send(new SendMessageCommand({ QueueUrl: this.runtime.queueUrl, MessageBody: JSON.stringify(copy), DelaySeconds: delaySeconds }));
+    logger.info('a fresh copy of the message carries the job on (last allowed delivery)', { requestId: invocation.requestId, copy: MessageId });
+    return MessageId;
   }
 
   /**
@@ -312,13 +326,10 @@ export class Job {
       await this.changeVisibility(delaySeconds);
       return;
     }
-    const copy = { ...(JSON.parse(this.message.Body ?? '{}') as object), copyOf: this.message.MessageId };
-    const { MessageId } = await sqs().send(
-      new SendMessageCommand({ QueueUrl: this.runtime.queueUrl, MessageBody: JSON.stringify(copy), DelaySeconds: delaySeconds }),
-    );
-    logger.info('handed the job back with a fresh copy of its message (last allowed delivery)', { requestId, attempt, copy: MessageId });
+    const copy = await this.sendCopy(invocation, this.message.MessageId, delaySeconds);
     // Should this fail, the copy finds the invocation held by a lapsing lease and waits for it.
-    if (this.claimed && !(await releaseInvocation(requestId, this.owner, MessageId))) logger.warn('lost the invocation while handing it back', { requestId });
+    const released = this.claimed ? await releaseInvocation(requestId, this.owner, copy).catch((error: Error) => logger.warn('could not hand the invocation back', { requestId, error })) : true;
+    if (released === false) logger.warn('lost the invocation while handing it back', { requestId, attempt });
     // The old message must not reach the dead-letter queue, where the invocation would be errored.
     await this.finalWrite('delete the replaced message', () => this.deleteMessage());
   }

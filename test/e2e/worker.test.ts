@@ -17,7 +17,7 @@ import { s3, sqs, dynamo } from '../../core/aws';
 import { bucketName, tableName } from '../../core/config';
 import { getVersion } from '../../core/functions';
 import type { InvocationMessage } from '../../core/invocation-message';
-import { createQueuedInvocation, finishInvocation, getInvocation } from '../../core/invocations';
+import { claimInvocation, createQueuedInvocation, finishInvocation, getInvocation } from '../../core/invocations';
 import { MAX_PROBLEM_DETAIL_BYTES, MiB, POLL_WAIT_CAP_SECONDS } from '../../core/limits';
 import type { FunctionVersionRecord, HealthCheck } from '../../core/model';
 import { ENV, assetObjectKey } from '../../core/names';
@@ -33,12 +33,14 @@ let workDir: string;
 let version: FunctionVersionRecord;
 
 /** Stores a version and deploys it as D1 would: queues, then INACTIVE → DEPLOYING. */
-async function deployedVersion(options: { functionId?: string; minInstances?: number; health?: Partial<HealthCheck>; status?: 'DEPLOYING' | 'ACTIVE' } = {}): Promise<FunctionVersionRecord> {
+async function deployedVersion(
+  options: { functionId?: string; minInstances?: number; health?: Partial<HealthCheck>; status?: 'DEPLOYING' | 'ACTIVE'; concurrency?: number } = {},
+): Promise<FunctionVersionRecord> {
   const record = await putVersion(account.accountId, {
     ...(options.functionId ? { functionId: options.functionId } : {}),
     health: { protocol: 'HTTP', uri: '/health', port: 8000, timeout: 'PT2S', expectedStatusCode: 200, ...options.health },
   });
-  const specification = { minInstances: options.minInstances ?? 1, maxInstances: 2, maxRequestConcurrency: 4 };
+  const specification = { minInstances: options.minInstances ?? 1, maxInstances: 2, maxRequestConcurrency: options.concurrency ?? 4 };
   return deployVersion(record, { status: options.status ?? 'DEPLOYING', specification });
 }
 
@@ -350,6 +352,18 @@ describe('failures', () => {
     expect(Item).toBeUndefined();
   });
 
+  it('hands its job back once the grace period is over on SIGTERM, also when every slot is busy', async () => {
+    const other = await deployedVersion({ status: 'ACTIVE', minInstances: 0, concurrency: 1 });
+    const busy = startWorker(workerEnv(other, { NVCF_WORKER_GRACE_SECONDS: '1' }));
+    const accepted = await invoke({ message: 'long', delay: 12 }, { target: other, headers: { 'NVCF-POLL-SECONDS': '0' } });
+    const requestId = accepted.headers['nvcf-reqid']!;
+    await waitFor('the worker to start the job', async () => (await calls(requestId)).starts === 1);
+    const stoppedAt = Date.now();
+    expect(await busy.stop('SIGTERM')).toBe(0);
+    expect(Date.now() - stoppedAt).toBeLessThan(6000);
+    expect((await getInvocation(requestId))?.status).toBe('QUEUED');
+  });
+
   it('errors a job whose container stays unreachable through the last delivery and leaves the message in the dead-letter queue', async () => {
     process.env[ENV.maxReceiveCount] = '2';
     const other = await deployedVersion({ status: 'ACTIVE', minInstances: 0 });
@@ -521,6 +535,27 @@ describe('ownership of a running job', () => {
     const { Attributes } = await sqs().send(new GetQueueAttributesCommand({ QueueUrl: other.deployment!.deadLetterQueueUrl, AttributeNames: ['ApproximateNumberOfMessages'] }));
     expect(Attributes?.ApproximateNumberOfMessages).toBe('0');
     expect(await staying.stop()).toBe(0);
+  });
+
+  it('carries a job on with a fresh copy when its last allowed delivery finds it still held, instead of dead-lettering it', async () => {
+    process.env[ENV.maxReceiveCount] = '1';
+    const other = await deployedVersion({ status: 'ACTIVE', minInstances: 0 });
+    delete process.env[ENV.maxReceiveCount];
+    const requestId = randomUUID();
+    const now = new Date();
+    await createQueuedInvocation({ requestId, accountId: account.accountId, functionId: other.functionId, versionId: other.versionId, status: 'QUEUED', createdAt: now.toISOString(), updatedAt: now.toISOString(), expiresAt: Math.floor(now.getTime() / 1000) + 600 });
+    const message = { ...messageFor(requestId, { message: 'still held' }), functionId: other.functionId, versionId: other.versionId };
+    const { MessageId } = await sqs().send(new SendMessageCommand({ QueueUrl: other.deployment!.queueUrl, MessageBody: JSON.stringify(message) }));
+    // Its owner (whose visibility lapsed) holds a live lease for a few seconds more, then dies.
+    await claimInvocation(requestId, { owner: 'lapsed', attempt: 1, instanceId: 'elsewhere', messageId: MessageId, leaseMs: 3000 });
+
+    const taking = startWorker(workerEnv(other));
+    const done = await settle(requestId);
+
+    expect(done.json).toBe('still held');
+    const { Attributes } = await sqs().send(new GetQueueAttributesCommand({ QueueUrl: other.deployment!.deadLetterQueueUrl, AttributeNames: ['ApproximateNumberOfMessages'] }));
+    expect(Attributes?.ApproximateNumberOfMessages).toBe('0');
+    expect(await taking.stop()).toBe(0);
   });
 
   it('drains on GET /drain: answers 200 once its in-flight job is done, then exits 0', async () => {

@@ -49,6 +49,47 @@ function claimBy(owner: string, overrides: Partial<ClaimRequest> = {}): ClaimReq
   return { owner, attempt: 1, instanceId: `instance-${owner}`, messageId: `message-${owner}`, leaseMs: 60_000, ...overrides };
 }
 
+/**
+ * Makes DynamoDB apply the next UpdateItem whose request mentions `marker` but lose its answer (a reset
+ * socket), so that the SDK sends it again, as happens on AWS.
+ */
+function loseNextAnswer(marker: string): { tripped: () => boolean } {
+  let tripped = false;
+  const name = `loseAnswer-${randomUUID()}`;
+  dynamo().middlewareStack.add(
+    (next) => async (args) => {
+      const output = await next(args);
+      const body = String((args.request as { body?: unknown } | undefined)?.body ?? '');
+      if (!tripped && body.includes(marker)) {
+        tripped = true;
+        dynamo().middlewareStack.remove(name);
+        throw Object.assign(new Error('socket hang up'), { code: 'ECONNRESET', $metadata: {} });
+      }
+      return output;
+    },
+    { step: 'deserialize', name },
+  );
+  return { tripped: () => tripped };
+}
+
+describe('writes whose answer is lost', () => {
+  it('know a claim as their own when its retry fails the condition the first write met', async () => {
+    const requestId = await queued();
+    const lost = loseNextAnswer('"IN_PROGRESS"');
+    expect(await claimInvocation(requestId, claimBy('a'))).toEqual({ kind: 'claimed', leaseUntil: expect.any(Number) });
+    expect(lost.tripped()).toBe(true);
+  });
+
+  it('know an outcome as recorded when its retry fails the condition the first write met', async () => {
+    const requestId = await queued();
+    await claimInvocation(requestId, claimBy('a'));
+    const lost = loseNextAnswer('"FULFILLED"');
+    expect(await finishInvocation(requestId, { result: { status: 200, headers: {}, bodyKey: resultBodyKey(requestId, 'a') } }, 'a')).toBe(true);
+    expect(lost.tripped()).toBe(true);
+    expect(await getInvocation(requestId)).toMatchObject({ status: 'FULFILLED', owner: 'a' });
+  });
+});
+
 describe('claims', () => {
   it('never takes over a running invocation whose lease is live, and tells who holds it until when', async () => {
     const requestId = await queued();

@@ -136,7 +136,8 @@ describe('the sweeper', () => {
     const { queueUrl, deadLetterQueueUrl } = version.deployment!;
     const running = await putInvocation('IN_PROGRESS');
     await send(queueUrl, running);
-    await receive(queueUrl, 2);
+    const handedBackAt = Date.now() + 5000;
+    await receive(queueUrl, 5);
     await stackUndeploy(version.functionId, version.versionId);
 
     await sweepIn(SWEEPER.quietMs);
@@ -144,7 +145,7 @@ describe('the sweeper', () => {
     expect(await exists(deadLetterQueueUrl)).toBe(true);
     expect((await invocation(running)).status).toBe('IN_PROGRESS');
 
-    await new Promise((resolve) => setTimeout(resolve, 2100));
+    await new Promise((resolve) => setTimeout(resolve, handedBackAt + 100 - Date.now()));
     await sweepIn(SWEEPER.quietMs);
     expect(await invocation(running)).toMatchObject({ status: 'ERRORED', error: { status: 503 } });
     expect(await exists(queueUrl)).toBe(false);
