@@ -1,3 +1,4 @@
+import { testVersion } from '../support/k8s-fixtures';
 import { describe, expect, it } from 'vitest';
 import type { FunctionVersionRecord, GpuSpecification } from '../../core/model';
 import { desiredInstances, desiredWorkloads, planWorkloads, workloadFingerprint } from '../../gpu-agent/controller/plan';
@@ -11,25 +12,10 @@ const spec = (overrides: Partial<GpuSpecification> = {}): GpuSpecification => ({
   ...overrides,
 });
 
-const version = (versionId: string, status: FunctionVersionRecord['status'], specs = [spec()]): FunctionVersionRecord => ({
-  functionId: 'f',
-  versionId,
-  accountId: 'a',
-  name: 'echo',
-  status,
-  createdAt: '2026-01-01T00:00:00Z',
-  updatedAt: '2026-01-01T00:00:00Z',
-  functionType: 'DEFAULT',
-  apiBodyFormat: 'CUSTOM',
-  inferenceUrl: '/echo',
-  inferencePort: 8000,
-  healthUri: '/health',
-  health: { protocol: 'HTTP', uri: '/health', port: 8000, timeout: 'PT10S', expectedStatusCode: 200 },
-  containerImage: 'example/echo:1',
-  ...(status === 'INACTIVE'
-    ? {}
-    : { deployment: { specifications: specs, createdAt: 'x', updatedAt: 'x', queueUrl: 'q', deadLetterQueueUrl: 'd' } }),
-});
+const version = (versionId: string, status: FunctionVersionRecord['status'], specs = [spec()]): FunctionVersionRecord => {
+  const base = testVersion({ versionId, status });
+  return { ...base, deployment: status === 'INACTIVE' ? undefined : { ...base.deployment!, specifications: specs } };
+};
 
 describe('controller plan', () => {
   it('wants one workload per specification of every deployed version', () => {
