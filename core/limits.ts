@@ -6,8 +6,8 @@ export const GiB = 1024 * MiB;
 
 /** Request bodies up to this size travel inside the queue message. */
 export const MAX_INLINE_REQUEST_BYTES = 200 * 1000;
-/** Larger request bodies are refused with 413 (use assets). */
-export const MAX_REQUEST_BYTES = 5 * MiB;
+/** Larger request bodies are refused with 413 (use assets); the invocation service's default (NVCF_MAX_REQUEST_BYTES). */
+export const MAX_REQUEST_BYTES = 100 * MiB;
 /** Results larger than this go to S3 as a zip and are answered with 302. */
 export const MAX_RESPONSE_BYTES = 5 * MiB;
 /** Results up to this size are stored inline in the invocation item (DynamoDB items are ≤ 400 KB). */
@@ -16,9 +16,29 @@ export const MAX_INLINE_RESULT_BYTES = 300 * KiB;
 export const MAX_MANAGEMENT_BODY_BYTES = 256 * KiB;
 
 export const POLL_SECONDS_DEFAULT = 5;
-export const POLL_SECONDS_MAX = 300;
-/** API Gateway ends an integration after ~29 s; answer 202 before that. */
-export const POLL_WAIT_CAP_SECONDS = 25;
+/** Poll window of a call with `Accept: text/event-stream` that sends no NVCF-POLL-SECONDS (as open-source NVCF). */
+export const POLL_SECONDS_STREAM_DEFAULT = 1200;
+export const POLL_SECONDS_MAX = 3600;
+/** API Gateway (HTTP API) ends an integration after 30 s: through it, answer 202 before that. */
+export const API_GATEWAY_POLL_CAP_SECONDS = 25;
+/** CloudFront's origin response timeout on the invocation URL (seconds to the first byte, and between two bytes). */
+export const INVOCATION_URL_ORIGIN_TIMEOUT_SECONDS = 60;
+/** Through the invocation URL (and locally), answer 202 before CloudFront's origin timeout. */
+export const INVOCATION_URL_POLL_CAP_SECONDS = 55;
+
+/** Ports of the invocation service: callers', and the attach port workers call back on. */
+export const DEFAULT_INVOCATION_PORT = 8000;
+export const DEFAULT_ATTACH_PORT = 8001;
+/** Requests one invocation service instance holds at once by default (NVCF_MAX_IN_FLIGHT). */
+export const DEFAULT_MAX_IN_FLIGHT = 1024;
+/** Seconds a 429 from a saturated invocation service asks the caller to wait. */
+export const SATURATED_RETRY_AFTER_SECONDS = 1;
+/** API keys are cached this long by the invocation service: a revoked key stops working within it. */
+export const API_KEY_CACHE_SECONDS = 10;
+/** A function's versions are cached this long by the invocation service: a deploy or undeploy is seen within it. */
+export const VERSION_CACHE_SECONDS = 2;
+/** Seconds an invocation service instance keeps serving held calls after SIGTERM (Kubernetes' grace period is a little longer). */
+export const INVOCATION_DRAIN_SECONDS = 90;
 
 export const MAX_REQUEST_CONCURRENCY = 1024;
 export const MAX_TAGS = 64;

@@ -27,7 +27,30 @@ export const ENV = {
   agentImages: 'NVCF_AGENT_IMAGES',
   /** Image the controller runs for model-only functions (no containerImage): NVIDIA Triton serving /config/models. */
   tritonImage: 'NVCF_TRITON_IMAGE',
+  /** Port of the invocation service's caller-facing HTTP server (HTTP/1.1 and cleartext HTTP/2). */
+  invocationPort: 'NVCF_INVOCATION_PORT',
+  /** Port of the invocation service's attach server (cleartext HTTP/2), which workers call back on. */
+  attachPort: 'NVCF_ATTACH_PORT',
+  /** Address workers reach this service instance at (the pod IP on EKS); it goes into each message's reply address. */
+  attachHost: 'NVCF_ATTACH_HOST',
+  /** Domain of host-based direct invocation: `{functionId}.invocation.<domain>`; unset: only `function-id` headers address a function. */
+  invocationDomain: 'NVCF_INVOCATION_DOMAIN',
+  /** Requests one invocation service instance holds at once; beyond it callers get 429. */
+  maxInFlight: 'NVCF_MAX_IN_FLIGHT',
+  /** Largest request body the invocation service accepts; beyond it 413 pointing to assets. */
+  maxRequestBytes: 'NVCF_MAX_REQUEST_BYTES',
 } as const;
+
+/**
+ * Header each AWS front sets on what it forwards to the invocation service (the
+ * client's value is overwritten), so that the service caps its wait below the
+ * front's own timeout. Absent: a direct caller (local stack, in-VPC client).
+ */
+export const FRONT_HEADER = 'x-nvcf-front';
+export const FRONTS = { apiGateway: 'api-gateway', cloudFront: 'cloudfront' } as const;
+
+/** Path of the invocation service's attach endpoint (on the attach port), and its liveness and readiness paths (on the invocation port). */
+export const INVOCATION_SERVICE_PATHS = { attach: '/attach', health: '/health', ready: '/ready' } as const;
 
 /** NVIDIA Triton Inference Server, which serves the models of a version that has no container image (as NVCF does). */
 export const DEFAULT_TRITON_IMAGE = 'nvcr.io/nvidia/tritonserver:25.01-py3';
@@ -99,6 +122,8 @@ export const K8S = {
   helmFunctionRole: 'nvcf-gpu-agent-controller-helm-function',
   /** ServiceAccount of function pods in the functions namespace; the worker sidecar's AWS identity. */
   workerServiceAccount: 'nvcf-worker',
+  /** The invocation service: its Deployment, Service and ServiceAccount (in the system namespace). */
+  invocationServiceName: 'nvcf-invocation',
   /** Node label carrying the GPU type of a nodegroup, e.g. `nvcf.io/gpu=L40S`. */
   gpuLabel: 'nvcf.io/gpu',
   gpuTaintKey: 'nvidia.com/gpu',

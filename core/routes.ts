@@ -17,8 +17,18 @@ export const SCOPES = [
 export type Scope = (typeof SCOPES)[number];
 
 /** The Lambdas that serve routes (the authorizer serves none). */
-export const API_HANDLERS = ['functions', 'deployments', 'invocations', 'assets', 'queues', 'gpus'] as const;
+export const API_HANDLERS = ['functions', 'deployments', 'assets', 'queues', 'gpus'] as const;
 export type ApiHandlerName = (typeof API_HANDLERS)[number];
+
+/**
+ * The invocation service (invocation/) serves the invocation routes: it holds
+ * the caller's connection while a worker streams the answer back. API Gateway
+ * forwards these routes to it through a VPC link; local/ hands them to the
+ * service running in the same process.
+ */
+export const INVOCATION_SERVICE = 'invocation-service';
+/** What serves a route: one of the API Lambdas, or the invocation service. */
+export type RouteTarget = ApiHandlerName | typeof INVOCATION_SERVICE;
 
 export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'DELETE' | 'PATCH';
 
@@ -26,7 +36,7 @@ export interface RouteDefinition {
   method: HttpMethod;
   /** API Gateway path with `{param}` placeholders. */
   path: string;
-  handler: ApiHandlerName;
+  handler: RouteTarget;
   scope: Scope;
   /** Reference in nvcf-api.md (F1, D2, ...). */
   ref: string;
@@ -51,9 +61,11 @@ export const ROUTES: readonly RouteDefinition[] = [
   { ref: 'D3', method: 'PUT', path: DEPLOYMENT, handler: 'deployments', scope: 'deploy_function' },
   { ref: 'D4', method: 'DELETE', path: DEPLOYMENT, handler: 'deployments', scope: 'deploy_function' },
 
-  { ref: 'I1', method: 'POST', path: '/v2/nvcf/pexec/functions/{functionId}', handler: 'invocations', scope: 'invoke_function' },
-  { ref: 'I2', method: 'POST', path: `/v2/nvcf/pexec/functions/${VERSION}`, handler: 'invocations', scope: 'invoke_function' },
-  { ref: 'I3', method: 'GET', path: '/v2/nvcf/pexec/status/{requestId}', handler: 'invocations', scope: 'invoke_function' },
+  { ref: 'I1', method: 'POST', path: '/v2/nvcf/pexec/functions/{functionId}', handler: INVOCATION_SERVICE, scope: 'invoke_function' },
+  { ref: 'I2', method: 'POST', path: `/v2/nvcf/pexec/functions/${VERSION}`, handler: INVOCATION_SERVICE, scope: 'invoke_function' },
+  { ref: 'I3', method: 'GET', path: '/v2/nvcf/pexec/status/{requestId}', handler: INVOCATION_SERVICE, scope: 'invoke_function' },
+  // Our extension (nvcf-api.md §7): cancels a call that became durable.
+  { ref: 'I6', method: 'POST', path: '/v2/nvcf/pexec/cancel/{requestId}', handler: INVOCATION_SERVICE, scope: 'invoke_function' },
 
   { ref: 'A1', method: 'POST', path: '/v2/nvcf/assets', handler: 'assets', scope: 'invoke_function' },
   { ref: 'A2', method: 'GET', path: '/v2/nvcf/assets', handler: 'assets', scope: 'invoke_function' },
