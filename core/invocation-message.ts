@@ -7,11 +7,29 @@ import { isUtf8 } from 'node:buffer';
 import * as z from 'zod';
 import { POLL_SECONDS_MAX } from './limits';
 
-/** The request body: inline in the message (≤ MAX_INLINE_REQUEST_BYTES once encoded) or an object in the bucket. */
+/**
+ * The request body: inline in the message (≤ MAX_INLINE_REQUEST_BYTES once
+ * encoded), an object in the bucket, or held by the invocation service that
+ * holds the caller (`attach`: fetched over the attach channel; once the call
+ * is durable, from the bucket at inputObjectKey(requestId)).
+ */
 export const messageBodySchema = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('inline'), encoding: z.enum(['utf8', 'base64']), data: z.string() }),
   z.object({ kind: z.literal('s3'), key: z.string().min(1), bytes: z.number().int().nonnegative() }),
+  z.object({ kind: z.literal('attach'), bytes: z.number().int().nonnegative() }),
 ]);
+
+/** Where the invocation service instance holding the caller waits for the worker to attach (DESIGN.md "Invocation path"). */
+export const replyAddressSchema = z.object({
+  host: z.string().min(1),
+  port: z.number().int().min(1).max(65535),
+  /** Secret of this request at that instance: only the worker that read the message can attach. */
+  token: z.string().min(16),
+});
+export type ReplyAddress = z.infer<typeof replyAddressSchema>;
+
+/** Direct invocation (nvcf-api.md I5): the caller's method and path with query, passed to the container verbatim. */
+export const directRouteSchema = z.object({ method: z.string().regex(/^[A-Z]+$/), path: z.string().startsWith('/') });
 export type MessageBody = z.infer<typeof messageBodySchema>;
 
 export const invocationMessageSchema = z.object({
@@ -31,6 +49,12 @@ export const invocationMessageSchema = z.object({
   pollSeconds: z.number().int().min(0).max(POLL_SECONDS_MAX),
   /** ISO time the API accepted the request. */
   acceptedAt: z.iso.datetime(),
+  /** Present while a caller waits on the invocation service: the worker attaches there first. Absent: the call is durable from the start. */
+  replyTo: replyAddressSchema.optional(),
+  /** Present for direct invocation: method and path of the container call; the response is passed through as it comes. */
+  route: directRouteSchema.optional(),
+  /** The caller accepts `text/event-stream`: an SSE answer of the container is relayed as it is written. */
+  stream: z.boolean().optional(),
   /**
    * Set on a copy a worker sends when it hands a job back on its last allowed delivery: the
    * MessageId of the message it replaces, so the copy is not mistaken for a duplicate.

@@ -20,6 +20,7 @@ import { tableName } from './config';
 import { MAX_PROBLEM_DETAIL_BYTES } from './limits';
 import { isTerminal, type InvocationStatus } from './model';
 import { outputObjectPrefix } from './names';
+import { kebabReason, reasonPhrase } from './problem';
 
 /** Why an invocation errored, rendered as problem+json by the API. */
 export interface InvocationError {
@@ -312,4 +313,62 @@ export async function finishInvocation(requestId: string, outcome: Outcome, owne
   // the item) and the status tell that it was ours after all.
   const current = await getInvocation(requestId);
   return current?.owner === owner && current.status === to;
+}
+
+/** Bytes of a container's error body read to build the problem's detail. */
+export const MAX_CONTAINER_ERROR_BODY_BYTES = 64 * 1024;
+
+/**
+ * The problem a container's ≥ 400 answer becomes on pexec (nvcf-api.md §3.2,
+ * §7): NVCF's type and title for the status, and as detail what the container
+ * said — its JSON `error` string, else its `detail` (a FastAPI validation
+ * list as JSON text), else its text body — cut to MAX_PROBLEM_DETAIL_BYTES;
+ * "Inference error" when it said nothing readable.
+ */
+export function containerProblem(status: number, body: Buffer | undefined): InvocationError {
+  const text = body && body.length > 0 ? body.subarray(0, MAX_CONTAINER_ERROR_BODY_BYTES).toString('utf8') : '';
+  let detail = text.trim() && !text.includes('\uFFFD') ? text.trim() : 'Inference error';
+  try {
+    const parsed = JSON.parse(text) as { error?: unknown; detail?: unknown };
+    const said = parsed.error ?? parsed.detail;
+    if (typeof said === 'string' && said) detail = said;
+    else if (said !== undefined && said !== null) detail = JSON.stringify(said);
+  } catch {
+    // Not JSON: the text itself.
+  }
+  return {
+    status,
+    type: `urn:inference-service:problem-details:${kebabReason(status)}`,
+    title: reasonPhrase(status),
+    detail: truncateUtf8(detail, MAX_PROBLEM_DETAIL_BYTES),
+  };
+}
+
+/**
+ * Cancels a durable invocation of `accountId` (QUEUED or IN_PROGRESS → CANCELED).
+ * `missing` for an unknown, expired or another account's request; `terminal` with the status when it is over already.
+ */
+export async function cancelInvocation(accountId: string, requestId: string): Promise<{ kind: 'canceled' } | { kind: 'missing' } | { kind: 'terminal'; status: InvocationStatus }> {
+  const canceled = await conditionalWrite(() =>
+    dynamo().send(
+      new UpdateCommand({
+        TableName: tableName('invocations'),
+        Key: { requestId },
+        UpdateExpression: 'SET #status = :canceled, updatedAt = :now REMOVE partialResponse, leaseUntil',
+        ConditionExpression: 'accountId = :accountId AND expiresAt > :nowSeconds AND #status IN (:queued, :inProgress)',
+        ExpressionAttributeNames: { '#status': 'status' },
+        ExpressionAttributeValues: {
+          ':canceled': 'CANCELED',
+          ':accountId': accountId,
+          ':queued': 'QUEUED',
+          ':inProgress': 'IN_PROGRESS',
+          ':now': new Date().toISOString(),
+          ':nowSeconds': Math.floor(Date.now() / 1000),
+        },
+      }),
+    ),
+  );
+  if (canceled) return { kind: 'canceled' };
+  const current = await getOwnedInvocation(accountId, requestId);
+  return current ? { kind: 'terminal', status: current.status } : { kind: 'missing' };
 }

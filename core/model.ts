@@ -90,8 +90,8 @@ export interface FunctionVersionRecord {
   deployment?: DeploymentRecord;
 }
 
-/** Invocation status; on the wire QUEUED is `pending-evaluation`, and so on. */
-export const INVOCATION_STATUSES = ['QUEUED', 'IN_PROGRESS', 'FULFILLED', 'ERRORED'] as const;
+/** Invocation status; on the wire QUEUED is `pending-evaluation`, and so on. CANCELED is our extension (nvcf-api.md §7). */
+export const INVOCATION_STATUSES = ['QUEUED', 'IN_PROGRESS', 'FULFILLED', 'ERRORED', 'CANCELED'] as const;
 export type InvocationStatus = (typeof INVOCATION_STATUSES)[number];
 
 export const WIRE_STATUS: Record<InvocationStatus, string> = {
@@ -99,8 +99,9 @@ export const WIRE_STATUS: Record<InvocationStatus, string> = {
   IN_PROGRESS: 'in-progress',
   FULFILLED: 'fulfilled',
   ERRORED: 'errored',
+  CANCELED: 'canceled',
 };
 
 export function isTerminal(status: InvocationStatus): boolean {
-  return status === 'FULFILLED' || status === 'ERRORED';
+  return status === 'FULFILLED' || status === 'ERRORED' || status === 'CANCELED';
 }

@@ -20,7 +20,7 @@ import type {
   Context,
 } from 'aws-lambda';
 import { LAMBDA_REQUEST_PAYLOAD_BYTES, LAMBDA_RESPONSE_PAYLOAD_BYTES, MiB } from '../core/limits';
-import { CORS, matchRoute, type ApiHandlerName } from '../core/routes';
+import { CORS, INVOCATION_SERVICE, matchRoute, type ApiHandlerName } from '../core/routes';
 import type { AuthorizerContext } from '../lambdas/http/request';
 
 /** API Gateway refuses payloads over 10 MB before any Lambda runs. */
@@ -59,7 +59,6 @@ export type ApiLambdaHandler = ApiLambda;
 const API_LAMBDAS: Record<ApiHandlerName, () => Promise<{ handler: unknown }>> = {
   functions: () => import('../lambdas/functions'),
   deployments: () => import('../lambdas/deployments'),
-  invocations: () => import('../lambdas/invocations'),
   assets: () => import('../lambdas/assets'),
   queues: () => import('../lambdas/queues'),
   gpus: () => import('../lambdas/gpus'),
@@ -160,7 +159,8 @@ export class LocalGateway {
   private async route(request: GatewayRequest): Promise<GatewayResponse> {
     const match = matchRoute(request.method, request.path);
     // API Gateway answers an unknown path and a wrong method alike.
-    if (!match || 'allowed' in match) return gatewayError(404, 'Not Found');
+    // Invocation routes go to the invocation service, which the HTTP front (local/http-server.ts) serves before the gateway.
+    if (!match || 'allowed' in match || match.route.handler === INVOCATION_SERVICE) return gatewayError(404, 'Not Found');
     if ((request.body?.length ?? 0) > GATEWAY_MAX_PAYLOAD_BYTES) return gatewayError(413, 'Request Entity Too Large');
 
     const headers = normaliseHeaders(request.headers);
@@ -222,13 +222,14 @@ export class LocalGateway {
     // Lambda refuses an invocation whose payload (the event's JSON) reaches its quota; API Gateway answers 413 itself.
     if (Buffer.byteLength(JSON.stringify(event)) >= LAMBDA_REQUEST_PAYLOAD_BYTES) return gatewayError(413, 'Request Too Long');
 
-    const handler = this.options.handlers?.[match.route.handler] ?? ((await API_LAMBDAS[match.route.handler]()).handler as ApiLambda);
+    const target = match.route.handler;
+    const handler = this.options.handlers?.[target] ?? ((await API_LAMBDAS[target]()).handler as ApiLambda);
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), this.timeoutMs)));
     let result: Awaited<ReturnType<ApiLambda>> | 'timeout';
     try {
       // A function that throws fails the call (the HTTP front answers 500 and reports it).
-      result = await Promise.race([handler(event, lambdaContext(match.route.handler, this.timeoutMs)), timedOut]);
+      result = await Promise.race([handler(event, lambdaContext(target, this.timeoutMs)), timedOut]);
     } finally {
       clearTimeout(timer);
     }

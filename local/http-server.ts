@@ -1,9 +1,12 @@
 /**
  * Serves the in-process API Gateway over HTTP on loopback, so curl and NVCF
- * clients reach the local stack exactly as they would reach AWS.
+ * clients reach the local stack exactly as they would reach AWS; invocation
+ * routes and direct invocation go to the invocation service, which serves
+ * them on the same port (as API Gateway's VPC link and the invocation URL do).
  */
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { InvocationService } from '../invocation/service';
 import { GATEWAY_MAX_PAYLOAD_BYTES, type LocalGateway } from './gateway';
 
 export { GATEWAY_MAX_PAYLOAD_BYTES };
@@ -37,8 +40,14 @@ export interface LocalHttpServer {
 }
 
 /** Listens on 127.0.0.1:`port` (0 picks a free port). */
-export async function serveGateway(gateway: LocalGateway, port: number, onError: (error: unknown) => void = () => undefined): Promise<LocalHttpServer> {
+export async function serveGateway(
+  gateway: LocalGateway,
+  port: number,
+  onError: (error: unknown) => void = () => undefined,
+  service?: InvocationService,
+): Promise<LocalHttpServer> {
   const server = createServer(async (request, response) => {
+    if (service?.handles(request)) return service.handle(request, response);
     try {
       const body = await readBody(request);
       const url = new URL(request.url ?? '/', 'http://127.0.0.1');
@@ -58,6 +67,8 @@ export async function serveGateway(gateway: LocalGateway, port: number, onError:
       response.end(JSON.stringify({ message }));
     }
   });
+  // Streams may be quiet for long; the invocation service bounds its own waits.
+  server.requestTimeout = 0;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, '127.0.0.1', () => resolve());

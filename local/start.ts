@@ -21,6 +21,8 @@ import { sweepQueues } from '../core/sweeper';
 import { matchRoute } from '../core/routes';
 import { imageMapSchema, ProcessRuntime, type ImageMap, type InstanceEvent } from '../gpu-agent/controller/process-runtime';
 import { Controller } from '../gpu-agent/controller/reconcile';
+import { InvocationService } from '../invocation/service';
+import { readSettings } from '../invocation/settings';
 import { DEFAULT_LOCAL_PORT, publishLocalStack } from './discovery';
 import { startEmulators } from './emulators';
 import { LocalGateway, type GatewayRequest } from './gateway';
@@ -184,7 +186,10 @@ async function main(): Promise<void> {
     if (line) say(line);
     return response;
   };
-  const server = await serveGateway(gateway, port, (error) => say(`internal error: ${String(error)}`));
+  // Workers attach over loopback; direct invocation answers on invocation.localhost:$PORT and {functionId}.invocation.localhost:$PORT.
+  const invocationService = new InvocationService(readSettings(process.env, { attachHost: '127.0.0.1', attachPort: 0, invocationDomain: 'localhost' }));
+  await invocationService.start();
+  const server = await serveGateway(gateway, port, (error) => say(`internal error: ${String(error)}`), invocationService);
 
   const workDir = await mkdtemp(join(tmpdir(), 'nvcf-local-'));
   const runtime = new ProcessRuntime({
@@ -244,6 +249,8 @@ async function main(): Promise<void> {
     stopping = true;
     say(`${signal}: stopping instances (a second signal stops at once)`);
     await Promise.all([reconciling(), sweeping()]);
+    // Calls still waiting become durable (their outcome is stored); then the instances stop.
+    await invocationService.drain(5);
     await runtime.stopAll();
     if (queueSnapshot) {
       const saved = await saveQueues(queueSnapshot, LEASE_SECONDS);

@@ -6,7 +6,7 @@
  * streaming (SSE) can later hand chunks on as they come.
  */
 import { createWriteStream, type WriteStream } from 'node:fs';
-import { Agent, request, type ClientRequest } from 'node:http';
+import { Agent, request, type ClientRequest, type IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { durationSeconds } from '../../core/function-schemas';
@@ -58,6 +58,8 @@ export type RequestBody = () => Promise<{ data: Buffer | Readable; length: numbe
 
 export interface InferenceCall {
   url: string;
+  /** POST for pexec; the caller's method for direct invocation. */
+  method?: string;
   headers: Record<string, string>;
   body: RequestBody;
   timeoutMs: number;
@@ -65,6 +67,15 @@ export interface InferenceCall {
   spillFile: string;
   /** Aborts the call; the call then rejects with the signal's reason. */
   signal?: AbortSignal;
+}
+
+/** The container's answer as soon as its head arrived; its body is read by the caller of openContainer. */
+export interface OpenResponse {
+  status: number;
+  headers: Record<string, string>;
+  body: IncomingMessage;
+  /** Why the exchange failed, in the worker's terms, for an error met while reading the body. */
+  failure(error: Error): Error;
 }
 
 const RESET_CODES = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED']);
@@ -75,6 +86,11 @@ const RESET_CODES = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED']);
  * new connection; any other failure to get an answer is ContainerUnreachable.
  */
 export async function callContainer(call: InferenceCall): Promise<ContainerResponse> {
+  return readResponse(await openContainer(call), call.spillFile);
+}
+
+/** Sends the request and resolves with the answer's head (stale keep-alive sockets retried once). */
+export async function openContainer(call: InferenceCall): Promise<OpenResponse> {
   try {
     return await attempt(call, agent);
   } catch (error) {
@@ -83,27 +99,15 @@ export async function callContainer(call: InferenceCall): Promise<ContainerRespo
   }
 }
 
-async function attempt(call: InferenceCall, via: Agent): Promise<ContainerResponse> {
+async function attempt(call: InferenceCall, via: Agent): Promise<OpenResponse> {
   // Failing to open the body is the caller's to judge (a missing object is not a transient failure).
   const body = await call.body();
   const timeout = AbortSignal.timeout(call.timeoutMs);
   const signal = call.signal ? AbortSignal.any([timeout, call.signal]) : timeout;
   return new Promise((resolve, reject) => {
-    let settled = false;
     let responded = false;
     let bodyError: Error | undefined;
-    let spill: WriteStream | undefined;
     let req: ClientRequest;
-    const settle = (error: Error | undefined, value?: ContainerResponse) => {
-      if (settled) return;
-      settled = true;
-      if (error) {
-        spill?.destroy();
-        if (!Buffer.isBuffer(body.data)) body.data.destroy();
-        req?.destroy();
-        reject(error);
-      } else resolve(value!);
-    };
     // Why the exchange failed, in the worker's terms.
     const failure = (error: Error): Error => {
       if (call.signal?.aborted) return call.signal.reason as Error;
@@ -115,41 +119,19 @@ async function attempt(call: InferenceCall, via: Agent): Promise<ContainerRespon
     };
 
     req = request(call.url, {
-      method: 'POST',
+      method: call.method ?? 'POST',
       agent: via,
       headers: { ...sendableHeaders(call.headers), 'content-length': String(body.length) },
       signal,
     });
-    req.on('error', (error) => settle(failure(error)));
+    req.on('error', (error) => {
+      if (responded) return;
+      if (!Buffer.isBuffer(body.data)) body.data.destroy();
+      reject(failure(error));
+    });
     req.on('response', (res) => {
       responded = true;
-      const chunks: Buffer[] = [];
-      let size = 0;
-      res.on('data', (chunk: Buffer) => {
-        size += chunk.length;
-        if (!spill && size > MAX_RESPONSE_BYTES) {
-          spill = createWriteStream(call.spillFile);
-          // A full or unwritable disk must fail this job, not crash the worker.
-          spill.on('error', (error) => settle(new ResponseNotStored(`response body could not be written to ${call.spillFile}: ${error.message}`, { cause: error })));
-          for (const kept of chunks) spill.write(kept);
-          chunks.length = 0;
-        }
-        if (spill) {
-          if (!spill.write(chunk)) {
-            res.pause();
-            spill.once('drain', () => res.resume());
-          }
-        } else chunks.push(chunk);
-      });
-      res.on('error', (error) => settle(failure(error)));
-      res.on('close', () => {
-        if (!res.complete) settle(failure(new Error('the container closed the connection mid-answer')));
-      });
-      res.on('end', () => {
-        const base = { status: res.statusCode ?? 502, headers: forwardableResponseHeaders(res.headers), size };
-        if (!spill) return settle(undefined, { ...base, body: Buffer.concat(chunks) });
-        spill.end(() => settle(undefined, { ...base, file: call.spillFile }));
-      });
+      resolve({ status: res.statusCode ?? 502, headers: forwardableResponseHeaders(res.headers), body: res, failure });
     });
     if (Buffer.isBuffer(body.data)) {
       req.end(body.data);
@@ -161,6 +143,51 @@ async function attempt(call: InferenceCall, via: Agent): Promise<ContainerRespon
       });
       stream.pipe(req);
     }
+  });
+}
+
+/** Reads a whole answer: in memory up to MAX_RESPONSE_BYTES, spilled to `spillFile` beyond. */
+export function readResponse(open: OpenResponse, spillFile: string): Promise<ContainerResponse> {
+  const res = open.body;
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    let spill: WriteStream | undefined;
+    const settle = (error: Error | undefined, value?: ContainerResponse) => {
+      if (settled) return;
+      settled = true;
+      if (error) {
+        spill?.destroy();
+        res.destroy();
+        reject(error);
+      } else resolve(value!);
+    };
+    const chunks: Buffer[] = [];
+    let size = 0;
+    res.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (!spill && size > MAX_RESPONSE_BYTES) {
+        spill = createWriteStream(spillFile);
+        // A full or unwritable disk must fail this job, not crash the worker.
+        spill.on('error', (error) => settle(new ResponseNotStored(`response body could not be written to ${spillFile}: ${error.message}`, { cause: error })));
+        for (const kept of chunks) spill.write(kept);
+        chunks.length = 0;
+      }
+      if (spill) {
+        if (!spill.write(chunk)) {
+          res.pause();
+          spill.once('drain', () => res.resume());
+        }
+      } else chunks.push(chunk);
+    });
+    res.on('error', (error) => settle(open.failure(error)));
+    res.on('close', () => {
+      if (!res.complete) settle(open.failure(new Error('the container closed the connection mid-answer')));
+    });
+    res.on('end', () => {
+      const base = { status: open.status, headers: open.headers, size };
+      if (!spill) return settle(undefined, { ...base, body: Buffer.concat(chunks) });
+      spill.end(() => settle(undefined, { ...base, file: spillFile }));
+    });
   });
 }
 

@@ -1,5 +1,7 @@
 /**
- * Mirrors a job's `progress` file (nvcf-api.md §4.4) into its invocation.
+ * Mirrors a job's `progress` file (nvcf-api.md §4.4) to where the job's
+ * caller learns of it: the invocation service of a live call, or the
+ * invocation item of a durable one.
  * The file is polled rather than watched with fs.watch, which misses events on
  * some volume types; a changed file is written at most once per interval, the
  * latest content winning. Files with another request's id, a progress outside
@@ -7,8 +9,10 @@
  */
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { recordProgress } from '../../core/invocations';
 import { logger } from './config';
+
+/** Where progress goes; it may change while the job runs (a live call that becomes durable). */
+export type ProgressSink = (percentComplete: number, partialResponse: string | undefined) => Promise<unknown>;
 
 /** How often the file is looked at. */
 const POLL_MS = 100;
@@ -26,8 +30,8 @@ interface ProgressFile {
   partialResponse?: unknown;
 }
 
-/** Starts mirroring `<outputDir>/progress` of the job held by the claim `owner`. */
-export function mirrorProgress(requestId: string, owner: string, outputDir: string, intervalMs: number): ProgressMirror {
+/** Starts mirroring `<outputDir>/progress` of request `requestId` to what `sink()` is at each update. */
+export function mirrorProgress(requestId: string, outputDir: string, intervalMs: number, sink: () => ProgressSink): ProgressMirror {
   const file = join(outputDir, 'progress');
   let seen = '';
   let written = '';
@@ -64,7 +68,7 @@ export function mirrorProgress(requestId: string, owner: string, outputDir: stri
       if (key === written) return;
       lastWrite = Date.now();
       written = key;
-      await recordProgress(requestId, owner, next.progress, next.partial);
+      await sink()(next.progress, next.partial);
     }
   };
 

@@ -1,0 +1,100 @@
+/**
+ * HTTP plumbing of the invocation service: problem+json answers, the caller's
+ * key and scope, request bodies read up to a limit, and the headers NVCF reads.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Logger } from '@aws-lambda-powertools/logger';
+import type { ApiKeyRecord } from '../core/api-keys';
+import { SERVICE_NAME } from '../core/names';
+import { Problem, badRequest, payloadTooLarge, unauthorized } from '../core/problem';
+import type { Scope } from '../core/routes';
+import type { ServiceCaches } from './caches';
+
+export const logger = new Logger({ serviceName: SERVICE_NAME, persistentKeys: { role: 'invocation' } });
+
+export const ASSETS_HINT = 'upload larger inputs as assets (POST /v2/nvcf/assets) and pass their ids in the NVCF-INPUT-ASSET-REFERENCES header';
+
+/** Answers with a problem (unless an answer has started, when the connection is cut instead). */
+export function sendProblem(res: ServerResponse, problem: Problem, instance: string, requestId?: string, headers: Record<string, string> = {}): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const body = JSON.stringify(problem.toBody(instance, requestId));
+  res.writeHead(problem.status, { ...problem.headers, ...headers, 'content-type': 'application/problem+json', 'content-length': String(Buffer.byteLength(body)) });
+  res.end(body);
+}
+
+/** The caller's key record, with the scope checked; 401/403 problems otherwise. */
+export async function authenticate(req: IncomingMessage, caches: ServiceCaches, scope: Scope): Promise<ApiKeyRecord> {
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
+  if (!match) throw unauthorized('the Authorization header must be "Bearer <API key>"');
+  const record = await caches.keys.get(match[1]!);
+  if (!record) throw unauthorized('the API key is unknown or has been revoked');
+  if (!record.scopes.includes(scope)) throw new Problem(403, `this API key lacks the "${scope}" scope needed to invoke functions`);
+  return record;
+}
+
+/**
+ * Reads the whole body, refusing more than `limit` bytes with 413: at once
+ * when Content-Length says so (the connection is then closed rather than read
+ * to the end), else as soon as the count passes it.
+ */
+export function readBody(req: IncomingMessage, res: ServerResponse, limit: number): Promise<Buffer> {
+  const declared = Number(req.headers['content-length'] ?? 0);
+  const tooLarge = (size: string) =>
+    payloadTooLarge(`request body is ${size} bytes; at most ${limit} bytes are accepted in a request: ${ASSETS_HINT}`);
+  if (declared > limit) {
+    res.setHeader('connection', 'close');
+    return Promise.reject(tooLarge(String(declared)));
+  }
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        res.setHeader('connection', 'close');
+        req.removeAllListeners('data');
+        req.pause();
+        reject(tooLarge(`more than ${limit}`));
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks, size)));
+    req.on('error', reject);
+  });
+}
+
+/** A header's value as one string (repeated headers joined as HTTP joins them). */
+export function header(req: IncomingMessage, name: string): string | undefined {
+  const value = req.headers[name];
+  return Array.isArray(value) ? value.join(', ') : value;
+}
+
+/** NVCF-POLL-SECONDS: integer 0–`max`, else 400; `fallback` when absent. */
+export function pollSecondsOf(req: IncomingMessage, fallback: number, max: number): number {
+  const raw = header(req, 'nvcf-poll-seconds');
+  if (raw === undefined) return fallback;
+  const value = raw.trim();
+  if (!/^\d{1,4}$/.test(value) || Number(value) > max) throw badRequest(`header NVCF-POLL-SECONDS must be an integer from 0 to ${max}, got "${raw}"`);
+  return Number(value);
+}
+
+/** Whether the caller accepts an event stream. */
+export function acceptsEventStream(req: IncomingMessage): boolean {
+  return /(^|,)\s*text\/event-stream\b/i.test(header(req, 'accept') ?? '');
+}
+
+/**
+ * Request headers as text (lower-cased names, one string each): Node reads
+ * header bytes as Latin-1; clients send UTF-8, which forwardableRequestHeaders
+ * turns back into the same bytes for the container.
+ */
+export function requestHeaders(req: IncomingMessage): Record<string, string> {
+  const decode = (value: string) => (/[^\x00-\x7f]/.test(value) ? Buffer.from(value, 'latin1').toString('utf8') : value);
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(req.headers)) if (value !== undefined) out[name] = decode(Array.isArray(value) ? value.join(', ') : value);
+  return out;
+}
