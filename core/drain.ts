@@ -5,10 +5,12 @@
  * keeps its outcome), so that nobody polls a 202 until the record expires.
  */
 import { DeleteMessageBatchCommand, ReceiveMessageCommand, type Message } from '@aws-sdk/client-sqs';
-import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { conditionalWrite, dynamo, sqs } from './aws';
 import { tableName } from './config';
-import type { InvocationError } from './invocations';
+import { invocationMessageSchema } from './invocation-message';
+import type { InvocationError, InvocationRecord } from './invocations';
+import { INVOCATION_TTL_SECONDS } from './limits';
 
 /** Detail stored on invocations that were still queued when their version was undeployed. */
 export const UNDEPLOYED_DETAIL = 'the function version was undeployed before the request was processed';
@@ -66,6 +68,37 @@ export async function errorInvocation(requestId: string, error: InvocationError,
 }
 
 /**
+ * Errors the invocation a message carries. A call whose caller still waits on
+ * the invocation service has no item yet (the sync path writes none): it gets
+ * an ERRORED one, which the service finds when the call turns durable, so the
+ * caller's poll learns why. False when nothing changed.
+ */
+async function errorMessageInvocation(message: Message, error: InvocationError): Promise<boolean> {
+  const requestId = requestIdOf(message);
+  if (!requestId) return false;
+  const parsed = invocationMessageSchema.safeParse(JSON.parse(message.Body!));
+  if (!parsed.success || !parsed.data.replyTo) return errorInvocation(requestId, error, message.MessageId);
+  const { accountId, functionId, versionId, acceptedAt } = parsed.data;
+  const now = new Date();
+  const record: InvocationRecord = {
+    requestId,
+    accountId,
+    functionId,
+    versionId,
+    status: 'ERRORED',
+    error,
+    createdAt: acceptedAt,
+    updatedAt: now.toISOString(),
+    expiresAt: Math.floor(now.getTime() / 1000) + INVOCATION_TTL_SECONDS,
+  };
+  const created = await conditionalWrite(() =>
+    dynamo().send(new PutCommand({ TableName: tableName('invocations'), Item: record, ConditionExpression: 'attribute_not_exists(requestId)' })),
+  );
+  // The call turned durable meanwhile: its item is there now.
+  return created || errorInvocation(requestId, error, message.MessageId);
+}
+
+/**
  * Receives what waits in `queueUrl` and errors each message's invocation,
  * until the queue answers empty or `deadline` (epoch ms) passes. With
  * `keepMessages` the messages stay in the queue, hidden for 12 hours (a
@@ -92,12 +125,7 @@ export async function drainQueue(
       }),
     );
     if (Messages.length === 0) return { errored, empty: true };
-    const changed = await Promise.all(
-      Messages.map((message) => {
-        const requestId = requestIdOf(message);
-        return requestId ? errorInvocation(requestId, error, message.MessageId) : false;
-      }),
-    );
+    const changed = await Promise.all(Messages.map((message) => errorMessageInvocation(message, error)));
     errored += changed.filter(Boolean).length;
     if (!options.keepMessages) {
       await sqs().send(

@@ -20,7 +20,7 @@ import * as z from 'zod';
 import type { ApiKeyRecord } from '../core/api-keys';
 import { getOwnedAsset } from '../core/assets';
 import type { ProgressUpdate, ResponseHead } from '../core/attach';
-import { s3, sqs } from '../core/aws';
+import { conditionalWrite, s3, sqs } from '../core/aws';
 import { bucketName } from '../core/config';
 import { forwardableRequestHeaders, forwardableResponseHeaders, sendableHeaders, type InvocationMessage, type MessageBody } from '../core/invocation-message';
 import {
@@ -172,12 +172,16 @@ export class Invoker {
       answersProgress: !target.route,
       persist: async (progress, running) => {
         if (!inline) await putInput(requestId, body);
-        await createQueuedInvocation({
-          ...record,
-          ...(running ? { status: 'IN_PROGRESS' } : {}),
-          ...(progress ? { percentComplete: progress.percentComplete, partialResponse: progress.partialResponse, progressVersion: 1 } : {}),
-          updatedAt: new Date().toISOString(),
-        });
+        const created = await conditionalWrite(() =>
+          createQueuedInvocation({
+            ...record,
+            ...(running ? { status: 'IN_PROGRESS' } : {}),
+            ...(progress ? { percentComplete: progress.percentComplete, partialResponse: progress.partialResponse, progressVersion: 1 } : {}),
+            updatedAt: new Date().toISOString(),
+          }),
+        );
+        // Already stored: an undeploy or the sweeper errored the call while it waited (core/drain.ts); I3 tells the caller.
+        if (!created) logger.info('the call was stored by someone else before it turned durable', { requestId });
       },
       onSettled: (settled) => this.deps.registry.settle(settled),
     });
