@@ -17,7 +17,7 @@ import { randomUUID } from 'node:crypto';
 import { GetCommand, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { conditionalWrite, dynamo } from './aws';
 import { tableName } from './config';
-import { MAX_PROBLEM_DETAIL_BYTES } from './limits';
+import { MAX_PROBLEM_DETAIL_BYTES, MAX_RESPONSE_BYTES } from './limits';
 import { isTerminal, type InvocationStatus } from './model';
 import { outputObjectPrefix } from './names';
 import { kebabReason, reasonPhrase } from './problem';
@@ -315,26 +315,26 @@ export async function finishInvocation(requestId: string, outcome: Outcome, owne
   return current?.owner === owner && current.status === to;
 }
 
-/** Bytes of a container's error body read to build the problem's detail. */
-export const MAX_CONTAINER_ERROR_BODY_BYTES = 64 * 1024;
+/** Bytes of a container's error body read to build the problem's detail (what the worker keeps in memory of a body). */
+export const MAX_CONTAINER_ERROR_BODY_BYTES = MAX_RESPONSE_BYTES;
 
 /**
  * The problem a container's ≥ 400 answer becomes on pexec (nvcf-api.md §3.2,
  * §7): NVCF's type and title for the status, and as detail what the container
  * said — its JSON `error` string, else its `detail` (a FastAPI validation
- * list as JSON text), else its text body — cut to MAX_PROBLEM_DETAIL_BYTES;
- * "Inference error" when it said nothing readable.
+ * list as JSON text), else its text body (not JSON) — cut to
+ * MAX_PROBLEM_DETAIL_BYTES; "Inference error" when it said nothing readable.
  */
 export function containerProblem(status: number, body: Buffer | undefined): InvocationError {
   const text = body && body.length > 0 ? body.subarray(0, MAX_CONTAINER_ERROR_BODY_BYTES).toString('utf8') : '';
-  let detail = text.trim() && !text.includes('\uFFFD') ? text.trim() : 'Inference error';
+  let detail = 'Inference error';
   try {
-    const parsed = JSON.parse(text) as { error?: unknown; detail?: unknown };
-    const said = parsed.error ?? parsed.detail;
+    const parsed = JSON.parse(text) as { error?: unknown; detail?: unknown } | null;
+    const said = typeof parsed?.error === 'string' && parsed.error ? parsed.error : parsed?.detail;
     if (typeof said === 'string' && said) detail = said;
-    else if (said !== undefined && said !== null) detail = JSON.stringify(said);
+    else if (said !== undefined && said !== null && typeof said !== 'string') detail = JSON.stringify(said);
   } catch {
-    // Not JSON: the text itself.
+    if (text.trim() && !text.includes('\uFFFD')) detail = text.trim();
   }
   return {
     status,

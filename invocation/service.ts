@@ -178,7 +178,12 @@ export class InvocationService {
 
   /** I1 (no version): a random ACTIVE one; I2 and pinned direct calls: that one, which must be ACTIVE. */
   private async versionFor(caller: ApiKeyRecord, functionId: string, versionId?: string): Promise<FunctionVersionRecord> {
-    const versions = await this.caches.versionsOf(caller.accountId, functionId);
+    let versions = await this.caches.versionsOf(caller.accountId, functionId);
+    // A version created (or a function registered) since the cache was filled: read again rather than answer 404.
+    if (versions.length === 0 || (versionId && !versions.some((version) => version.versionId === versionId))) {
+      this.caches.forgetVersions(caller.accountId, functionId);
+      versions = await this.caches.versionsOf(caller.accountId, functionId);
+    }
     if (versions.length === 0) throw notFound(`Function id '${functionId}' not found`);
     if (versionId) {
       const pinned = versions.find((version) => version.versionId === versionId);

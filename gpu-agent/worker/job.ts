@@ -40,10 +40,12 @@ import { bucketName } from '../../core/config';
 import { invocationMessageSchema, lambdaBodyBytes, type InvocationMessage, type MessageBody } from '../../core/invocation-message';
 import {
   claimInvocation,
+  containerProblem,
   finishInvocation,
   getInvocation,
   isMissingObjectError,
   newOwnerToken,
+  recordProgress,
   releaseInvocation,
   renewLease,
   resultBodyKey,
@@ -55,11 +57,12 @@ import {
 } from '../../core/invocations';
 import { MAX_DIRECT_RESPONSE_PAYLOAD_BYTES, MAX_INLINE_RESULT_BYTES, MAX_RESPONSE_BYTES } from '../../core/limits';
 import { isTerminal, type FunctionVersionRecord } from '../../core/model';
-import { assetObjectKey } from '../../core/names';
-import { kebabReason, reasonPhrase } from '../../core/problem';
-import { ContainerUnreachable, ResponseNotStored, callContainer, type ContainerResponse, type RequestBody } from './container';
+import { assetObjectKey, inputObjectKey } from '../../core/names';
+import { reasonPhrase } from '../../core/problem';
+import { attach, type LiveChannel, type LiveEnd } from './attach';
+import { ContainerUnreachable, ResponseNotStored, callContainer, openContainer, readResponse, type ContainerResponse, type RequestBody } from './container';
 import { logger, type WorkerConfig } from './config';
-import { mirrorProgress } from './progress';
+import { mirrorProgress, type ProgressSink } from './progress';
 import { writeZip, type ZipEntry } from './zip';
 
 /** What every job of a worker shares. */
@@ -95,9 +98,27 @@ class ObjectMissing extends Error {}
 
 /** Why a job stopped early: its claim was lost, or the worker hands it back. */
 class Interrupted extends Error {
-  constructor(readonly reason: 'lost' | 'released') {
-    super(reason === 'lost' ? 'the claim on the invocation was lost' : 'the worker hands the job back');
+  constructor(readonly reason: 'lost' | 'released' | 'canceled') {
+    super(reason === 'lost' ? 'the claim on the invocation was lost' : reason === 'released' ? 'the worker hands the job back' : 'the caller cancelled the call');
   }
+}
+
+/** Seconds after a live call's poll window ends that its caller may still be answered (the service turns it durable at the window's end). */
+const LIVE_WINDOW_GRACE_SECONDS = 10;
+
+/** Seconds until a live call's caller can no longer be waiting; ≤ 0 once the call is durable or gone. */
+function secondsLeftOfLiveWindow(invocation: InvocationMessage): number {
+  return Math.ceil((Date.parse(invocation.acceptedAt) + (invocation.pollSeconds + LIVE_WINDOW_GRACE_SECONDS) * 1000 - Date.now()) / 1000);
+}
+
+function isEventStream(headers: Record<string, string>): boolean {
+  return /^text\/event-stream\b/i.test(headers['content-type'] ?? '');
+}
+
+async function readAll(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
 }
 
 function workerProblem(detail: string): InvocationError {
@@ -151,21 +172,9 @@ async function finishedFiles(dir: string): Promise<string[]> {
     .sort();
 }
 
+/** The durable answer to a container's ≥ 400: the same problem the invocation service answers a live caller with. */
 function containerError(response: ContainerResponse): InvocationError {
-  let detail = 'Inference error';
-  try {
-    const error = (JSON.parse(response.body?.toString('utf8') ?? '') as { error?: unknown }).error;
-    if (typeof error === 'string' && error) detail = error;
-  } catch {
-    // Not JSON: the generic detail, as NVCF does.
-  }
-  return {
-    status: response.status,
-    type: `urn:inference-service:problem-details:${kebabReason(response.status)}`,
-    title: reasonPhrase(response.status),
-    // finishInvocation cuts it to MAX_PROBLEM_DETAIL_BYTES.
-    detail,
-  };
+  return containerProblem(response.status, response.body);
 }
 
 type Dirs = ReturnType<Job['dirs']>;
@@ -180,6 +189,14 @@ export class Job {
   private leaseUntil = 0;
   private claimed = false;
   private releaseRequested = false;
+  /** The attach channel of a live call (the caller waits on the invocation service). */
+  private live: LiveChannel | undefined;
+  /** The live caller took the answer: whatever the channel does next, the job is over. */
+  private liveAnswered = false;
+  /** Set when a live call turned durable (or its service went away): resolves true once this delivery owns the stored call. */
+  private turnedDurable: Promise<boolean> | undefined;
+  /** The request body of a live call, fetched once over the attach channel (a retried container call sends it again). */
+  private attachedBody: Promise<Buffer> | undefined;
   private done: Promise<void> | undefined;
 
   constructor(
@@ -230,10 +247,34 @@ export class Job {
   private async deliver(invocation: InvocationMessage, attempt: number): Promise<void> {
     const { requestId } = invocation;
     if (this.releaseRequested) return this.handBack(invocation, attempt);
+    // A sync call: the service holding the caller says what to do; only a durable (or forgotten) call goes to the store.
+    let storeDecides = false;
+    if (invocation.replyTo) {
+      const attached = await attach(invocation.replyTo, requestId, this.runtime.config.instanceId);
+      switch (attached.state) {
+        case 'live':
+          return this.deliverLive(invocation, attached.channel, attempt);
+        case 'held':
+          // Another delivery of this message runs it (a lapsed visibility): wait as for a held claim.
+          return this.whileHeld(invocation, { kind: 'held', leaseUntil: Date.now() + this.runtime.config.leaseSeconds * 1000, messageId: this.message.MessageId }, attempt);
+        case 'finished':
+        case 'canceled':
+          return this.deleteMessage();
+        case 'unreachable': {
+          const left = secondsLeftOfLiveWindow(invocation);
+          logger.warn('could not attach to the invocation service', { requestId, reason: attached.reason, secondsLeft: left });
+          // The caller may still wait there: try again once its window is surely over, when the store decides.
+          if (left > 0) return this.changeVisibility(Math.min(left, MAX_VISIBILITY_SECONDS));
+          break;
+        }
+      }
+      storeDecides = true;
+    }
     const claim = await this.claim(requestId, attempt);
     if (claim.kind === 'finished') return this.deleteMessage();
     if (claim.kind === 'missing') {
-      if (Date.now() - Date.parse(invocation.acceptedAt) > ORPHAN_AFTER_MS) {
+      // A sync call that never became durable: its caller is gone (the service forgot it, or died), so it never runs.
+      if (storeDecides || Date.now() - Date.parse(invocation.acceptedAt) > ORPHAN_AFTER_MS) {
         logger.warn('dropping a message whose invocation does not exist', { requestId });
         await this.deleteMessage();
       }
@@ -265,17 +306,192 @@ export class Job {
       return;
     }
 
+    return this.finishDurable(invocation, outcome, dirs);
+  }
+
+  /** Records the outcome as the owner, then ends the delivery. */
+  private async finishDurable(invocation: InvocationMessage, outcome: Outcome, dirs: Dirs): Promise<void> {
+    const { requestId } = invocation;
     // The lease keeps running while the outcome is written: a slow write must not let another delivery in.
     const recorded = await this.record(requestId, outcome);
     this.stopLease();
     if (!recorded) {
-      logger.info('the invocation is no longer ours; this outcome is dropped', { requestId, attempt });
+      logger.info('the invocation is no longer ours; this outcome is dropped', { requestId });
       await this.deleteOwnObjects(outcome);
       return this.afterLoss(requestId, dirs);
     }
     await this.cleanUp(dirs);
     await this.finalWrite('delete the message', () => this.deleteMessage());
-    if (invocation.body.kind === 's3') await this.deleteObject(invocation.body.key, 'the spilled request body');
+    if (invocation.body.kind !== 'inline') await this.deleteObject(invocation.body.kind === 's3' ? invocation.body.key : inputObjectKey(requestId), 'the spilled request body');
+  }
+
+  /**
+   * A live call: the answer goes back over the attach channel as the
+   * container gives it. Should the service turn the call durable (its poll
+   * window ended, or progress made it answer 202), this delivery claims the
+   * stored call and records the outcome as a durable delivery does.
+   */
+  private async deliverLive(invocation: InvocationMessage, channel: LiveChannel, attempt: number): Promise<void> {
+    const { requestId } = invocation;
+    this.live = channel;
+    void channel.ended.then((end) => this.onLiveEnd(requestId, attempt, end));
+    // Until the call is durable the lease keeps only the message hidden (there is no item to hold).
+    this.startLease(requestId);
+    const dirs = this.dirs(requestId);
+    let outcome: Outcome | 'answered';
+    try {
+      outcome = await this.executeLive(invocation, dirs, channel);
+    } catch (error) {
+      this.stopLease();
+      const reason = (this.interrupt.signal.reason as Interrupted | undefined)?.reason;
+      if (reason === 'lost') return this.afterLoss(requestId, dirs);
+      await this.cleanUp(dirs);
+      if (reason === 'canceled') {
+        logger.info('the caller cancelled the call; it is dropped', { requestId });
+        return this.finalWrite('delete the message', () => this.deleteMessage());
+      }
+      if (error instanceof ContainerUnreachable) this.runtime.onContainerUnreachable();
+      if (!this.releaseRequested && attempt >= this.runtime.maxReceiveCount) {
+        logger.error('last delivery failed; the call errors', { requestId, attempt, error: error as Error });
+        return this.endLive(requestId, { error: this.failure(error, attempt) });
+      }
+      if (!this.claimed) channel.release();
+      logger.warn('delivery failed; the job is handed back for another delivery', { requestId, attempt, error: error as Error });
+      return this.handBack(invocation, attempt, this.releaseRequested ? 0 : Math.min(this.runtime.config.leaseSeconds, 2 ** (attempt - 1)));
+    }
+    if (outcome === 'answered') {
+      this.stopLease();
+      await this.cleanUp(dirs);
+      return this.finalWrite('delete the message', () => this.deleteMessage());
+    }
+    return this.finishDurable(invocation, outcome, dirs);
+  }
+
+  /** Ends a live call with a failure: told to the caller, or recorded if the call turned durable. */
+  private async endLive(requestId: string, outcome: { error: InvocationError }): Promise<void> {
+    const verdict = this.claimed ? 'durable' : await this.live!.answer({ fail: outcome.error });
+    if (verdict === 'accepted' || !(await this.turnedDurable)) return this.finalWrite('delete the message', () => this.deleteMessage());
+    if (!(await finishInvocation(requestId, outcome, this.owner))) return this.afterLoss(requestId);
+    await this.finalWrite('delete the message', () => this.deleteMessage());
+  }
+
+  /** The service ended the live call: cancel stops the job; durable (or the service's loss, once stored) makes this delivery the store's owner. */
+  private onLiveEnd(requestId: string, attempt: number, end: LiveEnd): void {
+    if (this.liveAnswered || this.releaseRequested) return;
+    if (end === 'canceled') {
+      this.interrupt.abort(new Interrupted('canceled'));
+      return;
+    }
+    this.turnedDurable = (async () => {
+      try {
+        if (end === 'gone' && !(await getInvocation(requestId))) {
+          logger.warn('the invocation service holding the caller went away; the call is dropped', { requestId });
+          this.interrupt.abort(new Interrupted('canceled'));
+          return false;
+        }
+        const claim = await this.claim(requestId, attempt);
+        if (claim.kind !== 'claimed') {
+          this.interrupt.abort(new Interrupted(claim.kind === 'finished' ? 'canceled' : 'lost'));
+          return false;
+        }
+        this.claimed = true;
+        this.leaseUntil = claim.leaseUntil;
+        return true;
+      } catch (error) {
+        logger.error('could not take over the call that turned durable', { requestId, error: error as Error });
+        this.interrupt.abort(new Interrupted('lost'));
+        return false;
+      }
+    })();
+  }
+
+  /** After a verdict other than ACCEPT: continues as the stored call's owner, or throws why the job stops. */
+  private async continueDurable(verdict: 'accepted' | LiveEnd): Promise<void> {
+    if (verdict !== 'canceled' && (await this.turnedDurable)) return;
+    this.throwIfInterrupted();
+    throw new Interrupted('canceled');
+  }
+
+  /**
+   * Runs a live call: the container's answer head goes to the service, which
+   * relays it (ACCEPT: the body follows as it comes) or turned the call
+   * durable first (the outcome is then returned, to be recorded).
+   */
+  private async executeLive(invocation: InvocationMessage, dirs: Dirs, channel: LiveChannel): Promise<Outcome | 'answered'> {
+    const { requestId } = invocation;
+    await Promise.all([freshDir(dirs.assets), freshDir(dirs.output)]);
+    try {
+      await Promise.all(invocation.assetIds.map((assetId) => this.downloadAsset(invocation.accountId, assetId, join(dirs.assets, assetId))));
+    } catch (error) {
+      if (!(error instanceof ObjectMissing)) throw error;
+      return this.liveFailure(channel, workerProblem(`Internal error while downloading assets: ${error.message}`));
+    }
+    this.throwIfInterrupted();
+    const sink = (): ProgressSink =>
+      this.claimed ? (percent, partial) => recordProgress(requestId, this.owner, percent, partial) : async (percent, partial) => channel.progress({ percentComplete: percent, partialResponse: partial });
+    const mirror = mirrorProgress(requestId, dirs.output, this.runtime.config.progressIntervalMs, sink);
+    let response: ContainerResponse;
+    try {
+      const open = await openContainer({
+        url: invocation.route ? new URL(invocation.route.path, this.runtime.inferenceUrl).toString() : this.runtime.inferenceUrl,
+        method: invocation.route?.method ?? 'POST',
+        headers: this.containerHeaders(invocation, dirs),
+        body: this.requestBody(invocation.body, invocation.requestId),
+        timeoutMs: this.runtime.config.inferenceTimeoutSeconds * 1000,
+        spillFile: dirs.spill,
+        signal: this.interrupt.signal,
+      });
+      // Direct invocation and SSE pass through as the container writes them.
+      if (!this.claimed && (invocation.route !== undefined || (invocation.stream && isEventStream(open.headers)))) {
+        const verdict = await channel.answer({ status: open.status, headers: open.headers });
+        if (verdict === 'accepted') {
+          this.liveAnswered = true;
+          if (!(await channel.sendBody(open.body))) open.body.destroy();
+          return 'answered';
+        }
+        await this.continueDurable(verdict);
+      }
+      response = await readResponse(open, dirs.spill);
+    } catch (error) {
+      if (error instanceof ObjectMissing) return this.liveFailure(channel, workerProblem(`Internal error while reading the request: ${error.message}`));
+      if (!(error instanceof ResponseNotStored)) throw error;
+      return this.liveFailure(channel, workerProblem(`Internal error while storing the result: ${error.message}`));
+    } finally {
+      await mirror.stop();
+    }
+    // The container has answered: from here on nothing is retried, since a redelivery would run the job again.
+    if (this.claimed) return this.durableOutcome(requestId, response, dirs);
+    let zipKey: string | undefined;
+    if (response.status < 400 && (!response.body || (await finishedFiles(dirs.output)).length > 0)) {
+      zipKey = (await this.storeResult(requestId, response, dirs)).zipKey;
+    }
+    const head = zipKey ? { status: response.status, headers: response.headers, zipKey } : { status: response.status, headers: response.headers, bytes: response.size };
+    const verdict = await channel.answer(head);
+    if (verdict === 'accepted') {
+      this.liveAnswered = true;
+      if (!zipKey) await channel.sendBody(response.body ?? createReadStream(response.file!));
+      return 'answered';
+    }
+    try {
+      await this.continueDurable(verdict);
+    } catch (error) {
+      if (zipKey) await this.deleteObject(zipKey, 'an unanswered result');
+      throw error;
+    }
+    if (response.status >= 400) return { error: containerError(response) };
+    return zipKey ? { result: { status: response.status, headers: response.headers, zipKey } } : this.durableOutcome(requestId, response, dirs);
+  }
+
+  /** A failure that is the call's answer (no retry can help): to the live caller, or recorded once durable. */
+  private async liveFailure(channel: LiveChannel, error: InvocationError): Promise<Outcome | 'answered'> {
+    if (this.claimed) return { error };
+    const verdict = await channel.answer({ fail: error });
+    if (verdict === 'accepted') {
+      this.liveAnswered = true;
+      return 'answered';
+    }
+    await this.continueDurable(verdict);
+    return { error };
   }
 
   private async claim(requestId: string, attempt: number): Promise<Claim> {
@@ -415,13 +631,13 @@ export class Job {
       return { error: workerProblem(`Internal error while downloading assets: ${error.message}`) };
     }
     this.throwIfInterrupted();
-    const mirror = mirrorProgress(requestId, this.owner, dirs.output, this.runtime.config.progressIntervalMs);
+    const mirror = mirrorProgress(requestId, dirs.output, this.runtime.config.progressIntervalMs, () => (percent, partial) => recordProgress(requestId, this.owner, percent, partial));
     let response: ContainerResponse;
     try {
       response = await callContainer({
         url: this.runtime.inferenceUrl,
         headers: this.containerHeaders(invocation, dirs),
-        body: this.requestBody(invocation.body),
+        body: this.requestBody(invocation.body, invocation.requestId),
         timeoutMs: this.runtime.config.inferenceTimeoutSeconds * 1000,
         spillFile: dirs.spill,
         signal: this.interrupt.signal,
@@ -434,6 +650,11 @@ export class Job {
       await mirror.stop();
     }
     // The container has answered: from here on nothing is retried, since a redelivery would run the job again.
+    return this.durableOutcome(requestId, response, dirs);
+  }
+
+  /** The outcome to record for a container's answer: its error, or its result stored in the item or S3. */
+  private async durableOutcome(requestId: string, response: ContainerResponse, dirs: Dirs): Promise<Outcome> {
     if (response.status >= 400) return { error: containerError(response) };
     try {
       return { result: await this.storeResult(requestId, response, dirs) };
@@ -493,17 +714,28 @@ export class Job {
   }
 
   /** The body to send: inline bytes, or the spilled object streamed from S3 (never held in memory). */
-  private requestBody(body: MessageBody): RequestBody {
+  private requestBody(body: MessageBody, requestId: string): RequestBody {
     if (body.kind === 'inline') {
       const data = Buffer.from(body.data, body.encoding);
       return async () => ({ data, length: data.length });
     }
+    const live = this.live;
+    if (body.kind === 'attach' && live && !this.claimed) {
+      // Kept in memory once read: a container call retried on a fresh connection sends it again.
+      return async () => {
+        this.attachedBody ??= readAll(live.body);
+        const data = await this.attachedBody;
+        return { data, length: data.length };
+      };
+    }
+    // Spilled by the API (s3), or by the service when the call turned durable (attach).
+    const key = body.kind === 's3' ? body.key : inputObjectKey(requestId);
     return async () => {
       try {
-        const object = await s3().send(new GetObjectCommand({ Bucket: bucketName(), Key: body.key }), { abortSignal: this.interrupt.signal });
+        const object = await s3().send(new GetObjectCommand({ Bucket: bucketName(), Key: key }), { abortSignal: this.interrupt.signal });
         return { data: object.Body as Readable, length: object.ContentLength ?? body.bytes };
       } catch (error) {
-        if (isMissingObjectError(error)) throw new ObjectMissing(`the request body (${body.key}) is no longer stored`);
+        if (isMissingObjectError(error)) throw new ObjectMissing(`the request body (${key}) is no longer stored`);
         throw error;
       }
     };
@@ -556,7 +788,8 @@ export class Job {
       const leaseMs = leaseSeconds * 1000;
       const asked = Date.now();
       const [owned] = await Promise.all([
-        renewLease(requestId, this.owner, leaseMs).then(
+        // A live call not (yet) durable has no item to hold: only its message is kept hidden.
+        (!this.claimed && this.live ? Promise.resolve(true) : renewLease(requestId, this.owner, leaseMs)).then(
           (renewed) => {
             if (renewed) this.leaseUntil = asked + leaseMs;
             return renewed;

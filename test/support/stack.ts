@@ -1,12 +1,17 @@
 /**
  * The control plane on the emulators, for integration tests: dynalite, fauxqs
  * and s3rver on loopback, the tables and bucket created from core/tables.ts,
- * and the real handlers behind an in-process API Gateway.
+ * the real handlers behind an in-process API Gateway, and the invocation
+ * service behind the same HTTP front as `npm start` (`url`), which serves the
+ * invocation routes.
  */
 import { randomUUID } from 'node:crypto';
 import { createApiKey } from '../../core/api-keys';
 import { resetAwsClients } from '../../core/aws';
-import type { Scope } from '../../core/routes';
+import { INVOCATION_SERVICE, matchRoute, type Scope } from '../../core/routes';
+import { InvocationService } from '../../invocation/service';
+import { readSettings } from '../../invocation/settings';
+import { serveGateway } from '../../local/http-server';
 import { startEmulators, type Emulators } from '../../local/emulators';
 import { LocalGateway, type GatewayResponse } from '../../local/gateway';
 import { createLocalResources, localResourceEnv } from '../../local/resources';
@@ -28,6 +33,9 @@ export interface TestResponse extends GatewayResponse {
 export interface TestStack {
   env: Record<string, string>;
   gateway: LocalGateway;
+  service: InvocationService;
+  /** Base URL of the HTTP front: the API, the invocation routes, and direct invocation (Host `*.invocation.localhost`). */
+  url: string;
   call(method: string, path: string, call?: ApiCall): Promise<TestResponse>;
   stop(): Promise<void>;
 }
@@ -40,10 +48,15 @@ export async function startTestStack(extraEnv: Record<string, string> = {}): Pro
   resetAwsClients();
   await createLocalResources(env);
   const gateway = new LocalGateway();
+  const service = new InvocationService(readSettings(env, { attachHost: '127.0.0.1', attachPort: 0, invocationDomain: 'localhost' }));
+  await service.start();
+  const front = await serveGateway(gateway, 0, undefined, service);
 
   return {
     env,
     gateway,
+    service,
+    url: front.url,
     async call(method, path, call = {}) {
       const headers: Record<string, string> = { ...call.headers };
       if (call.key) headers.authorization = `Bearer ${call.key}`;
@@ -54,7 +67,9 @@ export async function startTestStack(extraEnv: Record<string, string> = {}): Pro
         body = Buffer.from(JSON.stringify(call.body));
         headers['content-type'] ??= 'application/json';
       }
-      const response = await gateway.handle({ method, path, query: call.query, headers, body });
+      const match = matchRoute(method, path);
+      const viaService = match !== undefined && 'route' in match && match.route.handler === INVOCATION_SERVICE;
+      const response = viaService ? await overHttp(front.url, method, path, call.query, headers, body) : await gateway.handle({ method, path, query: call.query, headers, body });
       let json: unknown;
       try {
         json = response.body.length > 0 ? JSON.parse(response.body.toString('utf8')) : undefined;
@@ -64,6 +79,8 @@ export async function startTestStack(extraEnv: Record<string, string> = {}): Pro
       return { ...response, json };
     },
     async stop() {
+      await service.close();
+      await front.close();
       resetAwsClients();
       await emulators.stop();
     },
@@ -75,4 +92,12 @@ export async function newAccount(scopes?: readonly Scope[]): Promise<{ accountId
   const accountId = `acct-${randomUUID().slice(0, 8)}`;
   const { key } = await createApiKey({ accountId, scopes });
   return { accountId, key };
+}
+
+/** One request over HTTP, answered in the gateway's response shape (redirects are not followed). */
+async function overHttp(base: string, method: string, path: string, query: string | undefined, headers: Record<string, string>, body: Buffer | undefined): Promise<GatewayResponse> {
+  // Header values go out as their UTF-8 bytes, as curl sends them (fetch refuses characters beyond Latin-1).
+  const wire = Object.fromEntries(Object.entries(headers).map(([name, value]) => [name, Buffer.from(value, 'utf8').toString('latin1')]));
+  const response = await fetch(`${base}${path}${query ? `?${query}` : ''}`, { method, headers: wire, body, redirect: 'manual' });
+  return { statusCode: response.status, headers: Object.fromEntries(response.headers), body: Buffer.from(await response.arrayBuffer()) };
 }
