@@ -9,6 +9,7 @@
  * optional `function-version-id`) header on any other host; the method, path
  * and query reach the container verbatim.
  */
+import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -92,7 +93,7 @@ export class InvocationService {
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
     if (this.inFlight >= this.settings.maxInFlight) {
-      return sendProblem(res, new Problem(429, `this invocation service instance holds ${this.inFlight} calls, its limit; retry shortly`), url.pathname, undefined, {
+      return sendProblem(res, new Problem(429, `this invocation service instance holds ${this.inFlight} calls, its limit; retry shortly`), url.pathname, randomUUID(), {
         'retry-after': String(SATURATED_RETRY_AFTER_SECONDS),
       });
     }
@@ -101,8 +102,10 @@ export class InvocationService {
       await this.dispatch(req, res, url);
     } catch (error) {
       const problem = error instanceof Problem ? error : new Problem(500, 'internal error of the invocation service');
-      if (problem.status >= 500) logger.error('request failed', { error: error as Error, path: url.pathname });
-      sendProblem(res, problem, url.pathname);
+      // Refused before it became an invocation: an id of its own, to quote when reporting it.
+      const requestId = problem.headers['NVCF-REQID'] ?? randomUUID();
+      if (problem.status >= 500) logger.error('request failed', { error: error as Error, path: url.pathname, requestId });
+      sendProblem(res, problem, url.pathname, requestId);
       // A body left unread (413, early refusals) must not be parsed as the next request.
       if (!req.complete) req.resume();
     } finally {

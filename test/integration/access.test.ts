@@ -53,6 +53,8 @@ const CROSS_ACCOUNT: Record<string, CrossAccountCase> = {
   I1: addresses(404, { body: { message: 'hello' } }),
   I2: addresses(404, { body: { message: 'hello' } }),
   I3: addresses(404, { ownerStatus: 202 }),
+  // After I3 in the table: the owner's QUEUED call is cancelled last.
+  I6: addresses(404, { ownerStatus: 204 }),
   A1: { kind: 'none', why: 'creates a new asset owned by the caller' },
   A2: { kind: 'lists', ids: (json) => json.assets.map((asset: { assetId: string }) => asset.assetId) },
   A3: addresses(404, { ownerStatus: 200 }),

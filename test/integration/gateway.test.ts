@@ -91,20 +91,20 @@ describe('Lambda limits as API Gateway and Lambda apply them', () => {
   });
   afterAll(async () => stack.stop());
 
-  /** A gateway whose invocations route runs `handler`; `calls` counts how often it ran. */
+  /** A gateway whose functions routes run `handler`; `calls` counts how often it ran. */
   function gatewayWith(handler: ApiLambdaHandler, lambdaTimeoutSeconds?: number) {
     const state = { calls: 0 };
     const gateway = new LocalGateway({
       lambdaTimeoutSeconds,
       handlers: {
-        invocations: async (event, context) => {
+        functions: async (event, context) => {
           state.calls += 1;
           return handler(event, context);
         },
       },
     });
     const invoke = (body: Buffer, contentType: string) =>
-      gateway.handle({ method: 'POST', path: `/v2/nvcf/pexec/functions/${randomUUID()}`, headers: { authorization: `Bearer ${key}`, 'content-type': contentType }, body });
+      gateway.handle({ method: 'POST', path: '/v2/nvcf/functions', headers: { authorization: `Bearer ${key}`, 'content-type': contentType }, body });
     return { gateway, state, invoke };
   }
 
