@@ -19,11 +19,18 @@
  *   - `assets`: true → answer an object whose `assets` maps each file of
  *     `NVCF-ASSET-DIR` to its sha256 (and `message` holds the echo);
  *   - `headers`: true → the object also holds the `NVCF-*` headers received;
- *   - `crash`: true → the process exits mid-request (to exercise redelivery).
+ *   - `crash`: true → the process exits mid-request (to exercise redelivery);
+ *   - `stream`: true → `text/event-stream`, `repeats` events `data: <message>`, each
+ *     after `delay` seconds (NVIDIA's fastapi_echo_sample).
  * - `POST /echo` with a non-JSON body → `{"bytes", "sha256"}` of the body.
+ * - For direct invocation, like NVIDIA's fastapi_multi_endpoint_sample: `GET /yeet` →
+ *   `"yeet"`; `GET /query?name&age&active` → `{"message", "parameters"}`; any other
+ *   method and path → `{"method", "path", "query", "bytes", "sha256"}` of the request,
+ *   or with `?binary=N` N bytes of application/octet-stream.
  *
  * With ECHO_CALL_LOG=<file>, one line `start <reqId>` / `done <reqId>` per call is
- * appended to that file, so tests can count calls across restarts.
+ * appended to that file, so tests can count calls across restarts, and
+ * `aborted <reqId> <epoch ms>` when the caller closed the connection before the answer.
  */
 import { createHash } from 'node:crypto';
 import { appendFileSync } from 'node:fs';
@@ -45,6 +52,7 @@ interface EchoRequest {
   assets?: boolean;
   headers?: boolean;
   crash?: boolean;
+  stream?: boolean;
 }
 
 const port = Number(process.argv[2] ?? process.env.PORT ?? 8000);
@@ -52,6 +60,20 @@ const callLog = process.env.ECHO_CALL_LOG;
 
 function log(event: string, requestId: string): void {
   if (callLog) appendFileSync(callLog, `${event} ${requestId}\n`);
+}
+
+/** Logs `aborted` when the caller goes away before the answer is complete. */
+function watchAbort(req: IncomingMessage, res: ServerResponse): void {
+  const requestId = (req.headers['nvcf-reqid'] as string | undefined) ?? 'unknown';
+  res.on('close', () => {
+    if (!res.writableFinished && callLog) appendFileSync(callLog, `aborted ${requestId} ${Date.now()}\n`);
+  });
+}
+
+function bytesOf(size: number): Buffer {
+  const bytes = Buffer.alloc(size);
+  for (let i = 0; i < bytes.length; i += 1) bytes[i] = i % 251;
+  return bytes;
 }
 
 function send(res: ServerResponse, status: number, body: unknown, contentType = 'application/json', headers: Record<string, string> = {}): void {
@@ -89,6 +111,16 @@ async function echo(req: IncomingMessage, res: ServerResponse): Promise<void> {
   }
   log('start', requestId);
   if (input.crash) process.exit(3);
+  if (input.stream) {
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+    for (let i = 0; i < (input.repeats ?? 1) && !res.destroyed; i += 1) {
+      await sleep((input.delay ?? 0) * 1000);
+      res.write(`data: ${input.message ?? ''}\n\n`);
+    }
+    log('done', requestId);
+    res.end();
+    return;
+  }
 
   const steps = input.progress ?? 0;
   const delayMs = (input.delay ?? 0) * 1000;
@@ -111,11 +143,7 @@ async function echo(req: IncomingMessage, res: ServerResponse): Promise<void> {
   log('done', requestId);
   const extra = input.responseHeaders ?? {};
   if (input.fail) return send(res, input.fail.status, { error: input.fail.error.repeat(input.fail.repeats ?? 1) }, 'application/json', extra);
-  if (input.responseBytes !== undefined) {
-    const bytes = Buffer.alloc(input.responseBytes);
-    for (let i = 0; i < bytes.length; i += 1) bytes[i] = i % 251;
-    return send(res, 200, bytes, 'application/octet-stream', extra);
-  }
+  if (input.responseBytes !== undefined) return send(res, 200, bytesOf(input.responseBytes), 'application/octet-stream', extra);
   if (input.responseText) {
     const { chunk, repeats, contentType = 'text/plain' } = input.responseText;
     return send(res, 200, Buffer.from(chunk.repeat(repeats)), contentType, extra);
@@ -130,13 +158,23 @@ async function echo(req: IncomingMessage, res: ServerResponse): Promise<void> {
   });
 }
 
+/** Any other method and path: what arrived, or `?binary=N` bytes. */
+async function describe(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const url = new URL(req.url ?? '/', 'http://localhost');
+  const raw = await readBody(req);
+  const binary = url.searchParams.get('binary');
+  if (binary !== null) return send(res, 200, bytesOf(Number(binary)), 'application/octet-stream');
+  if (req.method === 'GET' && url.pathname === '/yeet') return send(res, 200, 'yeet');
+  const query = Object.fromEntries(url.searchParams);
+  if (req.method === 'GET' && url.pathname === '/query') return send(res, 200, { message: 'Query parameters received', parameters: query });
+  send(res, 200, { method: req.method, path: url.pathname, query, bytes: raw.length, sha256: createHash('sha256').update(raw).digest('hex') });
+}
+
 const server = createServer((req, res) => {
   if (req.method === 'GET' && req.url === '/health') return send(res, 200, { status: 'OK' });
-  if (req.method === 'POST' && req.url === '/echo') {
-    echo(req, res).catch((error: Error) => send(res, 500, { error: error.message }));
-    return;
-  }
-  send(res, 404, { error: `no route ${req.method} ${req.url}` });
+  watchAbort(req, res);
+  const handler = req.method === 'POST' && req.url === '/echo' ? echo : describe;
+  handler(req, res).catch((error: Error) => send(res, 500, { error: error.message }));
 });
 
 server.listen(port, '127.0.0.1', () => process.stdout.write(`echo server listening on http://127.0.0.1:${port}\n`));
