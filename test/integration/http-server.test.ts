@@ -35,11 +35,11 @@ describe('local HTTP front of the API', () => {
 
   it('hands header bytes to the Lambda decoded as UTF-8, as API Gateway does', async () => {
     const { key } = await newAccount();
-    const gateway = new LocalGateway({ handlers: { invocations: async (event) => ({ statusCode: 200, headers: {}, body: JSON.stringify(event.headers['x-name']) }) } });
+    const gateway = new LocalGateway({ handlers: { functions: async (event) => ({ statusCode: 200, headers: {}, body: JSON.stringify(event.headers['x-name']) }) } });
     const front = await serveGateway(gateway, 0);
     try {
       const body = await new Promise<string>((resolve, reject) => {
-        const req = request(`${front.url}/v2/nvcf/pexec/functions/00000000-0000-4000-8000-000000000000`, {
+        const req = request(`${front.url}/v2/nvcf/functions`, {
           method: 'POST',
           // Raw UTF-8 bytes on the wire, written one byte per character.
           headers: { authorization: `Bearer ${key}`, 'x-name': Buffer.from('Zoë', 'utf8').toString('latin1') },
