@@ -71,18 +71,20 @@ export class CallRegistry {
 
   /** Serves one attach stream. */
   attach(requestId: string, token: string, stream: ServerHttp2Stream): void {
+    if (stream.destroyed) return;
     const call = this.live.get(requestId);
     let state: AttachState;
     if (call && sameToken(call.options.token, token)) {
-      state = stateOf(call.phase === 'queued' ? call.attach(stream) : call.phase);
+      if (call.phase === 'queued') {
+        // The head goes first: attach() writes the body frames at once, and a write would send a bare 200 head.
+        stream.respond({ ':status': 200, [ATTACH_STATE_HEADER]: 'live' });
+        call.attach(stream);
+        return;
+      }
+      state = stateOf(call.phase);
     } else {
       const tombstone = this.tombstones.get(requestId);
       state = tombstone && tombstone.until > Date.now() && sameToken(tombstone.token, token) ? tombstone.state : 'unknown';
-    }
-    if (stream.destroyed) return;
-    if (state === 'live') {
-      stream.respond({ ':status': 200, [ATTACH_STATE_HEADER]: state });
-      return;
     }
     stream.respond({ ':status': STATUS_OF[state], [ATTACH_STATE_HEADER]: state }, { endStream: true });
     stream.resume();

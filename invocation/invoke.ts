@@ -186,6 +186,11 @@ export class Invoker {
       onSettled: (settled) => this.deps.registry.settle(settled),
     });
     this.deps.registry.add(call);
+    // Watched from before the send: a caller gone while the message is on its way cancels the call too.
+    res.on('close', () => {
+      if (!res.writableFinished) call.cancel();
+    });
+    if (res.destroyed) call.cancel();
     const sent: InvocationMessage = {
       ...message,
       body: inline ?? { kind: 'attach', bytes: body.length },
@@ -199,9 +204,6 @@ export class Invoker {
       throw new Problem(503, 'the request could not be queued for the function; retry', { headers: { ...ids, 'NVCF-STATUS': WIRE_STATUS.ERRORED } });
     }
     call.startDeadline(now.getTime() + target.waitSeconds * 1000);
-    res.on('close', () => {
-      if (!res.writableFinished) call.cancel();
-    });
     await this.answer(res, call, await call.first, target, instance);
   }
 
@@ -236,6 +238,9 @@ export class Invoker {
         return answerAccepted(res, requestId, first.progress, first.running);
       case 'unavailable':
         return sendProblem(res, new Problem(503, first.detail), instance, requestId, ids);
+      case 'canceled':
+        if (res.destroyed) return;
+        return sendProblem(res, new Problem(410, `request ${requestId} was canceled`), instance, requestId, { ...ids, 'NVCF-STATUS': WIRE_STATUS.CANCELED });
       case 'fail':
         return sendError(res, first.error, instance, requestId);
       case 'head':

@@ -27,7 +27,9 @@ export type FirstAnswer =
   | { kind: 'fail'; error: InvocationError }
   /** Stored for polling; `running` when a worker had the call. */
   | { kind: 'durable'; progress?: ProgressUpdate; running: boolean }
-  | { kind: 'unavailable'; detail: string };
+  | { kind: 'unavailable'; detail: string }
+  /** The caller went away, or the call was cancelled (I6) before an answer. */
+  | { kind: 'canceled' };
 
 export interface LiveCallOptions {
   requestId: string;
@@ -191,6 +193,8 @@ export class LiveCall {
     if (this.phase === 'done' || this.phase === 'durable' || this.phase === 'canceled' || this.phase === 'persisting') return;
     this.stream?.end(encodeFrame(FRAME.cancel));
     this.sinkDone?.('truncated');
+    // The caller's handler waits on `first`: it must end too, or the request stays in flight for ever.
+    this.answerFirst({ kind: 'canceled' });
     this.finish('canceled');
   }
 
