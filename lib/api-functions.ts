@@ -13,7 +13,6 @@ import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import { fileURLToPath } from 'node:url';
-import { POLL_WAIT_CAP_SECONDS } from '../core/limits';
 import { ENV, METRICS_NAMESPACE, S3_PREFIX, SERVICE_NAME } from '../core/names';
 import { API_HANDLERS, type ApiHandlerName } from '../core/routes';
 import type { TableName } from '../core/tables';
@@ -21,7 +20,7 @@ import type { ResolvedConfig } from './config';
 import { gpuOffers } from './config';
 import type { DataStore } from './data-store';
 import type { GpuCluster } from './gpu-cluster';
-import { acknowledge, acknowledgeWildcard, listBucketStatement, objectStatement, queueArnPattern, queueStatement, type BucketPrefix } from './iam';
+import { acknowledge, acknowledgeWildcard, objectStatement, queueArnPattern, queueStatement, type BucketPrefix } from './iam';
 
 export type LambdaName = ApiHandlerName | 'authorizer' | 'sweeper';
 
@@ -37,7 +36,6 @@ export const PROJECT_ROOT = fileURLToPath(new URL('..', import.meta.url));
 const DESCRIPTIONS: Record<LambdaName, string> = {
   functions: 'NVCF API: functions, versions and metadata',
   deployments: 'NVCF API: deployments (creates version queues, sizes GPU nodegroups)',
-  invocations: 'NVCF API: pexec invocations and their status',
   assets: 'NVCF API: assets and their presigned uploads',
   queues: 'NVCF API: queue depth and queue position',
   gpus: 'NVCF API: supportedGpus and clusterGroups',
@@ -45,11 +43,9 @@ const DESCRIPTIONS: Record<LambdaName, string> = {
   sweeper: 'NVCF: errors dead-lettered invocations, deletes unused queues, sizes GPU nodegroups (every minute)',
 };
 
-/** The invocations Lambda waits up to POLL_WAIT_CAP_SECONDS for a result; API Gateway gives up at 30 s. */
 const TIMEOUTS: Record<LambdaName, Duration> = {
   functions: Duration.seconds(10),
   deployments: Duration.seconds(20),
-  invocations: Duration.seconds(POLL_WAIT_CAP_SECONDS + 4),
   assets: Duration.seconds(10),
   queues: Duration.seconds(10),
   gpus: Duration.seconds(10),
@@ -157,24 +153,14 @@ export class ApiFunctions extends Construct {
     tables.instances.grantReadData(role('functions'));
 
     tables.functions.grantReadWriteData(role('deployments'));
-    // Undeploy errors the invocations still waiting in the version's queues.
-    tables.invocations.grant(role('deployments'), 'dynamodb:UpdateItem');
+    // Undeploy errors the invocations still waiting in the version's queues (PutItem: a sync call not stored yet).
+    tables.invocations.grant(role('deployments'), 'dynamodb:UpdateItem', 'dynamodb:PutItem');
     // Deploy creates (and tags) a deployment's queues; undeploy tags them retired and drains them. The sweeper deletes them.
     role('deployments').addToPrincipalPolicy(
       queueStatement(['sqs:CreateQueue', 'sqs:GetQueueAttributes', 'sqs:TagQueue', 'sqs:ReceiveMessage', 'sqs:DeleteMessage'], this),
     );
     // Reading an encrypted message while draining needs the key.
     queueKey?.grantDecrypt(role('deployments'));
-
-    tables.functions.grantReadData(role('invocations'));
-    tables.invocations.grantReadWriteData(role('invocations'));
-    tables.assets.grantReadData(role('invocations'));
-    role('invocations').addToPrincipalPolicy(queueStatement(['sqs:SendMessage'], this));
-    role('invocations').addToPrincipalPolicy(objectStatement(bucket, ['s3:PutObject'], ['inputs']));
-    role('invocations').addToPrincipalPolicy(objectStatement(bucket, ['s3:GetObject'], ['outputs', 'assets']));
-    // A referenced asset whose object is gone must read as 404 (HeadObject), not 403.
-    role('invocations').addToPrincipalPolicy(listBucketStatement(bucket, ['assets']));
-    queueKey?.grant(role('invocations'), 'kms:GenerateDataKey', 'kms:Decrypt');
 
     tables.assets.grantReadWriteData(role('assets'));
     role('assets').addToPrincipalPolicy(objectStatement(bucket, ['s3:PutObject', 's3:DeleteObject'], ['assets']));
@@ -186,7 +172,7 @@ export class ApiFunctions extends Construct {
     // The sweeper scans the deployed versions, errors dead-lettered or abandoned invocations,
     // and retires (tag), drains and deletes the queues no deployment refers to.
     tables.functions.grant(role('sweeper'), 'dynamodb:Scan');
-    tables.invocations.grant(role('sweeper'), 'dynamodb:UpdateItem');
+    tables.invocations.grant(role('sweeper'), 'dynamodb:UpdateItem', 'dynamodb:PutItem');
     role('sweeper').addToPrincipalPolicy(new iam.PolicyStatement({ sid: 'FindPlatformQueues', actions: ['sqs:ListQueues'], resources: ['*'] }));
     role('sweeper').addToPrincipalPolicy(
       queueStatement(['sqs:GetQueueAttributes', 'sqs:ListQueueTags', 'sqs:TagQueue', 'sqs:ReceiveMessage', 'sqs:DeleteMessage', 'sqs:DeleteQueue'], this),
@@ -213,12 +199,12 @@ export class ApiFunctions extends Construct {
 
     const index = (table: TableName) => `${data.tables[table].tableArn}/index/*`;
     const indexReason = 'Grants the byAccount global secondary index of this one table; index ARNs can only be granted with the /index/* suffix.';
-    for (const name of ['functions', 'deployments', 'invocations', 'queues', 'sweeper'] as const) ack(name, index('functions'), indexReason);
-    for (const name of ['invocations', 'assets'] as const) ack(name, index('assets'), indexReason);
+    for (const name of ['functions', 'deployments', 'queues', 'sweeper'] as const) ack(name, index('functions'), indexReason);
+    ack('assets', index('assets'), indexReason);
 
     const queueReason =
       'Queues are created and deleted at run time, a pair per deployment of a function version, so their names are unknown at deploy time; the grant is limited to the platform queue prefix in this account and region.';
-    for (const name of ['deployments', 'invocations', 'queues', 'sweeper'] as const) ack(name, queueArnPattern(this), queueReason);
+    for (const name of ['deployments', 'queues', 'sweeper'] as const) ack(name, queueArnPattern(this), queueReason);
     acknowledge(
       this.functions.sweeper.role!.node.findChild('DefaultPolicy'),
       'AwsSolutions-IAM5[Resource::*]',
@@ -227,9 +213,6 @@ export class ApiFunctions extends Construct {
 
     const objects = (prefix: BucketPrefix) => data.bucket.arnForObjects(`${S3_PREFIX[prefix]}*`);
     const objectReason = 'Object keys embed request and asset ids generated at run time; the grant is limited to one key prefix of the platform bucket.';
-    ack('invocations', objects('inputs'), objectReason);
-    ack('invocations', objects('outputs'), objectReason);
-    ack('invocations', objects('assets'), objectReason);
     ack('assets', objects('assets'), objectReason);
 
     if (cluster) {

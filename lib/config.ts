@@ -69,6 +69,12 @@ export interface ChartVersions {
    * @default - the chart of the cluster's Kubernetes minor: '9.56.0' (1.35.0) for 1.35, '9.53.0' (1.34.2) for 1.34
    */
   readonly clusterAutoscaler?: string;
+  /**
+   * AWS Load Balancer Controller (https://aws.github.io/eks-charts), registers the invocation
+   * service's pods in its ALB target group (TargetGroupBinding only).
+   * @default '1.14.0'
+   */
+  readonly awsLoadBalancerController?: string;
 }
 
 export type EndpointAccessMode = 'public-and-private' | 'private';
@@ -133,6 +139,23 @@ export interface NvcfConfigProps {
   readonly clusterAdminRoleArns?: string[];
   /** @default - see ChartVersions */
   readonly chartVersions?: ChartVersions;
+  /**
+   * Domain of host-based direct invocation: CloudFront then answers `invocation.<domain>` and
+   * `*.invocation.<domain>` (point both at the distribution), so that
+   * `{functionId}.invocation.<domain>` addresses a function. Needs invocationCertificateArn.
+   * @default - none: the invocation URL is the distribution's own domain; direct invocation uses the `function-id` header
+   */
+  readonly invocationDomain?: string;
+  /**
+   * ACM certificate (in us-east-1, as CloudFront requires) covering `invocation.<domain>` and `*.invocation.<domain>`.
+   * @default - none
+   */
+  readonly invocationCertificateArn?: string;
+  /**
+   * Instances of the invocation service at least (the HPA adds more on CPU, up to four times this).
+   * @default 2
+   */
+  readonly invocationReplicas?: number;
   /**
    * Image the controller runs for model-only functions (no container image):
    * NVIDIA Triton serving the function's models. Pin it with a tag or digest.
@@ -229,6 +252,9 @@ export interface ResolvedConfig {
   readonly natGateways: number;
   readonly clusterAdminRoleArns: string[];
   readonly chartVersions: Required<ChartVersions>;
+  readonly invocationDomain?: string;
+  readonly invocationCertificateArn?: string;
+  readonly invocationReplicas: number;
   readonly tritonImage: string;
   readonly dataRemovalPolicy: RemovalPolicy;
   readonly objectExpirationDays: number;
@@ -267,7 +293,8 @@ export const DEFAULTS = {
   systemMaxNodes: 3,
   natGateways: 1,
   clusterAdminRoleArns: [],
-  chartVersions: { keda: '2.21.1', nvidiaDevicePlugin: '0.18.2' },
+  chartVersions: { keda: '2.21.1', nvidiaDevicePlugin: '0.18.2', awsLoadBalancerController: '1.14.0' },
+  invocationReplicas: 2,
   tritonImage: DEFAULT_TRITON_IMAGE,
   dataRemovalPolicy: RemovalPolicy.RETAIN,
   objectExpirationDays: 1,
@@ -285,7 +312,7 @@ export const DEFAULTS = {
   gpu: { minNodes: 0, maxNodes: 2, diskSizeGiB: 200, capacityType: 'ON_DEMAND' },
   // The Cluster Autoscaler simulates the scheduler of its own minor version (its appVersion in the comments).
   clusterAutoscalerCharts: { '1.34': '9.53.0' /* 1.34.2 */, '1.35': '9.56.0' /* 1.35.0 */ } as Record<string, string>,
-} as const satisfies Omit<Required<NvcfConfigProps>, 'alarmEmail' | 'gpus'> & {
+} as const satisfies Omit<Required<NvcfConfigProps>, 'alarmEmail' | 'gpus' | 'invocationDomain' | 'invocationCertificateArn'> & {
   gpus: readonly GpuNodegroupProps[];
   gpu: Omit<Required<GpuNodegroupProps>, 'name' | 'instanceTypes'>;
   clusterAutoscalerCharts: Record<string, string>;
@@ -452,6 +479,17 @@ export function resolveConfig(props: NvcfConfigProps = {}): ResolvedConfig {
     if (!ROLE_ARN.test(arn)) fail(`clusterAdminRoleArns contains "${arn}", which is not an IAM role ARN such as "arn:aws:iam::123456789012:role/Admin"`);
   }
 
+  const { invocationDomain, invocationCertificateArn } = props;
+  if (invocationDomain !== undefined && (typeof invocationDomain !== 'string' || !/^([a-z0-9]([a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,}$/.test(invocationDomain))) {
+    fail(`invocationDomain must be a DNS domain such as "example.com" (functions are then invoked at {functionId}.invocation.example.com), got ${JSON.stringify(invocationDomain)}`);
+  }
+  if (invocationCertificateArn !== undefined && (typeof invocationCertificateArn !== 'string' || !/^arn:aws[a-z-]*:acm:us-east-1:\d{12}:certificate\/[\w-]+$/.test(invocationCertificateArn))) {
+    fail(`invocationCertificateArn must be an ACM certificate ARN in us-east-1 (CloudFront's region), got ${JSON.stringify(invocationCertificateArn)}`);
+  }
+  if ((invocationDomain === undefined) !== (invocationCertificateArn === undefined)) {
+    fail('invocationDomain and invocationCertificateArn go together: the domain needs a certificate for invocation.<domain> and *.invocation.<domain>');
+  }
+
   const dataRemovalPolicy = props.dataRemovalPolicy ?? DEFAULTS.dataRemovalPolicy;
   oneOf('dataRemovalPolicy', dataRemovalPolicy, [RemovalPolicy.RETAIN, RemovalPolicy.DESTROY]);
 
@@ -468,6 +506,9 @@ export function resolveConfig(props: NvcfConfigProps = {}): ResolvedConfig {
     natGateways: integer('natGateways', props.natGateways ?? DEFAULTS.natGateways, 1, 2),
     clusterAdminRoleArns,
     chartVersions,
+    invocationDomain,
+    invocationCertificateArn,
+    invocationReplicas: integer('invocationReplicas', props.invocationReplicas ?? DEFAULTS.invocationReplicas, 2, 100),
     tritonImage,
     dataRemovalPolicy,
     objectExpirationDays: integer('objectExpirationDays', props.objectExpirationDays ?? DEFAULTS.objectExpirationDays, 1, 3650),

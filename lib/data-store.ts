@@ -24,6 +24,8 @@ function attribute(key: KeyAttribute): dynamodb.Attribute {
 export class DataStore extends Construct {
   readonly tables: Record<TableName, dynamodb.Table>;
   readonly bucket: s3.Bucket;
+  /** Receives the platform bucket's server access logs, and the invocation plane's ALB and CloudFront logs. */
+  readonly accessLogsBucket: s3.Bucket;
   /** Customer managed key of the version queues; undefined means SQS-managed SSE. */
   readonly queueKey?: kms.Key;
   private readonly maxReceiveCount: number;
@@ -59,7 +61,7 @@ export class DataStore extends Construct {
       }),
     ) as Record<TableName, dynamodb.Table>;
 
-    const accessLogs = new s3.Bucket(this, 'AccessLogsBucket', {
+    const accessLogs = (this.accessLogsBucket = new s3.Bucket(this, 'AccessLogsBucket', {
       blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
       encryption: s3.BucketEncryption.S3_MANAGED,
       enforceSSL: true,
@@ -67,7 +69,7 @@ export class DataStore extends Construct {
       lifecycleRules: [{ id: 'expire-access-logs', expiration: Duration.days(config.logRetentionDays) }],
       removalPolicy: config.dataRemovalPolicy,
       autoDeleteObjects: !retain,
-    });
+    }));
     acknowledge(accessLogs, 'AwsSolutions-S1', 'This bucket receives the server access logs of the platform bucket; logging it into itself would loop.');
 
     const expiring = (prefix: keyof typeof S3_PREFIX): s3.LifecycleRule => ({

@@ -22,7 +22,7 @@ import { PodIdentityRole } from './pod-identity';
  * the sources the agent bundles. Everything else (node_modules, cdk.out, .git)
  * would slow the asset fingerprint at every synth and bloat the build context.
  */
-export const AGENT_BUILD_CONTEXT_EXCLUDES = ['*', '!package.json', '!package-lock.json', '!tsconfig.json', '!core', '!gpu-agent'];
+export const AGENT_BUILD_CONTEXT_EXCLUDES = ['*', '!package.json', '!package-lock.json', '!tsconfig.json', '!core', '!gpu-agent', '!invocation'];
 
 const PLATFORMS: Record<CpuArch, Platform> = { amd64: Platform.LINUX_AMD64, arm64: Platform.LINUX_ARM64 };
 

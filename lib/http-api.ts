@@ -7,16 +7,21 @@ import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import { AccessLogFormat } from 'aws-cdk-lib/aws-apigateway';
 import * as apigw from 'aws-cdk-lib/aws-apigatewayv2';
 import { HttpLambdaAuthorizer, HttpLambdaResponseType } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
-import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
+import { type HttpAlbIntegration, HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
-import { API_HANDLERS, CORS, ROUTES, type ApiHandlerName } from '../core/routes';
+import { API_HANDLERS, CORS, INVOCATION_SERVICE, ROUTES, type ApiHandlerName } from '../core/routes';
 import type { ApiFunctions } from './api-functions';
 import type { ResolvedConfig } from './config';
 
 export interface HttpApiProps {
   readonly config: ResolvedConfig;
   readonly functions: ApiFunctions;
+  /**
+   * The invocation service behind the VPC link (lib/invocation-plane.ts).
+   * @default - none: without a GPU cluster there is nothing to invoke, and the invocation routes are not created
+   */
+  readonly invocationService?: HttpAlbIntegration;
 }
 
 /**
@@ -48,7 +53,7 @@ export class NvcfHttpApi extends Construct {
   readonly stage: apigw.HttpStage;
   readonly accessLogs: logs.LogGroup;
 
-  constructor(scope: Construct, id: string, { config, functions }: HttpApiProps) {
+  constructor(scope: Construct, id: string, { config, functions, invocationService }: HttpApiProps) {
     super(scope, id);
     const fns = functions.functions;
 
@@ -97,10 +102,12 @@ export class NvcfHttpApi extends Construct {
     ) as Record<ApiHandlerName, HttpLambdaIntegration>;
 
     for (const route of ROUTES) {
+      const integration = route.handler === INVOCATION_SERVICE ? invocationService : integrations[route.handler];
+      if (!integration) continue;
       new apigw.HttpRoute(this, `Route${route.ref}`, {
         httpApi: this.api,
         routeKey: apigw.HttpRouteKey.with(route.path, apigw.HttpMethod[route.method]),
-        integration: integrations[route.handler],
+        integration,
         authorizer,
       });
     }

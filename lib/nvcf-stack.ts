@@ -12,6 +12,7 @@ import { DataStore } from './data-store';
 import { GpuAgent } from './gpu-agent';
 import { GpuCluster } from './gpu-cluster';
 import { NvcfHttpApi } from './http-api';
+import { InvocationPlane } from './invocation-plane';
 import { Monitoring } from './monitoring';
 
 export interface NvcfStackProps extends StackProps, NvcfConfigProps {}
@@ -19,6 +20,7 @@ export interface NvcfStackProps extends StackProps, NvcfConfigProps {}
 /** Names of the stack outputs; bin/keys.ts and the README rely on them. */
 export const OUTPUTS = {
   apiUrl: 'ApiUrl',
+  invocationUrl: 'InvocationUrl',
   bucketName: 'BucketName',
   clusterName: 'ClusterName',
   agentRoleArn: 'AgentRoleArn',
@@ -32,6 +34,7 @@ export class NvcfStack extends Stack {
   readonly data: DataStore;
   readonly gpuCluster?: GpuCluster;
   readonly agent?: GpuAgent;
+  readonly invocation?: InvocationPlane;
   readonly functions: ApiFunctions;
   readonly api: NvcfHttpApi;
   readonly monitoring: Monitoring;
@@ -48,9 +51,10 @@ export class NvcfStack extends Stack {
     if (this.config.gpuCluster) {
       this.gpuCluster = new GpuCluster(this, 'GpuCluster', { config: this.config });
       this.agent = new GpuAgent(this, 'GpuAgent', { config: this.config, data: this.data, gpuCluster: this.gpuCluster });
+      this.invocation = new InvocationPlane(this, 'Invocation', { config: this.config, data: this.data, gpuCluster: this.gpuCluster, agent: this.agent });
     }
     this.functions = new ApiFunctions(this, 'Functions', { config: this.config, data: this.data, cluster: this.gpuCluster });
-    this.api = new NvcfHttpApi(this, 'Http', { config: this.config, functions: this.functions });
+    this.api = new NvcfHttpApi(this, 'Http', { config: this.config, functions: this.functions, invocationService: this.invocation?.apiIntegration });
     this.monitoring = new Monitoring(this, 'Monitoring', { config: this.config, api: this.api, functions: this.functions });
 
     new CfnOutput(this, OUTPUTS.apiUrl, { value: this.api.url, description: 'Base URL of the NVCF API (send Authorization: Bearer <API key>)' });
@@ -59,6 +63,12 @@ export class NvcfStack extends Stack {
     }
     new CfnOutput(this, OUTPUTS.bucketName, { value: this.data.bucket.bucketName, description: 'S3 bucket of assets, large inputs and outputs, models' });
     new CfnOutput(this, OUTPUTS.dashboardName, { value: this.monitoring.dashboard.dashboardName, description: 'CloudWatch dashboard of the platform' });
+    if (this.invocation) {
+      new CfnOutput(this, OUTPUTS.invocationUrl, {
+        value: this.invocation.url,
+        description: 'Invocation URL: pexec, SSE streaming and direct invocation (function-id header, or {functionId}.invocation.<domain> with nvcf:invocationDomain)',
+      });
+    }
     if (this.gpuCluster && this.agent) {
       new CfnOutput(this, OUTPUTS.clusterName, { value: this.gpuCluster.cluster.clusterName, description: 'EKS cluster (aws eks update-kubeconfig --name <this>)' });
       new CfnOutput(this, OUTPUTS.agentRoleArn, { value: this.agent.controllerIdentity.role.roleArn, description: 'IAM role of the gpu-agent controller (Pod Identity)' });

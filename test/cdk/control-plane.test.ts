@@ -7,7 +7,7 @@ import { RemovalPolicy } from 'aws-cdk-lib';
 import { Match } from 'aws-cdk-lib/assertions';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ENV as ENV_NAMES, S3_PREFIX } from '../../core/names';
-import { ROUTES, routeKey } from '../../core/routes';
+import { INVOCATION_SERVICE, ROUTES, routeKey } from '../../core/routes';
 import { TABLES, TTL_ATTRIBUTE, type TableName } from '../../core/tables';
 import { LAMBDA_NAMES, type LambdaName } from '../../lib/api-functions';
 import { ACCESS_LOG_FIELDS } from '../../lib/http-api';
@@ -145,10 +145,9 @@ describe('SQS', () => {
         roleStatements(template, logicalId(stack.functions.functions[name].role as never))
           .filter((s) => JSON.stringify(s.Resource).includes(keyId))
           .flatMap((s) => s.Action);
-      expect(kmsActions('invocations')).toEqual(['kms:GenerateDataKey', 'kms:Decrypt']);
       expect(kmsActions('deployments')).toEqual(['kms:Decrypt']);
       expect(kmsActions('sweeper')).toEqual(['kms:Decrypt']);
-      for (const name of LAMBDA_NAMES.filter((n) => !['invocations', 'deployments', 'sweeper'].includes(n))) expect(kmsActions(name)).toEqual([]);
+      for (const name of LAMBDA_NAMES.filter((n) => !['deployments', 'sweeper'].includes(n))) expect(kmsActions(name)).toEqual([]);
     });
   });
 });
@@ -195,10 +194,6 @@ describe('Lambdas', () => {
     expect(env('sweeper')).toEqual(env('deployments'));
   });
 
-  it('gives the invocations Lambda time to wait 25 s for a result, under API Gateway’s 30 s', () => {
-    expect(synth.template.toJSON().Resources[fnId('invocations')].Properties.Timeout).toBe(29);
-  });
-
   it.each(LAMBDA_NAMES)('logs %s to its own log group with the configured retention', (name) => {
     const logGroupId = logicalId(synth.stack.functions.functions[name].logGroup as never);
     expect(synth.template.toJSON().Resources[fnId(name)].Properties.LoggingConfig).toEqual({ LogGroup: { Ref: logGroupId } });
@@ -228,9 +223,8 @@ describe('least privilege per Lambda', () => {
     expect(statements).toEqual([{ Effect: 'Allow', Action: 'dynamodb:GetItem', Resource: [tableArn('apiKeys')] }]);
   });
 
-  it('lets only the invocations Lambda send to the version queues', () => {
-    expect(grantsOf(statementsOf('invocations'), 'sqs:SendMessage')[0]!.Resource).toEqual(queueArn);
-    for (const name of LAMBDA_NAMES.filter((n) => n !== 'invocations')) expect(grantsOf(statementsOf(name), 'sqs:SendMessage')).toEqual([]);
+  it('lets no Lambda send to the version queues (the invocation service does)', () => {
+    for (const name of LAMBDA_NAMES) expect(grantsOf(statementsOf(name), 'sqs:SendMessage')).toEqual([]);
   });
 
   it('lets only the deployments Lambda create queues and only the sweeper delete them, both tag them, only nvcf-* ones', () => {
@@ -250,7 +244,6 @@ describe('least privilege per Lambda', () => {
   it('grants each Lambda exactly the SQS actions its code calls', () => {
     const sqs = (name: LambdaName) => actionsOf(statementsOf(name)).filter((a) => a.startsWith('sqs:'));
     expect(sqs('deployments')).toEqual(['sqs:CreateQueue', 'sqs:DeleteMessage', 'sqs:GetQueueAttributes', 'sqs:ReceiveMessage', 'sqs:TagQueue']);
-    expect(sqs('invocations')).toEqual(['sqs:SendMessage']);
     expect(sqs('queues')).toEqual(['sqs:GetQueueAttributes']);
     expect(sqs('sweeper')).toEqual(['sqs:DeleteMessage', 'sqs:DeleteQueue', 'sqs:GetQueueAttributes', 'sqs:ListQueueTags', 'sqs:ListQueues', 'sqs:ReceiveMessage', 'sqs:TagQueue']);
     for (const name of ['functions', 'assets', 'gpus', 'authorizer'] as const) expect(sqs(name)).toEqual([]);
@@ -258,16 +251,6 @@ describe('least privilege per Lambda', () => {
 
   it('grants each Lambda exactly its S3 actions, on its key prefixes only', () => {
     const s3 = (name: LambdaName) => statementsOf(name).filter((s) => actionsOf([s]).some((a) => a.startsWith('s3:')));
-    expect(s3('invocations')).toEqual([
-      { Effect: 'Allow', Action: 's3:PutObject', Resource: bucketPrefixArn('inputs') },
-      { Effect: 'Allow', Action: 's3:GetObject', Resource: [bucketPrefixArn('outputs'), bucketPrefixArn('assets')] },
-      {
-        Effect: 'Allow',
-        Action: 's3:ListBucket',
-        Resource: { 'Fn::GetAtt': [logicalId(synth.stack.data.bucket), 'Arn'] },
-        Condition: { StringLike: { 's3:prefix': ['assets/*'] } },
-      },
-    ]);
     expect(s3('assets')).toEqual([{ Effect: 'Allow', Action: ['s3:PutObject', 's3:DeleteObject'], Resource: bucketPrefixArn('assets') }]);
     for (const name of ['functions', 'deployments', 'queues', 'gpus', 'authorizer', 'sweeper'] as const) expect(s3(name)).toEqual([]);
   });
@@ -285,7 +268,6 @@ describe('least privilege per Lambda', () => {
     };
     expect(access('functions')).toEqual({ functions: 'write', instances: 'read' });
     expect(access('deployments')).toEqual({ functions: 'write', invocations: 'write' });
-    expect(access('invocations')).toEqual({ functions: 'read', invocations: 'write', assets: 'read' });
     expect(access('assets')).toEqual({ assets: 'write' });
     expect(access('queues')).toEqual({ functions: 'read', invocations: 'read' });
     expect(access('gpus')).toEqual({});
@@ -293,10 +275,10 @@ describe('least privilege per Lambda', () => {
     expect(access('sweeper')).toEqual({ functions: 'read', invocations: 'write' });
   });
 
-  it('lets the deployments Lambda and the sweeper only update invocations (to error them), never read or delete one', () => {
+  it('lets the deployments Lambda and the sweeper only error invocations (update a stored one, put a waiting sync one), never read or delete one', () => {
     for (const name of ['deployments', 'sweeper'] as const) {
       const onInvocations = statementsOf(name).filter((s) => JSON.stringify(s.Resource).includes(JSON.stringify(tableArn('invocations'))));
-      expect(actionsOf(onInvocations)).toEqual(['dynamodb:UpdateItem']);
+      expect(actionsOf(onInvocations).sort()).toEqual(['dynamodb:PutItem', 'dynamodb:UpdateItem']);
     }
   });
 
@@ -316,16 +298,17 @@ describe('least privilege per Lambda', () => {
 });
 
 describe('HTTP API', () => {
-  it('creates one route per entry of core/routes.ts, each to the Lambda the route names', () => {
+  it('creates one route per Lambda entry of core/routes.ts, each to the Lambda the route names; without a cluster no invocation route', () => {
     const template = synth.template.toJSON();
     const routes = Object.values<{ Type: string; Properties: { RouteKey: string; Target: { 'Fn::Join': [string, [string, { Ref: string }]] } } }>(template.Resources).filter(
       (r) => r.Type === 'AWS::ApiGatewayV2::Route',
     );
-    expect(routes.map((r) => r.Properties.RouteKey).sort()).toEqual(ROUTES.map(routeKey).sort());
-    for (const route of ROUTES) {
+    const lambdaRoutes = ROUTES.filter((route) => route.handler !== INVOCATION_SERVICE);
+    expect(routes.map((r) => r.Properties.RouteKey).sort()).toEqual(lambdaRoutes.map(routeKey).sort());
+    for (const route of lambdaRoutes) {
       const resource = routes.find((r) => r.Properties.RouteKey === routeKey(route))!;
       const integration = template.Resources[resource.Properties.Target['Fn::Join'][1][1].Ref];
-      expect(integration.Properties).toMatchObject({ IntegrationType: 'AWS_PROXY', PayloadFormatVersion: '2.0', IntegrationUri: { 'Fn::GetAtt': [fnId(route.handler), 'Arn'] } });
+      expect(integration.Properties).toMatchObject({ IntegrationType: 'AWS_PROXY', PayloadFormatVersion: '2.0', IntegrationUri: { 'Fn::GetAtt': [fnId(route.handler as LambdaName), 'Arn'] } });
     }
   });
 

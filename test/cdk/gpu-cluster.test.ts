@@ -7,7 +7,10 @@
 import type { Template } from 'aws-cdk-lib/assertions';
 import { ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding } from 'kubernetes-models/admissionregistration.k8s.io/v1';
 import { Deployment } from 'kubernetes-models/apps/v1';
-import { Namespace, ServiceAccount } from 'kubernetes-models/v1';
+import { HorizontalPodAutoscaler } from 'kubernetes-models/autoscaling/v2';
+import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
+import { PodDisruptionBudget } from 'kubernetes-models/policy/v1';
+import { Namespace, Service, ServiceAccount } from 'kubernetes-models/v1';
 import { ClusterRole, ClusterRoleBinding, Role, RoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -283,6 +286,10 @@ describe('Kubernetes objects', () => {
       ClusterRoleBinding,
       ValidatingAdmissionPolicy,
       ValidatingAdmissionPolicyBinding,
+      Service,
+      PodDisruptionBudget,
+      HorizontalPodAutoscaler,
+      NetworkPolicy,
     };
     const Model = models[object.kind];
     expect(Model, `no model for ${object.kind}`).toBeDefined();
@@ -305,9 +312,17 @@ describe('Kubernetes objects', () => {
         `ValidatingAdmissionPolicy/${CONTROLLER_ADMISSION_POLICY}`,
         `ValidatingAdmissionPolicyBinding/${CONTROLLER_ADMISSION_POLICY}`,
         'Deployment/nvcf-gpu-agent-controller',
+        'ServiceAccount/nvcf-invocation',
+        'Deployment/nvcf-invocation',
+        'Service/nvcf-invocation',
+        'PodDisruptionBudget/nvcf-invocation',
+        'HorizontalPodAutoscaler/nvcf-invocation',
+        'NetworkPolicy/nvcf-invocation',
+        'TargetGroupBinding/nvcf-invocation',
       ].sort(),
     );
-    for (const object of objects) validate(object);
+    // TargetGroupBinding is the AWS Load Balancer Controller's CRD, which kubernetes-models does not know.
+    for (const object of objects.filter((o) => o.kind !== 'TargetGroupBinding')) validate(object);
   });
 
   it('creates the nvcf-system and nvcf-functions namespaces with pod security levels', () => {
@@ -319,13 +334,21 @@ describe('Kubernetes objects', () => {
     for (const [name, namespace] of [
       [K8S.controllerServiceAccount, K8S.systemNamespace],
       [K8S.workerServiceAccount, K8S.functionsNamespace],
+      [K8S.invocationServiceName, K8S.systemNamespace],
     ]) {
       const account = find(synth.template, 'ServiceAccount', name!);
       expect(account.metadata.namespace).toBe(namespace);
       expect(account.metadata.annotations?.['eks.amazonaws.com/role-arn']).toBeUndefined();
     }
     const associations = resources(synth.template, 'AWS::EKS::PodIdentityAssociation').map((a) => `${a.Properties.Namespace}/${a.Properties.ServiceAccount}`);
-    expect(associations.sort()).toEqual(['keda/keda-operator', 'kube-system/cluster-autoscaler', 'nvcf-functions/nvcf-worker', 'nvcf-system/nvcf-gpu-agent']);
+    expect(associations.sort()).toEqual([
+      'keda/keda-operator',
+      'kube-system/aws-load-balancer-controller',
+      'kube-system/cluster-autoscaler',
+      'nvcf-functions/nvcf-worker',
+      'nvcf-system/nvcf-gpu-agent',
+      'nvcf-system/nvcf-invocation',
+    ]);
     synth.template.hasResourceProperties('AWS::EKS::Addon', { AddonName: 'eks-pod-identity-agent' });
   });
 
@@ -385,7 +408,7 @@ describe('Kubernetes objects', () => {
   it('sends the image build every file the Dockerfile copies, and nothing else', () => {
     const dockerfile = readFileSync(join(PROJECT_ROOT, 'gpu-agent', 'Dockerfile'), 'utf8');
     const copied = [...dockerfile.matchAll(/^COPY (?!--from)(.+) \S+$/gm)].flatMap((m) => m[1]!.split(/\s+/));
-    expect(copied.sort()).toEqual(['core', 'gpu-agent', 'package-lock.json', 'package.json', 'tsconfig.json']);
+    expect(copied.sort()).toEqual(['core', 'gpu-agent', 'invocation', 'package-lock.json', 'package.json', 'tsconfig.json']);
     expect([...AGENT_BUILD_CONTEXT_EXCLUDES].sort()).toEqual(['*', ...copied.map((path) => `!${path}`)].sort());
   });
 
