@@ -101,6 +101,8 @@ export class LiveChannel {
   constructor(private readonly stream: ClientHttp2Stream) {
     this.ended = new Promise((resolve) => (this.resolveEnded = resolve));
     this.acceptance = new Promise((resolve) => (this.accepted = () => resolve('accepted')));
+    // A body cut short fails whoever reads it; one nobody reads yet must not crash the worker as an unhandled 'error'.
+    this.body.on('error', () => undefined);
     const decoder = new FrameDecoder();
     stream.pipe(decoder);
     decoder.on('data', (frame: Frame) => this.onFrame(frame));

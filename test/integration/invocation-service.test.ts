@@ -5,18 +5,21 @@
  * with the worker's attach client, and answers as each scenario dictates.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
+import { createServer as createHttp2Server } from 'node:http2';
+import type { AddressInfo } from 'node:net';
 import { PassThrough } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
-import { PutCommand } from '@aws-sdk/lib-dynamodb';
+import { PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { revokeApiKey } from '../../core/api-keys';
+import { ATTACH_STATE_HEADER, encodeFrame } from '../../core/attach';
 import { dynamo, s3 } from '../../core/aws';
 import { bucketName, tableName } from '../../core/config';
 import { claimInvocation, finishInvocation, getInvocation, newOwnerToken } from '../../core/invocations';
-import { API_KEY_CACHE_SECONDS, MAX_INLINE_REQUEST_BYTES } from '../../core/limits';
+import { API_GATEWAY_POLL_CAP_SECONDS, API_KEY_CACHE_SECONDS, INVOCATION_URL_POLL_CAP_SECONDS, MAX_INLINE_REQUEST_BYTES } from '../../core/limits';
 import type { FunctionStatus, FunctionVersionRecord } from '../../core/model';
-import { assetObjectKey, inputObjectKey } from '../../core/names';
+import { FRONT_HEADER, FRONTS, assetObjectKey, inputObjectKey } from '../../core/names';
 import { attach, closeAttachSessions, type LiveChannel } from '../../gpu-agent/worker/attach';
 import { InvocationService } from '../../invocation/service';
 import { readSettings, type InvocationSettings } from '../../invocation/settings';
@@ -102,6 +105,38 @@ describe('sync pexec', () => {
     expect(response.headers).not.toHaveProperty('keep-alive');
     expect(response.body.equals(body)).toBe(true);
     expect(await getInvocation(job.message.requestId)).toBeUndefined();
+    await job.done();
+  });
+});
+
+describe('pexec answers', () => {
+  it('turns a container error into a problem carrying the container’s own detail', async () => {
+    const version = await versionWith();
+    const { reply } = pexec(version);
+    const job = await receiveJob(version);
+    const channel = await attachLive(job);
+    const said = Buffer.from(JSON.stringify({ detail: [{ loc: ['body', 'prompt'], msg: 'field required', type: 'missing' }] }));
+    expect(await channel.answer({ status: 422, headers: { 'content-type': 'application/json' }, bytes: said.length })).toBe('accepted');
+    await channel.sendBody(said);
+    const response = await reply;
+    expect([response.status, response.headers['content-type'], response.headers['nvcf-status']]).toEqual([422, 'application/problem+json', 'errored']);
+    expect(JSON.parse(response.json.detail)).toEqual([{ loc: ['body', 'prompt'], msg: 'field required', type: 'missing' }]);
+    await job.done();
+  });
+
+  it('answers a large result stored as a zip with 302 to a presigned URL of it', async () => {
+    const version = await versionWith();
+    const { reply } = pexec(version);
+    const job = await receiveJob(version);
+    const zipKey = `outputs/${job.message.requestId}/w1/result.zip`;
+    await s3().send(new PutObjectCommand({ Bucket: bucketName(), Key: zipKey, Body: 'PK-zip' }));
+    const channel = await attachLive(job);
+    expect(await channel.answer({ status: 200, headers: {}, zipKey })).toBe('accepted');
+    await channel.sendBody(Buffer.alloc(0));
+    const response = await reply;
+    expect([response.status, response.headers['nvcf-status']]).toEqual([302, 'fulfilled']);
+    const zip = await fetch(String(response.headers.location));
+    expect(await zip.text()).toBe('PK-zip');
     await job.done();
   });
 });
@@ -347,6 +382,32 @@ describe('workers that fail or race', () => {
     await job.done();
   });
 
+  it('tells the container the real wait: NVCF-POLL-SECONDS is cut to what the front the call came through allows', async () => {
+    const version = await versionWith();
+    for (const [headers, expected] of [
+      [{}, INVOCATION_URL_POLL_CAP_SECONDS],
+      [{ [FRONT_HEADER]: FRONTS.apiGateway }, API_GATEWAY_POLL_CAP_SECONDS],
+    ] as const) {
+      const { request } = pexec(version, { 'NVCF-POLL-SECONDS': '300', ...headers });
+      const job = await receiveJob(version);
+      expect(job.message.pollSeconds).toBe(expected);
+      request.destroy();
+      await job.done();
+    }
+  });
+
+  it('tells a worker with a wrong token that the call is unknown (404)', async () => {
+    const version = await versionWith();
+    const { request } = pexec(version);
+    const job = await receiveJob(version);
+    const stranger = await rawAttach({ ...job.message, replyTo: { ...job.message.replyTo!, token: 'x'.repeat(32) } });
+    expect([stranger.status, stranger.state]).toEqual([404, 'unknown']);
+    stranger.kill();
+    expect((await attach(job.message.replyTo!, job.message.requestId, 'worker-1')).state).toBe('live');
+    request.destroy();
+    await job.done();
+  });
+
   it('tells a second worker attaching to a held call that it is held (409)', async () => {
     const version = await versionWith();
     const { reply } = pexec(version);
@@ -376,6 +437,32 @@ describe('refused calls', () => {
     expect([foreign.status, foreign.headers['content-type']]).toEqual([404, 'application/problem+json']);
     expect((await pexec({ functionId: randomUUID() }).reply).status).toBe(404);
     expect(await queueHasMessage(version)).toBe(false);
+  });
+
+  it('answers 503 errored when the message cannot be queued: at once for a sync call, stored ERRORED for an async one', async () => {
+    const broken = await deployVersion(await putVersion(account.accountId), { status: 'ACTIVE', queueUrl: 'http://127.0.0.1:1/000000000000/nowhere' });
+    const sync = await pexec(broken, { 'NVCF-POLL-SECONDS': '5' }).reply;
+    expect([sync.status, sync.headers['nvcf-status']]).toEqual([503, 'errored']);
+    expect(await getInvocation(String(sync.headers['nvcf-reqid']))).toBeUndefined();
+    const async = await pexec(broken, { 'NVCF-POLL-SECONDS': '0' }).reply;
+    expect([async.status, async.headers['nvcf-status']]).toEqual([503, 'errored']);
+    const requestId = String(async.headers['nvcf-reqid']);
+    expect((await getInvocation(requestId))?.status).toBe('ERRORED');
+    const polled = await call({ method: 'GET', path: `/v2/nvcf/pexec/status/${requestId}` }).reply;
+    expect([polled.status, polled.headers['nvcf-status']]).toEqual([503, 'errored']);
+  });
+
+  it('answers 404 on polling an unknown, another account’s or an expired request', async () => {
+    const version = await versionWith();
+    expect((await call({ method: 'GET', path: `/v2/nvcf/pexec/status/${randomUUID()}` }).reply).status).toBe(404);
+    const requestId = String((await pexec(version, { 'NVCF-POLL-SECONDS': '0' }).reply).headers['nvcf-reqid']);
+    const stranger = await newAccount();
+    expect((await callService(front.url, { method: 'GET', path: `/v2/nvcf/pexec/status/${requestId}`, headers: { authorization: `Bearer ${stranger.key}` } }).reply).status).toBe(404);
+    await dynamo().send(
+      new UpdateCommand({ TableName: tableName('invocations'), Key: { requestId }, UpdateExpression: 'SET expiresAt = :past', ExpressionAttributeValues: { ':past': Math.floor(Date.now() / 1000) - 1 } }),
+    );
+    expect((await call({ method: 'GET', path: `/v2/nvcf/pexec/status/${requestId}` }).reply).status).toBe(404);
+    await (await receiveJob(version)).done();
   });
 
   it('answers 400 naming the status when the function has no ACTIVE version, pinned or not', async () => {
@@ -483,5 +570,122 @@ describe('limits of one service instance', () => {
     await channel.sendBody(Buffer.from('ok'));
     expect((await reply).status).toBe(200);
     await Promise.all([...jobs, job].map((each) => each.done()));
+  });
+});
+
+describe('direct invocation', () => {
+  const port = () => new URL(front.url).port;
+
+  it.each([
+    ['GET', '/v1/models?limit=2&name=a%20b', undefined],
+    ['PUT', '/items/42?force=true', '{"name":"x"}'],
+    ['DELETE', '/items/42?soft=1&soft=2', undefined],
+    ['PATCH', '/items/42?x=%E2%9C%93', '{"op":"rename"}'],
+  ])('passes %s %s through verbatim to the function addressed by its host', async (method, path, body) => {
+    const version = await versionWith();
+    const { reply } = call({ method, path, headers: { host: `${version.functionId}.invocation.localhost:${port()}`, 'x-client': 'c1' }, body });
+    const job = await receiveJob(version);
+    expect(job.message.route).toEqual({ method, path });
+    expect(job.message.headers).toMatchObject({ 'x-client': 'c1' });
+    expect(job.message.body).toEqual({ kind: 'inline', encoding: 'utf8', data: body ?? '' });
+    const channel = await attachLive(job);
+    const answer = Buffer.from(`{"method":"${method}"}`);
+    expect(await channel.answer({ status: 207, headers: { 'content-type': 'application/json', 'x-served-by': 'container' }, bytes: answer.length })).toBe('accepted');
+    await channel.sendBody(answer);
+    const response = await reply;
+    expect(response.status).toBe(207);
+    expect(response.headers).toMatchObject({ 'x-served-by': 'container', 'nvcf-reqid': job.message.requestId });
+    expect(response.body.equals(answer)).toBe(true);
+    await job.done();
+  });
+
+  it('addresses a pinned version by host {versionId}.{functionId} and by function-id headers on invocation.<domain>', async () => {
+    const first = await versionWith();
+    const second = await deployVersion(await putVersion(account.accountId, { functionId: first.functionId }), { status: 'ACTIVE' });
+    for (const headers of [
+      { host: `${second.versionId}.${first.functionId}.invocation.localhost:${port()}` },
+      { host: `invocation.localhost:${port()}`, 'function-id': first.functionId, 'function-version-id': second.versionId },
+    ]) {
+      const { reply } = call({ method: 'GET', path: '/health', headers });
+      const job = await receiveJob(second);
+      expect([job.message.versionId, job.message.route]).toEqual([second.versionId, { method: 'GET', path: '/health' }]);
+      expect(job.message.headers).not.toHaveProperty('function-id');
+      expect(job.message.headers).not.toHaveProperty('function-version-id');
+      const channel = await attachLive(job);
+      expect(await channel.answer({ status: 204, headers: {}, bytes: 0 })).toBe('accepted');
+      await channel.sendBody(Buffer.alloc(0));
+      expect((await reply).status).toBe(204);
+      await job.done();
+    }
+    const only = await versionWith();
+    const { reply } = call({ method: 'POST', path: '/echo', headers: { host: `invocation.localhost:${port()}`, 'function-id': only.functionId }, body: 'x' });
+    const job = await receiveJob(only);
+    expect([job.message.versionId, job.message.route]).toEqual([only.versionId, { method: 'POST', path: '/echo' }]);
+    expect(await (await attachLive(job)).answer({ fail: { status: 503, detail: 'the container is not ready' } })).toBe('accepted');
+    const failed = await reply;
+    expect([failed.status, failed.headers['content-type'], failed.json.detail]).toEqual([503, 'application/problem+json', 'the container is not ready']);
+    await job.done();
+  });
+
+  it('answers 400 for a malformed function-id and 404 for an unknown function or invocation host', async () => {
+    const malformed = await call({ method: 'GET', path: '/', headers: { host: `invocation.localhost:${port()}`, 'function-id': 'not-a-uuid' } }).reply;
+    expect([malformed.status, malformed.headers['content-type']]).toEqual([400, 'application/problem+json']);
+    expect(malformed.json.detail).toContain('function-id');
+    expect((await call({ method: 'GET', path: '/', headers: { host: `${randomUUID()}.invocation.localhost:${port()}` } }).reply).status).toBe(404);
+    expect((await call({ method: 'GET', path: '/', headers: { host: `a.b.${randomUUID()}.invocation.localhost:${port()}` } }).reply).status).toBe(404);
+    expect((await call({ method: 'GET', path: '/', headers: { host: `invocation.localhost:${port()}` } }).reply).status).toBe(400);
+  });
+
+  it('carries a 50 MiB request body to the worker over the attach channel', async () => {
+    const version = await versionWith();
+    const sent = randomBytes(50 * 1024 * 1024);
+    const { reply } = call({ method: 'POST', path: '/upload', headers: { host: `${version.functionId}.invocation.localhost:${port()}`, 'content-type': 'application/octet-stream' }, body: sent });
+    const job = await receiveJob(version, 10);
+    expect(job.message.body).toEqual({ kind: 'attach', bytes: sent.length });
+    const channel = await attachLive(job);
+    expect((await bodyOf(channel)).equals(sent)).toBe(true);
+    expect(await channel.answer({ status: 204, headers: {}, bytes: 0 })).toBe('accepted');
+    await channel.sendBody(Buffer.alloc(0));
+    expect((await reply).status).toBe(204);
+    await job.done();
+  });
+
+  it('lets the worker fetch a binary body over the inline limit on the attach channel, and relays a binary answer byte-exact', async () => {
+    const version = await versionWith();
+    const sent = randomBytes(MAX_INLINE_REQUEST_BYTES * 2 + 12345);
+    const { reply } = call({ method: 'PUT', path: '/blob?id=7', headers: { host: `${version.functionId}.invocation.localhost:${port()}`, 'content-type': 'application/octet-stream' }, body: sent });
+    const job = await receiveJob(version);
+    expect(job.message.body).toEqual({ kind: 'attach', bytes: sent.length });
+    const channel = await attachLive(job);
+    expect((await bodyOf(channel)).equals(sent)).toBe(true);
+    const answer = randomBytes(3 * 1024 * 1024 + 17);
+    expect(await channel.answer({ status: 200, headers: { 'content-type': 'application/octet-stream' }, bytes: answer.length })).toBe('accepted');
+    expect(await channel.sendBody(answer)).toBe(true);
+    const response = await reply;
+    expect(response.status).toBe(200);
+    expect(response.body.equals(answer)).toBe(true);
+    await job.done();
+  });
+});
+
+describe('the worker’s attach client', () => {
+  it('fails the body, not the worker, when the service goes away in the middle of a request body', async () => {
+    const server = createHttp2Server();
+    server.on('stream', (stream) => {
+      stream.respond({ ':status': 200, [ATTACH_STATE_HEADER]: 'live' });
+      stream.write(encodeFrame(FRAME.body, Buffer.alloc(1000)));
+      setTimeout(() => stream.session?.destroy(), 50);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const address = { host: '127.0.0.1', port: (server.address() as AddressInfo).port, token: 't'.repeat(32) };
+      const attached = await attach(address, randomUUID(), 'worker-1');
+      if (attached.state !== 'live') throw new Error(`expected live, got ${attached.state}`);
+      expect(await attached.channel.ended).toBe('gone');
+      await sleep(20);
+      await expect(bodyOf(attached.channel)).rejects.toThrow(/before its body arrived/);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 });
