@@ -18,7 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ENV as ENV_NAMES, K8S, NODEGROUP_MIN_NODES_TAG } from '../../core/names';
 import { LAMBDA_NAMES, PROJECT_ROOT, type LambdaName } from '../../lib/api-functions';
 import { AGENT_BUILD_CONTEXT_EXCLUDES, CONTROLLER_ADMISSION_POLICY, HELM_FUNCTION_ROLE } from '../../lib/gpu-agent';
-import { actionsOf, grantsOf, logicalId, roleStatements, synthesize, withStack, type Statement, type Synthesized } from './support';
+import { actionsOf, find, grantsOf, kubernetesObjects, logicalId, roleStatements, synthesize, withStack, type Statement, type Synthesized } from './support';
 
 let synth: Synthesized;
 let variant: Synthesized;
@@ -40,19 +40,6 @@ afterAll(() => {
 });
 
 const resources = (template: Template, type: string) => Object.values(template.findResources(type));
-
-/** The Kubernetes objects of every manifest custom resource, with CloudFormation tokens replaced by a placeholder. */
-function kubernetesObjects(template: Template): Record<string, any>[] {
-  const text = (value: unknown): string =>
-    typeof value === 'string' ? value : (value as { 'Fn::Join': [string, unknown[]] })['Fn::Join'][1].map((part) => (typeof part === 'string' ? part : 'TOKEN')).join('');
-  return resources(template, 'Custom::AWSCDK-EKS-KubernetesResource').flatMap((r) => JSON.parse(text(r.Properties.Manifest)));
-}
-
-function find(template: Template, kind: string, name: string): Record<string, any> {
-  const object = kubernetesObjects(template).find((o) => o.kind === kind && o.metadata.name === name);
-  if (!object) throw new Error(`no ${kind} ${name} in the template`);
-  return object;
-}
 
 describe('network', () => {
   it('spreads a VPC over two availability zones with private node subnets behind NAT', () => {

@@ -130,3 +130,16 @@ export function logicalId(construct: { node: { defaultChild?: unknown } } | CfnR
   const resource = ('cfnResourceType' in construct ? construct : construct.node.defaultChild) as CfnResource;
   return Stack.of(resource).getLogicalId(resource);
 }
+
+/** The Kubernetes objects of every manifest custom resource, with CloudFormation tokens replaced by a placeholder. */
+export function kubernetesObjects(template: Template): Record<string, any>[] {
+  const text = (value: unknown): string =>
+    typeof value === 'string' ? value : (value as { 'Fn::Join': [string, unknown[]] })['Fn::Join'][1].map((part) => (typeof part === 'string' ? part : 'TOKEN')).join('');
+  return Object.values(template.findResources('Custom::AWSCDK-EKS-KubernetesResource')).flatMap((r) => JSON.parse(text(r.Properties.Manifest)));
+}
+
+export function find(template: Template, kind: string, name: string): Record<string, any> {
+  const object = kubernetesObjects(template).find((o) => o.kind === kind && o.metadata.name === name);
+  if (!object) throw new Error(`no ${kind} ${name} in the template`);
+  return object;
+}
