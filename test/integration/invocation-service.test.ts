@@ -602,10 +602,11 @@ describe('direct invocation', () => {
   it('addresses a pinned version by host {versionId}.{functionId} and by function-id headers on invocation.<domain>', async () => {
     const first = await versionWith();
     const second = await deployVersion(await putVersion(account.accountId, { functionId: first.functionId }), { status: 'ACTIVE' });
-    for (const headers of [
+    const addressings: Record<string, string>[] = [
       { host: `${second.versionId}.${first.functionId}.invocation.localhost:${port()}` },
       { host: `invocation.localhost:${port()}`, 'function-id': first.functionId, 'function-version-id': second.versionId },
-    ]) {
+    ];
+    for (const headers of addressings) {
       const { reply } = call({ method: 'GET', path: '/health', headers });
       const job = await receiveJob(second);
       expect([job.message.versionId, job.message.route]).toEqual([second.versionId, { method: 'GET', path: '/health' }]);
