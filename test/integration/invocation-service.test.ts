@@ -23,16 +23,15 @@ import { FRONT_HEADER, FRONTS, assetObjectKey, inputObjectKey } from '../../core
 import { attach, closeAttachSessions, type LiveChannel } from '../../gpu-agent/worker/attach';
 import { InvocationService } from '../../invocation/service';
 import { readSettings, type InvocationSettings } from '../../invocation/settings';
-import { LocalGateway } from '../../local/gateway';
-import { serveGateway, type LocalHttpServer } from '../../local/http-server';
 import { deployVersion, putVersion } from '../support/function-versions';
 import { FRAME, callService, queueHasMessage, rawAttach, receiveJob, receiveJobs, type CallerRequest, type Job } from '../support/scripted-worker';
 import { newAccount, startTestStack, type TestStack } from '../support/stack';
 
 let stack: TestStack;
 let account: { accountId: string; key: string };
+/** The stack's own service, behind the same HTTP front as `npm start` (serveGateway). */
 let service: InvocationService;
-let front: LocalHttpServer;
+let front: { url: string };
 
 function serviceSettings(overrides: Partial<InvocationSettings> = {}): InvocationSettings {
   return readSettings({}, { port: 0, listenHost: '127.0.0.1', attachPort: 0, attachHost: '127.0.0.1', invocationDomain: 'localhost', ...overrides });
@@ -69,13 +68,10 @@ async function bodyOf(channel: LiveChannel): Promise<Buffer> {
 beforeAll(async () => {
   stack = await startTestStack();
   account = await newAccount();
-  service = new InvocationService(serviceSettings());
-  await service.start();
-  front = await serveGateway(new LocalGateway(), 0, undefined, service);
+  service = stack.service;
+  front = { url: stack.url };
 });
 afterAll(async () => {
-  await front?.close();
-  await service?.close();
   closeAttachSessions();
   await stack?.stop();
 });
