@@ -273,6 +273,8 @@ export class Invoker {
     res.writeHead(head.status, headers);
     // Each event reaches the caller as it is written: no Nagle delay on the socket.
     res.socket?.setNoDelay(true);
+    // A stream's head goes out now, not with its first chunk: the caller sees the status while the container is still thinking.
+    if (head.bytes === undefined) res.flushHeaders();
     if ((await call.relayBody(res)) === 'complete') return;
     logger.warn('the worker went away mid-answer; the answer is cut', { requestId });
     if (streamed && !res.writableEnded) {

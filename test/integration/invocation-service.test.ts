@@ -7,7 +7,8 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer as createHttp2Server } from 'node:http2';
 import type { AddressInfo } from 'node:net';
-import { PassThrough } from 'node:stream';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { PassThrough, Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
@@ -161,6 +162,71 @@ describe('streaming', () => {
     expect(response.headers).not.toHaveProperty('content-length');
     expect(response.chunks.map((chunk) => chunk.data.toString())).toEqual(sentAt.map((_, i) => `data: {"token":${i}}\n\n`));
     response.chunks.forEach((chunk, i) => expect(chunk.at - sentAt[i]!).toBeLessThan(60));
+    await job.done();
+  });
+});
+
+describe('stream heads', () => {
+  it('passes an SSE head on before the first event is written', async () => {
+    const version = await versionWith();
+    const caller = httpRequest(new URL(`/v2/nvcf/pexec/functions/${version.functionId}`, front.url), {
+      method: 'POST',
+      agent: false,
+      headers: { authorization: `Bearer ${account.key}`, accept: 'text/event-stream', 'content-type': 'application/json' },
+    });
+    const headAt = new Promise<number>((resolve) => caller.on('response', () => resolve(Date.now())));
+    caller.on('error', () => undefined);
+    caller.end('{}');
+    const job = await receiveJob(version);
+    const channel = await attachLive(job);
+    const answeredAt = Date.now();
+    expect(await channel.answer({ status: 200, headers: { 'content-type': 'text/event-stream' } })).toBe('accepted');
+    const events = new PassThrough();
+    const sending = channel.sendBody(events);
+    const first = await Promise.race([headAt, sleep(300).then(() => undefined)]);
+    events.end('data: late\n\n');
+    await sending;
+    expect(first).toBeDefined();
+    expect(first! - answeredAt).toBeLessThan(100);
+    caller.destroy();
+    await job.done();
+  });
+});
+
+describe('backpressure', () => {
+  it('holds the worker back while the caller does not read, instead of buffering the answer', async () => {
+    const version = await versionWith();
+    const caller = httpRequest(new URL(`/v2/nvcf/pexec/functions/${version.functionId}`, front.url), {
+      method: 'POST',
+      agent: false,
+      headers: { authorization: `Bearer ${account.key}`, accept: 'text/event-stream', 'content-type': 'application/json' },
+    });
+    const response = new Promise<IncomingMessage>((resolve) => caller.on('response', resolve));
+    caller.on('error', () => undefined);
+    caller.end('{}');
+    const job = await receiveJob(version);
+    const channel = await attachLive(job);
+    expect(await channel.answer({ status: 200, headers: { 'content-type': 'text/event-stream' } })).toBe('accepted');
+    let produced = 0;
+    const chunk = Buffer.alloc(64 * 1024, 'x');
+    const source = new Readable({
+      read() {
+        produced += chunk.length;
+        this.push(chunk);
+      },
+    });
+    const sending = channel.sendBody(source);
+    (await response).pause();
+    await sleep(500);
+    // Sockets, HTTP/2 windows and stream buffers hold a few MiB at most; an unbounded relay would have taken far more by now.
+    expect(produced).toBeLessThan(16 * 1024 * 1024);
+    const before = produced;
+    await sleep(200);
+    expect(produced - before).toBeLessThan(256 * 1024);
+    caller.destroy();
+    expect(await channel.ended).toBe('canceled');
+    source.destroy();
+    expect(await sending).toBe(false);
     await job.done();
   });
 });
