@@ -24,7 +24,8 @@
  *     after `delay` seconds (NVIDIA's fastapi_echo_sample).
  * - `POST /echo` with a non-JSON body → `{"bytes", "sha256"}` of the body.
  * - For direct invocation, like NVIDIA's fastapi_multi_endpoint_sample: `GET /yeet` →
- *   `"yeet"`; `GET /query?name&age&active` → `{"message", "parameters"}`; any other
+ *   `"yeet"`; `GET /query?name&age&active` → `{"message", "parameters"}`; `/status/<code>`
+ *   → that status (a health check that fails, say); any other
  *   method and path → `{"method", "path", "query", "bytes", "sha256"}` of the request,
  *   or with `?binary=N` N bytes of application/octet-stream.
  *
@@ -165,6 +166,8 @@ async function describe(req: IncomingMessage, res: ServerResponse): Promise<void
   const binary = url.searchParams.get('binary');
   if (binary !== null) return send(res, 200, bytesOf(Number(binary)), 'application/octet-stream');
   if (req.method === 'GET' && url.pathname === '/yeet') return send(res, 200, 'yeet');
+  const status = /^\/status\/(\d{3})$/.exec(url.pathname);
+  if (status) return send(res, Number(status[1]), { status: Number(status[1]) });
   const query = Object.fromEntries(url.searchParams);
   if (req.method === 'GET' && url.pathname === '/query') return send(res, 200, { message: 'Query parameters received', parameters: query });
   send(res, 200, { method: req.method, path: url.pathname, query, bytes: raw.length, sha256: createHash('sha256').update(raw).digest('hex') });

@@ -60,6 +60,7 @@ import { isTerminal, type FunctionVersionRecord } from '../../core/model';
 import { assetObjectKey, inputObjectKey } from '../../core/names';
 import { reasonPhrase } from '../../core/problem';
 import { attach, type LiveChannel, type LiveEnd } from './attach';
+import { afterAttach, afterClaim, afterFailure, whileHeld, type DeliveryFacts, type Step } from './delivery';
 import { ContainerUnreachable, ResponseNotStored, callContainer, openContainer, readResponse, type ContainerResponse, type RequestBody } from './container';
 import { logger, type WorkerConfig } from './config';
 import { mirrorProgress, type ProgressSink } from './progress';
@@ -78,12 +79,6 @@ export interface JobRuntime {
   onContainerUnreachable(): void;
 }
 
-/** A message older than this whose invocation is missing belongs to an expired or never-stored request. */
-const ORPHAN_AFTER_MS = 60_000;
-/** SQS's longest visibility timeout. */
-const MAX_VISIBILITY_SECONDS = 43_200;
-/** SQS's longest message delay. */
-const MAX_DELAY_SECONDS = 900;
 /** Attempts at the writes that end a delivery (outcome, message delete) before it is left to redelivery. */
 const FINAL_WRITE_ATTEMPTS = 4;
 
@@ -195,6 +190,8 @@ export class Job {
   private liveAnswered = false;
   /** Set when a live call turned durable (or its service went away): resolves true once this delivery owns the stored call. */
   private turnedDurable: Promise<boolean> | undefined;
+  /** ApproximateReceiveCount of this delivery. */
+  private readonly attempt: number;
   /** The request body of a live call, fetched once over the attach channel (a retried container call sends it again). */
   private attachedBody: Promise<Buffer> | undefined;
   private done: Promise<void> | undefined;
@@ -202,7 +199,9 @@ export class Job {
   constructor(
     private readonly runtime: JobRuntime,
     readonly message: Message,
-  ) {}
+  ) {
+    this.attempt = Number(message.Attributes?.ApproximateReceiveCount ?? 1);
+  }
 
   /** Runs the delivery to its end; never throws. */
   run(): Promise<void> {
@@ -234,53 +233,61 @@ export class Job {
       logger.error('malformed invocation message', { messageId: this.message.MessageId, error: error as Error });
       return;
     }
-    const attempt = Number(this.message.Attributes?.ApproximateReceiveCount ?? 1);
     try {
-      await this.deliver(invocation, attempt);
+      await this.deliver(invocation);
     } catch (error) {
-      logger.error('job failed', { requestId: invocation.requestId, attempt, error: error as Error });
+      logger.error('job failed', { requestId: invocation.requestId, attempt: this.attempt, error: error as Error });
     } finally {
       this.stopLease();
     }
   }
 
-  private async deliver(invocation: InvocationMessage, attempt: number): Promise<void> {
+  private get facts(): DeliveryFacts {
+    return { attempt: this.attempt, maxReceiveCount: this.runtime.maxReceiveCount, leaseSeconds: this.runtime.config.leaseSeconds };
+  }
+
+  /** Carries out a step of delivery.ts that ends the delivery without running it. */
+  private async take(step: Step, invocation: InvocationMessage, copyOf?: string): Promise<void> {
+    switch (step.kind) {
+      case 'drop':
+        logger.info(`dropping the message: ${step.why}`, { requestId: invocation.requestId, messageId: this.message.MessageId });
+        return this.finalWrite('delete the message', () => this.deleteMessage());
+      case 'wait':
+        return this.changeVisibility(step.seconds);
+      case 'copy':
+        // The next receive would dead-letter the message of a job that still runs (its owner's visibility lapsed).
+        await this.sendCopy(invocation, copyOf ?? this.message.MessageId, step.delaySeconds);
+        return this.finalWrite('delete the replaced message', () => this.deleteMessage());
+      case 'hand-back':
+        return this.handBack(invocation, this.attempt, step.delaySeconds);
+      case 'leave':
+        return;
+      default:
+        throw new Error(`step ${step.kind} is not an ending`);
+    }
+  }
+
+  private async deliver(invocation: InvocationMessage): Promise<void> {
     const { requestId } = invocation;
-    if (this.releaseRequested) return this.handBack(invocation, attempt);
+    if (this.releaseRequested) return this.handBack(invocation, this.attempt);
     // A sync call: the service holding the caller says what to do; only a durable (or forgotten) call goes to the store.
     let storeDecides = false;
     if (invocation.replyTo) {
       const attached = await attach(invocation.replyTo, requestId, this.runtime.config.instanceId);
-      switch (attached.state) {
-        case 'live':
-          return this.deliverLive(invocation, attached.channel, attempt);
-        case 'held':
-          // Another delivery of this message runs it (a lapsed visibility): wait as for a held claim.
-          return this.whileHeld(invocation, { kind: 'held', leaseUntil: Date.now() + this.runtime.config.leaseSeconds * 1000, messageId: this.message.MessageId }, attempt);
-        case 'finished':
-        case 'canceled':
-          return this.deleteMessage();
-        case 'unreachable': {
-          const left = secondsLeftOfLiveWindow(invocation);
-          logger.warn('could not attach to the invocation service', { requestId, reason: attached.reason, secondsLeft: left });
-          // The caller may still wait there: try again once its window is surely over, when the store decides.
-          if (left > 0) return this.changeVisibility(Math.min(left, MAX_VISIBILITY_SECONDS));
-          break;
-        }
+      if (attached.state === 'live') return this.deliverLive(invocation, attached.channel);
+      if (attached.state === 'held') {
+        // Another delivery of this message runs it (a lapsed visibility): wait as for a held claim.
+        const held = { kind: 'held' as const, leaseUntil: Date.now() + this.runtime.config.leaseSeconds * 1000, messageId: this.message.MessageId };
+        return this.take(whileHeld(held, this.facts, { messageId: this.message.MessageId, copyOf: invocation.copyOf, now: Date.now() }), invocation);
       }
-      storeDecides = true;
+      if (attached.state === 'unreachable') logger.warn('could not attach to the invocation service', { requestId, reason: attached.reason });
+      const step = afterAttach(attached.state, secondsLeftOfLiveWindow(invocation));
+      if (step.kind !== 'claim') return this.take(step, invocation);
+      storeDecides = step.storeDecides;
     }
-    const claim = await this.claim(requestId, attempt);
-    if (claim.kind === 'finished') return this.deleteMessage();
-    if (claim.kind === 'missing') {
-      // A sync call that never became durable: its caller is gone (the service forgot it, or died), so it never runs.
-      if (storeDecides || Date.now() - Date.parse(invocation.acceptedAt) > ORPHAN_AFTER_MS) {
-        logger.warn('dropping a message whose invocation does not exist', { requestId });
-        await this.deleteMessage();
-      }
-      return;
-    }
-    if (claim.kind === 'held') return this.whileHeld(invocation, claim, attempt);
+    const claim = await this.claim(requestId, this.attempt);
+    const step = afterClaim(claim, this.facts, { storeDecides, messageAgeMs: Date.now() - Date.parse(invocation.acceptedAt), messageId: this.message.MessageId, copyOf: invocation.copyOf, now: Date.now() });
+    if (step.kind !== 'run' || claim.kind !== 'claimed') return this.take(step, invocation, claim.kind === 'held' ? claim.messageId : undefined);
 
     this.claimed = true;
     this.leaseUntil = claim.leaseUntil;
@@ -290,23 +297,33 @@ export class Job {
     try {
       outcome = await this.execute(invocation, dirs);
     } catch (error) {
-      this.stopLease();
-      if (this.lost) return this.afterLoss(requestId, dirs);
-      await this.cleanUp(dirs);
-      if (this.releaseRequested) return this.handBack(invocation, attempt);
-      if (error instanceof ContainerUnreachable) this.runtime.onContainerUnreachable();
-      if (attempt >= this.runtime.maxReceiveCount) {
-        logger.error('last delivery failed; the invocation errors and the message goes to the dead-letter queue', { requestId, attempt, error: error as Error });
-        if (!(await finishInvocation(requestId, { error: this.failure(error, attempt) }, this.owner))) return this.afterLoss(requestId, dirs);
-        await this.changeVisibility(0);
-      } else {
-        logger.warn('delivery failed; the job is handed back for another delivery', { requestId, attempt, error: error as Error });
-        await this.handBack(invocation, attempt, Math.min(this.runtime.config.leaseSeconds, 2 ** (attempt - 1)));
-      }
-      return;
+      return this.afterRunFailure(invocation, dirs, error);
     }
-
     return this.finishDurable(invocation, outcome, dirs);
+  }
+
+  /** A run ended without an outcome: what delivery.ts decides for the failure. */
+  private async afterRunFailure(invocation: InvocationMessage, dirs: Dirs, error: unknown): Promise<void> {
+    const { requestId } = invocation;
+    this.stopLease();
+    const reason = (this.interrupt.signal.reason as Interrupted | undefined)?.reason;
+    if (reason === 'lost') return this.afterLoss(requestId, dirs);
+    await this.cleanUp(dirs);
+    if (error instanceof ContainerUnreachable) this.runtime.onContainerUnreachable();
+    const step = afterFailure(reason ?? (this.releaseRequested ? 'released' : 'transient'), this.facts);
+    if (step.kind === 'dead-letter') {
+      logger.error('last delivery failed; the invocation errors', { requestId, attempt: this.attempt, error: error as Error });
+      const failure = { error: this.failure(error, this.attempt) };
+      if (this.live && !this.claimed) return this.endLive(requestId, failure);
+      if (!(await finishInvocation(requestId, failure, this.owner))) return this.afterLoss(requestId, dirs);
+      // Released, the message goes to the dead-letter queue at its next receive.
+      return this.changeVisibility(0);
+    }
+    if (step.kind === 'hand-back') {
+      if (this.live && !this.claimed) this.live.release();
+      logger.warn('delivery failed; the job is handed back for another delivery', { requestId, attempt: this.attempt, error: error as Error });
+    }
+    return this.take(step, invocation);
   }
 
   /** Records the outcome as the owner, then ends the delivery. */
@@ -331,10 +348,10 @@ export class Job {
    * window ended, or progress made it answer 202), this delivery claims the
    * stored call and records the outcome as a durable delivery does.
    */
-  private async deliverLive(invocation: InvocationMessage, channel: LiveChannel, attempt: number): Promise<void> {
+  private async deliverLive(invocation: InvocationMessage, channel: LiveChannel): Promise<void> {
     const { requestId } = invocation;
     this.live = channel;
-    void channel.ended.then((end) => this.onLiveEnd(requestId, attempt, end));
+    void channel.ended.then((end) => this.onLiveEnd(requestId, end));
     // Until the call is durable the lease keeps only the message hidden (there is no item to hold).
     this.startLease(requestId);
     const dirs = this.dirs(requestId);
@@ -342,22 +359,7 @@ export class Job {
     try {
       outcome = await this.executeLive(invocation, dirs, channel);
     } catch (error) {
-      this.stopLease();
-      const reason = (this.interrupt.signal.reason as Interrupted | undefined)?.reason;
-      if (reason === 'lost') return this.afterLoss(requestId, dirs);
-      await this.cleanUp(dirs);
-      if (reason === 'canceled') {
-        logger.info('the caller cancelled the call; it is dropped', { requestId });
-        return this.finalWrite('delete the message', () => this.deleteMessage());
-      }
-      if (error instanceof ContainerUnreachable) this.runtime.onContainerUnreachable();
-      if (!this.releaseRequested && attempt >= this.runtime.maxReceiveCount) {
-        logger.error('last delivery failed; the call errors', { requestId, attempt, error: error as Error });
-        return this.endLive(requestId, { error: this.failure(error, attempt) });
-      }
-      if (!this.claimed) channel.release();
-      logger.warn('delivery failed; the job is handed back for another delivery', { requestId, attempt, error: error as Error });
-      return this.handBack(invocation, attempt, this.releaseRequested ? 0 : Math.min(this.runtime.config.leaseSeconds, 2 ** (attempt - 1)));
+      return this.afterRunFailure(invocation, dirs, error);
     }
     if (outcome === 'answered') {
       this.stopLease();
@@ -376,7 +378,7 @@ export class Job {
   }
 
   /** The service ended the live call: cancel stops the job; durable (or the service's loss, once stored) makes this delivery the store's owner. */
-  private onLiveEnd(requestId: string, attempt: number, end: LiveEnd): void {
+  private onLiveEnd(requestId: string, end: LiveEnd): void {
     if (this.liveAnswered || this.releaseRequested) return;
     if (end === 'canceled') {
       this.interrupt.abort(new Interrupted('canceled'));
@@ -389,7 +391,7 @@ export class Job {
           this.interrupt.abort(new Interrupted('canceled'));
           return false;
         }
-        const claim = await this.claim(requestId, attempt);
+        const claim = await this.claim(requestId, this.attempt);
         if (claim.kind !== 'claimed') {
           this.interrupt.abort(new Interrupted(claim.kind === 'finished' ? 'canceled' : 'lost'));
           return false;
@@ -499,26 +501,6 @@ export class Job {
     const claim = await claimInvocation(requestId, request);
     // Held with no lease: it was handed back between the claim's write and its read; try once more.
     return claim.kind === 'held' && claim.leaseUntil === undefined ? claimInvocation(requestId, request) : claim;
-  }
-
-  /**
-   * A live claim holds the invocation. A duplicate of its message (a retried
-   * send) is deleted: the owner's own message comes back if the owner dies.
-   * The owner's message itself, redelivered early, waits out the lease.
-   */
-  private async whileHeld(invocation: InvocationMessage, held: Extract<Claim, { kind: 'held' }>, attempt: number): Promise<void> {
-    const { requestId } = invocation;
-    const duplicate = held.messageId !== undefined && held.messageId !== this.message.MessageId && invocation.copyOf !== held.messageId;
-    if (duplicate) {
-      logger.info('dropping a duplicate message of a running invocation', { requestId, messageId: this.message.MessageId, ownerMessageId: held.messageId });
-      return this.deleteMessage();
-    }
-    const seconds = Math.min(MAX_VISIBILITY_SECONDS, Math.max(1, Math.ceil(((held.leaseUntil ?? Date.now()) - Date.now()) / 1000) + 1));
-    if (attempt < this.runtime.maxReceiveCount) return this.changeVisibility(seconds);
-    // The next receive would dead-letter the message of a job that still runs (its owner's visibility lapsed):
-    // a fresh copy, known as the owner's message, carries it on instead.
-    await this.sendCopy(invocation, held.messageId ?? this.message.MessageId, Math.min(MAX_DELAY_SECONDS, seconds));
-    await this.finalWrite('delete the replaced message', () => this.deleteMessage());
   }
 
   /** Sends a fresh copy of this delivery's message (receive count 0) standing for message `copyOf`; its id. */

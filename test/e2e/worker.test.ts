@@ -147,7 +147,7 @@ describe('deployment', () => {
   });
 
   it('puts a version whose container never becomes healthy in ERROR with healthInfo', async () => {
-    const bad = await deployedVersion({ health: { uri: '/not-there' } });
+    const bad = await deployedVersion({ health: { uri: '/status/404' } });
     const badWorker = startWorker(workerEnv(bad, { NVCF_WORKER_HEALTH_TIMEOUT_SECONDS: '2' }));
     expect(await badWorker.exited).toBe(1);
     const record = await getVersion(bad.functionId, bad.versionId);
