@@ -27,7 +27,8 @@ import type { FunctionVersionRecord, GpuSpecification, HealthInfo } from '../cor
 import { logger, readWorkerConfig, type WorkerConfig } from './worker/config';
 import { waitForHealthy } from './worker/container';
 import { serveDrain } from './worker/drain';
-import { Job, sweepRequestDirs } from './worker/job';
+import { Job } from './worker/job';
+import { sweepRequestDirs } from './worker/request-dirs';
 
 /** How long a job handed back at shutdown may take to finish storing a result it already has. */
 const RELEASE_WAIT_MS = 15_000;

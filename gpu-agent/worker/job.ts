@@ -28,7 +28,7 @@
  * invocation never records an outcome, and its S3 objects have keys of their own.
  */
 import { createReadStream, createWriteStream } from 'node:fs';
-import { chmod, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -40,7 +40,6 @@ import { bucketName } from '../../core/config';
 import { invocationMessageSchema, lambdaBodyBytes, type InvocationMessage, type MessageBody } from '../../core/invocation-message';
 import {
   claimInvocation,
-  containerProblem,
   finishInvocation,
   getInvocation,
   isMissingObjectError,
@@ -64,6 +63,8 @@ import { afterAttach, afterClaim, afterFailure, whileHeld, type DeliveryFacts, t
 import { ContainerUnreachable, ResponseNotStored, callContainer, openContainer, readResponse, type ContainerResponse, type RequestBody } from './container';
 import { logger, type WorkerConfig } from './config';
 import { mirrorProgress, type ProgressSink } from './progress';
+import { CONNECTION_ERROR_TYPE, containerError, workerProblem } from './errors';
+import { finishedFiles, freshDir, removeDir } from './request-dirs';
 import { writeZip, type ZipEntry } from './zip';
 
 /** What every job of a worker shares. */
@@ -81,12 +82,6 @@ export interface JobRuntime {
 
 /** Attempts at the writes that end a delivery (outcome, message delete) before it is left to redelivery. */
 const FINAL_WRITE_ATTEMPTS = 4;
-
-const WORKER_ERROR_TYPE = 'urn:nvcf-worker-service:problem-details:internal-server-error';
-const CONNECTION_ERROR_TYPE = 'urn:inference-connection:problem-details:internal-server-error';
-
-/** Request directory names the worker creates: the request id, optionally followed by `.<suffix>`. */
-const REQUEST_ENTRY = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(\..+)?$/;
 
 /** A referenced object (an asset, the spilled request body) does not exist (any more): retrying cannot help. */
 class ObjectMissing extends Error {}
@@ -116,61 +111,7 @@ async function readAll(stream: Readable): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-function workerProblem(detail: string): InvocationError {
-  return { status: 500, type: WORKER_ERROR_TYPE, title: reasonPhrase(500), detail };
-}
 
-/** Removes a request directory; one that cannot be removed (root-owned content) is renamed aside for the next sweep. */
-async function removeDir(path: string): Promise<void> {
-  try {
-    await rm(path, { recursive: true, force: true });
-  } catch (error) {
-    const aside = `${path}.stale-${Date.now()}`;
-    logger.warn('could not remove a request directory; moving it aside', { path, error: error as Error });
-    await rename(path, aside).catch((failure: Error) => logger.warn('could not move it aside either', { path, error: failure }));
-  }
-}
-
-async function freshDir(path: string): Promise<void> {
-  await removeDir(path);
-  await mkdir(path, { recursive: true });
-  // The container may run as another user (NVCF: dir mode 0777); mkdir's mode is subject to umask.
-  await chmod(path, 0o777);
-}
-
-/**
- * Removes what earlier runs of the worker left in its asset and output
- * directories (it runs no job yet); entries it cannot remove are logged.
- */
-export async function sweepRequestDirs(config: Pick<WorkerConfig, 'assetDir' | 'outputDir'>): Promise<void> {
-  for (const dir of [config.assetDir, config.outputDir]) {
-    const names = await mkdir(dir, { recursive: true })
-      .then(() => readdir(dir))
-      .catch((error: Error) => {
-        logger.warn('could not read a request directory', { dir, error });
-        return [] as string[];
-      });
-    for (const name of names.filter((entry) => REQUEST_ENTRY.test(entry))) {
-      await rm(join(dir, name), { recursive: true, force: true }).catch((error: Error) =>
-        logger.warn('could not remove a stale request directory', { path: join(dir, name), error }),
-      );
-    }
-  }
-}
-
-/** Finished output files, relative to `dir`: everything but `progress` and `*.partial`. */
-async function finishedFiles(dir: string): Promise<string[]> {
-  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
-  return entries
-    .filter((entry) => entry.isFile() && entry.name !== 'progress' && !entry.name.endsWith('.partial'))
-    .map((entry) => join(entry.parentPath, entry.name).slice(dir.length + 1).split('\\').join('/'))
-    .sort();
-}
-
-/** The durable answer to a container's ≥ 400: the same problem the invocation service answers a live caller with. */
-function containerError(response: ContainerResponse): InvocationError {
-  return containerProblem(response.status, response.body);
-}
 
 type Dirs = ReturnType<Job['dirs']>;
 
