@@ -101,11 +101,21 @@ export class LiveCall {
         if (frame.type === FRAME.fail) {
           this.answerFirst({ kind: 'fail', error: JSON.parse(frame.payload.toString('utf8')) as InvocationError });
           this.finish('done');
+          // A failure is the whole answer: this side of the stream ends, so it does not linger on the worker's session.
+          stream.end();
+          return;
+        }
+        const head = JSON.parse(frame.payload.toString('utf8')) as ResponseHead;
+        if (head.zipKey) {
+          // A zip is the whole answer (a 302 to it): no body follows.
+          this.answerFirst({ kind: 'head', head });
+          this.finish('done');
+          stream.end();
           return;
         }
         // Body frames wait until the caller's side is ready for them.
         this.decoder?.pause();
-        this.answerFirst({ kind: 'head', head: JSON.parse(frame.payload.toString('utf8')) as ResponseHead });
+        this.answerFirst({ kind: 'head', head });
         return;
       case FRAME.progress:
         if (this.phase === 'attached' && this.options.answersProgress) this.goDurable(JSON.parse(frame.payload.toString('utf8')) as ProgressUpdate);

@@ -151,7 +151,10 @@ export class LiveChannel {
     if (this.endedAs) return this.endedAs;
     const frame = 'fail' in head ? encodeFrame(FRAME.fail, JSON.stringify(head.fail)) : encodeFrame(FRAME.head, JSON.stringify(head));
     this.stream.write(frame);
-    return Promise.race([this.acceptance, this.ended]);
+    const verdict = await Promise.race([this.acceptance, this.ended]);
+    // A failure or a zip is the whole answer (no body follows): END closes the stream instead of leaving it open on the session.
+    if (verdict === 'accepted' && ('fail' in head || head.zipKey)) this.stream.end(encodeFrame(FRAME.end));
+    return verdict;
   }
 
   /**

@@ -128,10 +128,12 @@ describe('pexec answers', () => {
     const zipKey = `outputs/${job.message.requestId}/w1/result.zip`;
     await s3().send(new PutObjectCommand({ Bucket: bucketName(), Key: zipKey, Body: 'PK-zip' }));
     const channel = await attachLive(job);
+    // A zip is the whole answer: no body follows (as the worker does it), and the call is over.
     expect(await channel.answer({ status: 200, headers: {}, zipKey })).toBe('accepted');
-    await channel.sendBody(Buffer.alloc(0));
     const response = await reply;
     expect([response.status, response.headers['nvcf-status']]).toEqual([302, 'fulfilled']);
+    expect(await channel.ended).toBe('gone');
+    expect((await attach(job.message.replyTo!, job.message.requestId, 'worker-2')).state).toBe('finished');
     const zip = await fetch(String(response.headers.location));
     expect(await zip.text()).toBe('PK-zip');
     await job.done();
@@ -684,9 +686,12 @@ describe('direct invocation', () => {
     const { reply } = call({ method: 'POST', path: '/echo', headers: { host: `invocation.localhost:${port()}`, 'function-id': only.functionId }, body: 'x' });
     const job = await receiveJob(only);
     expect([job.message.versionId, job.message.route]).toEqual([only.versionId, { method: 'POST', path: '/echo' }]);
-    expect(await (await attachLive(job)).answer({ fail: { status: 503, detail: 'the container is not ready' } })).toBe('accepted');
+    const channel = await attachLive(job);
+    expect(await channel.answer({ fail: { status: 503, detail: 'the container is not ready' } })).toBe('accepted');
     const failed = await reply;
     expect([failed.status, failed.headers['content-type'], failed.json.detail]).toEqual([503, 'application/problem+json', 'the container is not ready']);
+    // A failure is the whole answer: the attach stream closes rather than lingering on the worker's session.
+    expect(await channel.ended).toBe('gone');
     await job.done();
   });
 
