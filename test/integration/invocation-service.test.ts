@@ -362,6 +362,33 @@ describe('cancellation', () => {
     await job.done();
   });
 
+  it('stops the worker within 1 s when the caller of a stream disconnects mid-stream', async () => {
+    const version = await versionWith();
+    const caller = httpRequest(new URL(`/v2/nvcf/pexec/functions/${version.functionId}`, front.url), {
+      method: 'POST',
+      agent: false,
+      headers: { authorization: `Bearer ${account.key}`, accept: 'text/event-stream', 'content-type': 'application/json' },
+    });
+    const firstEvent = new Promise<void>((resolve) => caller.on('response', (response) => response.once('data', () => resolve())));
+    caller.on('error', () => undefined);
+    caller.end('{}');
+    const job = await receiveJob(version);
+    const channel = await attachLive(job);
+    expect(await channel.answer({ status: 200, headers: { 'content-type': 'text/event-stream' } })).toBe('accepted');
+    const events = new PassThrough();
+    const sending = channel.sendBody(events);
+    events.write('data: 1\n\n');
+    await firstEvent;
+    const disconnectedAt = Date.now();
+    caller.destroy();
+    expect(await channel.ended).toBe('canceled');
+    expect(Date.now() - disconnectedAt).toBeLessThan(1000);
+    events.write('data: 2\n\n');
+    events.end();
+    expect(await sending).toBe(false);
+    await job.done();
+  });
+
   it('cancels a running sync call on the cancel route: the worker hears canceled, the caller gets 410 canceled', async () => {
     const version = await versionWith();
     const { reply } = pexec(version, { 'NVCF-POLL-SECONDS': '10' });
