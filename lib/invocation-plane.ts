@@ -29,8 +29,10 @@ import { Construct } from 'constructs';
 import {
   DEFAULT_ATTACH_PORT,
   DEFAULT_INVOCATION_PORT,
+  DEFAULT_MAX_IN_FLIGHT,
   INVOCATION_DRAIN_SECONDS,
   INVOCATION_URL_ORIGIN_TIMEOUT_SECONDS,
+  MAX_REQUEST_BYTES,
   POLL_SECONDS_STREAM_DEFAULT,
 } from '../core/limits';
 import { ENV, FRONT_HEADER, FRONTS, INVOCATION_SERVICE_PATHS, K8S, METRICS_NAMESPACE, S3_PREFIX, SERVICE_NAME } from '../core/names';
@@ -272,6 +274,8 @@ export class InvocationPlane extends Construct {
       ...data.environment(),
       [ENV.invocationPort]: String(DEFAULT_INVOCATION_PORT),
       [ENV.attachPort]: String(DEFAULT_ATTACH_PORT),
+      [ENV.maxInFlight]: String(DEFAULT_MAX_IN_FLIGHT),
+      [ENV.maxRequestBytes]: String(MAX_REQUEST_BYTES),
       ...(config.invocationDomain ? { [ENV.invocationDomain]: config.invocationDomain } : {}),
       AWS_REGION: Stack.of(this).region,
       POWERTOOLS_SERVICE_NAME: SERVICE_NAME,

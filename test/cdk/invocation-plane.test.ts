@@ -9,14 +9,17 @@ import {
   API_GATEWAY_POLL_CAP_SECONDS,
   DEFAULT_ATTACH_PORT,
   DEFAULT_INVOCATION_PORT,
+  DEFAULT_MAX_IN_FLIGHT,
   INVOCATION_DRAIN_SECONDS,
   INVOCATION_URL_ORIGIN_TIMEOUT_SECONDS,
   INVOCATION_URL_POLL_CAP_SECONDS,
+  MAX_REQUEST_BYTES,
 } from '../../core/limits';
 import { ENV as ENV_NAMES, FRONT_HEADER, FRONTS, INVOCATION_SERVICE_PATHS, K8S, S3_PREFIX } from '../../core/names';
 import { INVOCATION_SERVICE, ROUTES, routeKey } from '../../core/routes';
 import type { TableName } from '../../core/tables';
-import { ALB_IDLE_TIMEOUT_SECONDS } from '../../lib/invocation-plane';
+import { CachePolicy, OriginRequestPolicy } from 'aws-cdk-lib/aws-cloudfront';
+import { ALB_IDLE_TIMEOUT_SECONDS, ALB_LISTENER_PORT } from '../../lib/invocation-plane';
 import { OUTPUTS } from '../../lib/nvcf-stack';
 import { actionsOf, find, kubernetesObjects, logicalId, roleStatements, synthesize, withStack, type Synthesized } from './support';
 
@@ -54,6 +57,9 @@ describe('the invocation service on the cluster', () => {
     expect(env.find((e) => e.name === ENV_NAMES.attachHost)).toEqual({ name: ENV_NAMES.attachHost, valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } });
     const names = env.map((e) => e.name);
     for (const name of [ENV_NAMES.invocationPort, ENV_NAMES.attachPort, ENV_NAMES.bucket, ENV_NAMES.apiKeysTable, ENV_NAMES.invocationsTable, ENV_NAMES.queuePrefix, 'AWS_REGION']) expect(names).toContain(name);
+    // The service's own defaults, stated so that an operator sees (and can change) its limits on the Deployment.
+    expect(env.find((e) => e.name === ENV_NAMES.maxInFlight)?.value).toBe(String(DEFAULT_MAX_IN_FLIGHT));
+    expect(env.find((e) => e.name === ENV_NAMES.maxRequestBytes)?.value).toBe(String(MAX_REQUEST_BYTES));
     // Without a custom domain, direct invocation is addressed by the function-id header only.
     expect(names).not.toContain(ENV_NAMES.invocationDomain);
   });
@@ -119,6 +125,7 @@ describe('least privilege', () => {
 
 describe('fronts', () => {
   it('puts an internal ALB with long idle timeout and access logs before the service, with IP targets health-checked on readiness', () => {
+    synth.template.resourceCountIs('AWS::ElasticLoadBalancingV2::LoadBalancer', 1);
     const [alb] = resources('AWS::ElasticLoadBalancingV2::LoadBalancer');
     expect(alb!.Properties.Scheme).toBe('internal');
     const attributes = Object.fromEntries(alb!.Properties.LoadBalancerAttributes.map((a: { Key: string; Value: unknown }) => [a.Key, a.Value]));
@@ -132,6 +139,17 @@ describe('fronts', () => {
       TargetType: 'ip',
       Port: DEFAULT_INVOCATION_PORT,
       HealthCheckPath: INVOCATION_SERVICE_PATHS.ready,
+    });
+  });
+
+  it('admits only the VPC to the ALB, and only the ALB to the service port of the nodes', () => {
+    const albGroup = logicalId(plane().loadBalancer.connections.securityGroups[0]!);
+    const ingress: unknown[] = synth.template.toJSON().Resources[albGroup].Properties.SecurityGroupIngress;
+    expect(ingress).toEqual([expect.objectContaining({ FromPort: ALB_LISTENER_PORT, ToPort: ALB_LISTENER_PORT, CidrIp: { 'Fn::GetAtt': [expect.any(String), 'CidrBlock'] } })]);
+    synth.template.hasResourceProperties('AWS::EC2::SecurityGroupIngress', {
+      FromPort: DEFAULT_INVOCATION_PORT,
+      ToPort: DEFAULT_INVOCATION_PORT,
+      SourceSecurityGroupId: { 'Fn::GetAtt': [albGroup, 'GroupId'] },
     });
   });
 
@@ -152,6 +170,9 @@ describe('fronts', () => {
     expect(distribution.Logging).toMatchObject({ Bucket: { 'Fn::GetAtt': [logicalId(synth.stack.data.accessLogsBucket), 'RegionalDomainName'] }, Prefix: 'invocation-url/' });
     const behavior = distribution.DefaultCacheBehavior;
     expect(behavior).toMatchObject({ ViewerProtocolPolicy: 'https-only', AllowedMethods: ['GET', 'HEAD', 'OPTIONS', 'PUT', 'PATCH', 'POST', 'DELETE'], Compress: false });
+    expect(behavior.CachePolicyId).toBe(CachePolicy.CACHING_DISABLED.cachePolicyId);
+    // On the distribution's own domain the ALB must not see CloudFront's Host; everything else the caller sent goes through.
+    expect(behavior.OriginRequestPolicyId).toBe(OriginRequestPolicy.ALL_VIEWER_EXCEPT_HOST_HEADER.originRequestPolicyId);
     const [origin] = distribution.Origins;
     expect(origin.VpcOriginConfig).toMatchObject({ OriginReadTimeout: INVOCATION_URL_ORIGIN_TIMEOUT_SECONDS, OriginKeepaliveTimeout: INVOCATION_URL_ORIGIN_TIMEOUT_SECONDS });
     expect(origin.OriginCustomHeaders).toEqual([{ HeaderName: FRONT_HEADER, HeaderValue: FRONTS.cloudFront }]);
@@ -167,6 +188,8 @@ describe('fronts', () => {
       const config = Object.values(template.findResources('AWS::CloudFront::Distribution'))[0]!.Properties.DistributionConfig;
       expect(config.Aliases).toEqual(['invocation.example.com', '*.invocation.example.com']);
       expect(config.ViewerCertificate).toMatchObject({ AcmCertificateArn: certificate, MinimumProtocolVersion: 'TLSv1.2_2021' });
+      // The service reads the function id from {functionId}.invocation.<domain>, so the caller's Host must reach it.
+      expect(config.DefaultCacheBehavior.OriginRequestPolicyId).toBe(OriginRequestPolicy.ALL_VIEWER.originRequestPolicyId);
       const env = find(template, 'Deployment', K8S.invocationServiceName).spec.template.spec.containers[0].env;
       expect(env).toContainEqual({ name: ENV_NAMES.invocationDomain, value: 'example.com' });
       expect(template.toJSON().Outputs[OUTPUTS.invocationUrl].Value).toBe('https://invocation.example.com');
