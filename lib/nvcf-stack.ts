@@ -55,7 +55,7 @@ export class NvcfStack extends Stack {
     }
     this.functions = new ApiFunctions(this, 'Functions', { config: this.config, data: this.data, cluster: this.gpuCluster });
     this.api = new NvcfHttpApi(this, 'Http', { config: this.config, functions: this.functions, invocationService: this.invocation?.apiIntegration });
-    this.monitoring = new Monitoring(this, 'Monitoring', { config: this.config, api: this.api, functions: this.functions });
+    this.monitoring = new Monitoring(this, 'Monitoring', { config: this.config, api: this.api, functions: this.functions, invocation: this.invocation });
 
     new CfnOutput(this, OUTPUTS.apiUrl, { value: this.api.url, description: 'Base URL of the NVCF API (send Authorization: Bearer <API key>)' });
     for (const [name, table] of Object.entries(this.data.tables)) {

@@ -123,6 +123,34 @@ describe('least privilege', () => {
   });
 });
 
+describe('monitoring of the invocation service', () => {
+  const alarm = (name: string) => resources('AWS::CloudWatch::Alarm').find((a) => a.Properties.AlarmName === name)!.Properties;
+
+  it('alarms on the ALB’s own 5xx, not on target 5xx, which include functions’ own errors', () => {
+    expect(alarm('Nvcf-invocation-alb-5xx')).toMatchObject({ Namespace: 'AWS/ApplicationELB', MetricName: 'HTTPCode_ELB_5XX_Count', Statistic: 'Sum', Threshold: 5 });
+    expect(resources('AWS::CloudWatch::Alarm').map((a) => a.Properties.MetricName)).not.toContain('HTTPCode_Target_5XX_Count');
+  });
+
+  it('alarms when the target group has no healthy pod, also when it reports nothing', () => {
+    expect(alarm('Nvcf-invocation-no-healthy-pods')).toMatchObject({
+      MetricName: 'HealthyHostCount',
+      Statistic: 'Minimum',
+      Threshold: 1,
+      ComparisonOperator: 'LessThanThreshold',
+      TreatMissingData: 'breaching',
+    });
+  });
+
+  it('graphs invocation requests, errors and response time, and no longer any invocations Lambda', () => {
+    const body = JSON.stringify(resources('AWS::CloudWatch::Dashboard')[0]!.Properties.DashboardBody);
+    for (const title of ['Invocation requests', 'Invocation errors', 'Invocation response time (s)']) expect(body).toContain(title);
+    // Lambda graphs are labelled by Lambda name: the sweeper is there, the invocations Lambda is gone.
+    expect(body).toContain('\\"label\\":\\"sweeper\\"');
+    expect(body).not.toContain('\\"label\\":\\"invocations\\"');
+    synth.template.resourcePropertiesCountIs('AWS::Lambda::Function', { Description: 'NVCF API: pexec invocations and their status' }, 0);
+  });
+});
+
 describe('fronts', () => {
   it('puts an internal ALB with long idle timeout and access logs before the service, with IP targets health-checked on readiness', () => {
     synth.template.resourceCountIs('AWS::ElasticLoadBalancingV2::LoadBalancer', 1);
