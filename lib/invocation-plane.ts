@@ -257,6 +257,10 @@ export class InvocationPlane extends Construct {
         createIngressClassResource: false,
         enableServiceMutatorWebhook: false,
         enableBackendSecurityGroup: false,
+        // Ingress add-ons it would otherwise call Shield and WAF for; no Ingress is served here.
+        enableShield: false,
+        enableWaf: false,
+        enableWafv2: false,
       },
     });
     // Like KEDA: its AWS calls fail until restarted if it starts before its Pod Identity.

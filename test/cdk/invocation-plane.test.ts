@@ -86,6 +86,21 @@ describe('the invocation service on the cluster', () => {
     expect(binding.spec).toMatchObject({ serviceRef: { name: K8S.invocationServiceName, port: DEFAULT_INVOCATION_PORT }, targetType: 'ip' });
     const chart = resources('Custom::AWSCDK-EKS-HelmChart').find((c) => c.Properties.Chart === 'aws-load-balancer-controller')!;
     expect(chart.Properties).toMatchObject({ Version: '1.14.0', Namespace: 'kube-system', Repository: 'https://aws.github.io/eks-charts' });
+    // TargetGroupBinding only: nothing that would need more than its register/describe policy.
+    const parts: unknown[] = chart.Properties.Values['Fn::Join'][1];
+    const values = JSON.parse(parts.map((part) => (typeof part === 'string' ? part : 'TOKEN')).join(''));
+    expect(values).toMatchObject({
+      clusterName: 'TOKEN',
+      vpcId: 'TOKEN',
+      serviceAccount: { create: true, name: 'aws-load-balancer-controller' },
+      nodeSelector: { [K8S.systemNodeLabel]: K8S.systemNodeRole },
+      createIngressClassResource: false,
+      enableServiceMutatorWebhook: false,
+      enableBackendSecurityGroup: false,
+      enableShield: false,
+      enableWaf: false,
+      enableWafv2: false,
+    });
   });
 });
 
