@@ -19,7 +19,7 @@ import { readSettings } from '../../invocation/settings';
 import { LocalGateway } from '../../local/gateway';
 import { serveGateway } from '../../local/http-server';
 import { deployVersion, putVersion } from '../support/function-versions';
-import { startEcho, startWorker, stopAllProcesses, waitFor, type EchoServer, type TestProcess } from '../support/processes';
+import { startEcho, startWorker, stopAllProcesses, testWorkerEnv, waitFor, type EchoServer, type TestProcess } from '../support/processes';
 import { newAccount, startTestStack, type TestStack } from '../support/stack';
 
 let stack: TestStack;
@@ -33,21 +33,7 @@ let workerCount = 0;
 
 function workerEnv(): Record<string, string> {
   const dir = join(workDir, `worker-${(workerCount += 1)}`);
-  return {
-    ...stack.env,
-    NVCF_FUNCTION_ID: version.functionId,
-    NVCF_FUNCTION_VERSION_ID: version.versionId,
-    NVCF_WORKER_INFERENCE_URL: echo.url,
-    NVCF_WORKER_ASSET_DIR: join(dir, 'assets'),
-    NVCF_WORKER_OUTPUT_DIR: join(dir, 'outputs'),
-    NVCF_WORKER_DRAIN_PORT: '0',
-    NVCF_WORKER_LEASE_SECONDS: '2',
-    NVCF_WORKER_HEALTH_TIMEOUT_SECONDS: '10',
-    NVCF_WORKER_HEARTBEAT_SECONDS: '1',
-    NVCF_WORKER_RECEIVE_WAIT_SECONDS: '1',
-    NVCF_WORKER_GRACE_SECONDS: '5',
-    POWERTOOLS_LOG_LEVEL: 'WARN',
-  };
+  return { ...testWorkerEnv({ stackEnv: stack.env, version, containerUrl: echo.url, dir }), NVCF_WORKER_GRACE_SECONDS: '5' };
 }
 
 /** Starts a worker and waits until it takes jobs (its instance heartbeats READY). */

@@ -23,7 +23,7 @@ import type { FunctionVersionRecord, HealthCheck } from '../../core/model';
 import { ENV, FRONT_HEADER, FRONTS, assetObjectKey } from '../../core/names';
 import { deployVersion, putVersion } from '../support/function-versions';
 import { newAccount, startTestStack, type TestResponse, type TestStack } from '../support/stack';
-import { freePort, startEcho, startWorker, stopAllProcesses, waitFor, type EchoServer, type TestProcess } from '../support/processes';
+import { freePort, startEcho, startWorker, stopAllProcesses, testWorkerEnv, waitFor, type EchoServer, type TestProcess } from '../support/processes';
 
 let stack: TestStack;
 let account: { accountId: string; key: string };
@@ -50,22 +50,11 @@ let workers = 0;
 function workerEnv(target: FunctionVersionRecord, extra: Record<string, string> = {}): Record<string, string> {
   const dir = join(workDir, `worker-${(workers += 1)}`);
   return {
-    ...stack.env,
-    NVCF_FUNCTION_ID: target.functionId,
-    NVCF_FUNCTION_VERSION_ID: target.versionId,
-    NVCF_WORKER_INFERENCE_URL: echo.url,
-    NVCF_WORKER_ASSET_DIR: join(dir, 'assets'),
-    NVCF_WORKER_OUTPUT_DIR: join(dir, 'outputs'),
-    NVCF_WORKER_DRAIN_PORT: '0',
-    NVCF_WORKER_LEASE_SECONDS: '2',
-    NVCF_WORKER_HEALTH_TIMEOUT_SECONDS: '10',
-    NVCF_WORKER_HEARTBEAT_SECONDS: '1',
-    NVCF_WORKER_RECEIVE_WAIT_SECONDS: '1',
+    ...testWorkerEnv({ stackEnv: stack.env, version: target, containerUrl: echo.url, dir }),
     NVCF_WORKER_GRACE_SECONDS: '10',
     NVCF_WORKER_PROGRESS_INTERVAL_MS: '50',
     NVCF_INSTANCETYPE: 'g6e.xlarge',
     NVCF_BACKEND: 'AWS',
-    POWERTOOLS_LOG_LEVEL: 'WARN',
     ...extra,
   };
 }

@@ -103,3 +103,25 @@ export async function startEcho(options: { port?: number; env?: Record<string, s
 export function startWorker(env: Record<string, string>): TestProcess {
   return startNode('gpu-agent/main.ts', ['worker'], env);
 }
+
+/**
+ * A test worker's environment: the stack's, the version and container it
+ * serves, directories of its own under `dir` (as each pod has), and short
+ * leases, heartbeats and polls so that tests see redeliveries quickly.
+ */
+export function testWorkerEnv(options: { stackEnv: Record<string, string>; version: { functionId: string; versionId: string }; containerUrl: string; dir: string }): Record<string, string> {
+  return {
+    ...options.stackEnv,
+    NVCF_FUNCTION_ID: options.version.functionId,
+    NVCF_FUNCTION_VERSION_ID: options.version.versionId,
+    NVCF_WORKER_INFERENCE_URL: options.containerUrl,
+    NVCF_WORKER_ASSET_DIR: join(options.dir, 'assets'),
+    NVCF_WORKER_OUTPUT_DIR: join(options.dir, 'outputs'),
+    NVCF_WORKER_DRAIN_PORT: '0',
+    NVCF_WORKER_LEASE_SECONDS: '2',
+    NVCF_WORKER_HEALTH_TIMEOUT_SECONDS: '10',
+    NVCF_WORKER_HEARTBEAT_SECONDS: '1',
+    NVCF_WORKER_RECEIVE_WAIT_SECONDS: '1',
+    POWERTOOLS_LOG_LEVEL: 'WARN',
+  };
+}
