@@ -75,6 +75,12 @@ export interface ChartVersions {
    * @default '1.14.0'
    */
   readonly awsLoadBalancerController?: string;
+  /**
+   * Kubernetes Metrics Server (https://kubernetes-sigs.github.io/metrics-server), the resource
+   * metrics API the invocation service's CPU HorizontalPodAutoscaler reads.
+   * @default '3.13.0'
+   */
+  readonly metricsServer?: string;
 }
 
 export type EndpointAccessMode = 'public-and-private' | 'private';
@@ -293,7 +299,7 @@ export const DEFAULTS = {
   systemMaxNodes: 3,
   natGateways: 1,
   clusterAdminRoleArns: [],
-  chartVersions: { keda: '2.21.1', nvidiaDevicePlugin: '0.18.2', awsLoadBalancerController: '1.14.0' },
+  chartVersions: { keda: '2.21.1', nvidiaDevicePlugin: '0.18.2', awsLoadBalancerController: '1.14.0', metricsServer: '3.13.0' },
   invocationReplicas: 2,
   tritonImage: DEFAULT_TRITON_IMAGE,
   dataRemovalPolicy: RemovalPolicy.RETAIN,

@@ -46,6 +46,9 @@ import { PodIdentityRole } from './pod-identity';
 /** Where the AWS Load Balancer Controller runs; its ServiceAccount is the chart's, named here. */
 export const LOAD_BALANCER_CONTROLLER = { namespace: 'kube-system', release: 'aws-load-balancer-controller', serviceAccount: 'aws-load-balancer-controller' } as const;
 
+/** Where the Metrics Server runs (the resource metrics API behind the service's CPU autoscaler). */
+export const METRICS_SERVER = { namespace: 'kube-system', release: 'metrics-server' } as const;
+
 /** The ALB's listener port (HTTP inside the VPC; callers meet TLS at CloudFront and API Gateway). */
 export const ALB_LISTENER_PORT = 80;
 
@@ -122,7 +125,8 @@ export class InvocationPlane extends Construct {
     // Pods are registered by their IPs: the nodes (cluster security group) must admit the ALB on the service port.
     cluster.clusterSecurityGroup.addIngressRule(albSecurityGroup, ec2.Port.tcp(DEFAULT_INVOCATION_PORT), 'invocation ALB to the invocation service pods');
     const controller = this.loadBalancerController(config, gpuCluster);
-    this.service(config, data, gpuCluster, agent, controller);
+    const metricsServer = this.metricsServer(config, gpuCluster);
+    this.service(config, data, gpuCluster, agent, controller, metricsServer);
 
     const vpcLinkSecurityGroup = new ec2.SecurityGroup(this, 'VpcLinkSecurityGroup', { vpc, description: 'API Gateway VPC link to the invocation ALB', allowAllOutbound: false });
     vpcLinkSecurityGroup.addEgressRule(albSecurityGroup, ec2.Port.tcp(ALB_LISTENER_PORT), 'invocation ALB');
@@ -262,14 +266,35 @@ export class InvocationPlane extends Construct {
         enableWaf: false,
         enableWafv2: false,
       },
+      // The TargetGroupBinding below is admitted by the controller's own webhook, which answers only once its pods run.
+      wait: true,
+      timeout: Duration.minutes(10),
     });
     // Like KEDA: its AWS calls fail until restarted if it starts before its Pod Identity.
     chart.node.addDependency(identity.association, gpuCluster.systemNodegroup);
     return chart;
   }
 
+  /**
+   * The Metrics Server: EKS does not run one, and without the resource
+   * metrics API it serves, the service's CPU autoscaler never scales. It
+   * needs no AWS identity (it reads the kubelets).
+   */
+  private metricsServer(config: ResolvedConfig, gpuCluster: GpuCluster): eks.HelmChart {
+    const chart = gpuCluster.cluster.addHelmChart('MetricsServer', {
+      chart: 'metrics-server',
+      repository: 'https://kubernetes-sigs.github.io/metrics-server/',
+      version: config.chartVersions.metricsServer,
+      release: METRICS_SERVER.release,
+      namespace: METRICS_SERVER.namespace,
+      values: { nodeSelector: { [SYSTEM_NODE_LABEL.key]: SYSTEM_NODE_LABEL.value } },
+    });
+    chart.node.addDependency(gpuCluster.systemNodegroup);
+    return chart;
+  }
+
   /** The service's Kubernetes objects in nvcf-system, and the VPC CNI's network policy support they need. */
-  private service(config: ResolvedConfig, data: DataStore, gpuCluster: GpuCluster, agent: GpuAgent, controller: eks.HelmChart): void {
+  private service(config: ResolvedConfig, data: DataStore, gpuCluster: GpuCluster, agent: GpuAgent, controller: eks.HelmChart, metricsServer: eks.HelmChart): void {
     const { cluster, vpc, namespaces } = gpuCluster;
     const image = agent.images[config.systemArch]!.imageUri;
     const name = K8S.invocationServiceName;
@@ -377,7 +402,7 @@ export class InvocationPlane extends Construct {
       },
     ];
     const manifest = cluster.addManifest('InvocationService', ...objects);
-    manifest.node.addDependency(namespaces, this.identity.serviceAccount!, this.identity.association, vpcCni);
+    manifest.node.addDependency(namespaces, this.identity.serviceAccount!, this.identity.association, vpcCni, metricsServer);
 
     const binding = cluster.addManifest('InvocationTargetGroupBinding', {
       apiVersion: 'elbv2.k8s.aws/v1beta1',

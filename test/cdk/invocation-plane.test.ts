@@ -69,6 +69,9 @@ describe('the invocation service on the cluster', () => {
     const hpa = find(synth.template, 'HorizontalPodAutoscaler', K8S.invocationServiceName).spec;
     expect(hpa).toMatchObject({ minReplicas: 2, maxReplicas: 8, scaleTargetRef: { kind: 'Deployment', name: K8S.invocationServiceName } });
     expect(hpa.metrics[0].resource.name).toBe('cpu');
+    // CPU utilisation comes from the resource metrics API, which EKS serves only with a Metrics Server.
+    const metricsServer = resources('Custom::AWSCDK-EKS-HelmChart').find((c) => c.Properties.Chart === 'metrics-server')!;
+    expect(metricsServer.Properties).toMatchObject({ Version: '3.13.0', Namespace: 'kube-system', Repository: 'https://kubernetes-sigs.github.io/metrics-server/' });
   });
 
   it('admits only pods of the functions namespace to the attach port, and the VPC to the callers’ port, with the VPC CNI enforcing it', () => {
@@ -85,7 +88,7 @@ describe('the invocation service on the cluster', () => {
     const binding = find(synth.template, 'TargetGroupBinding', K8S.invocationServiceName);
     expect(binding.spec).toMatchObject({ serviceRef: { name: K8S.invocationServiceName, port: DEFAULT_INVOCATION_PORT }, targetType: 'ip' });
     const chart = resources('Custom::AWSCDK-EKS-HelmChart').find((c) => c.Properties.Chart === 'aws-load-balancer-controller')!;
-    expect(chart.Properties).toMatchObject({ Version: '1.14.0', Namespace: 'kube-system', Repository: 'https://aws.github.io/eks-charts' });
+    expect(chart.Properties).toMatchObject({ Version: '1.14.0', Namespace: 'kube-system', Repository: 'https://aws.github.io/eks-charts', Wait: true });
     // TargetGroupBinding only: nothing that would need more than its register/describe policy.
     const parts: unknown[] = chart.Properties.Values['Fn::Join'][1];
     const values = JSON.parse(parts.map((part) => (typeof part === 'string' ? part : 'TOKEN')).join(''));
