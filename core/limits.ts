@@ -31,6 +31,8 @@ export const DEFAULT_INVOCATION_PORT = 8000;
 export const DEFAULT_ATTACH_PORT = 8001;
 /** Requests one invocation service instance holds at once by default (NVCF_MAX_IN_FLIGHT). */
 export const DEFAULT_MAX_IN_FLIGHT = 1024;
+/** Bytes of request bodies one invocation service instance holds at once by default (NVCF_MAX_HELD_REQUEST_BYTES). */
+export const DEFAULT_MAX_HELD_REQUEST_BYTES = GiB;
 /** Seconds a 429 from a saturated invocation service asks the caller to wait. */
 export const SATURATED_RETRY_AFTER_SECONDS = 1;
 /** API keys are cached this long by the invocation service: a revoked key stops working within it. */

@@ -39,6 +39,8 @@ export const ENV = {
   maxInFlight: 'NVCF_MAX_IN_FLIGHT',
   /** Largest request body the invocation service accepts; beyond it 413 pointing to assets. */
   maxRequestBytes: 'NVCF_MAX_REQUEST_BYTES',
+  /** Bytes of request bodies one invocation service instance holds at once; beyond it callers get 429. */
+  maxHeldRequestBytes: 'NVCF_MAX_HELD_REQUEST_BYTES',
 } as const;
 
 /**

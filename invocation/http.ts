@@ -6,6 +6,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Logger } from '@aws-lambda-powertools/logger';
 import type { ApiKeyRecord } from '../core/api-keys';
 import { SERVICE_NAME } from '../core/names';
+import { SATURATED_RETRY_AFTER_SECONDS } from '../core/limits';
 import { Problem, badRequest, payloadTooLarge, unauthorized } from '../core/problem';
 import type { Scope } from '../core/routes';
 import type { ServiceCaches } from './caches';
@@ -36,35 +37,70 @@ export async function authenticate(req: IncomingMessage, caches: ServiceCaches, 
 }
 
 /**
- * Reads the whole body, refusing more than `limit` bytes with 413: at once
- * when Content-Length says so (the connection is then closed rather than read
- * to the end), else as soon as the count passes it.
+ * The bytes of request bodies an instance holds at once (being read, or
+ * waiting for their worker): callers beyond it get 429, so that many large
+ * bodies never grow the heap without bound.
  */
-export function readBody(req: IncomingMessage, res: ServerResponse, limit: number): Promise<Buffer> {
-  const declared = Number(req.headers['content-length'] ?? 0);
-  const tooLarge = (size: string) =>
-    payloadTooLarge(`request body is ${size} bytes; at most ${limit} bytes are accepted in a request: ${ASSETS_HINT}`);
-  if (declared > limit) {
-    res.setHeader('connection', 'close');
-    return Promise.reject(tooLarge(String(declared)));
+export class BodyBudget {
+  private held = 0;
+
+  constructor(readonly limit: number) {}
+
+  take(bytes: number): boolean {
+    if (this.held + bytes > this.limit) return false;
+    this.held += bytes;
+    return true;
   }
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) {
-        res.setHeader('connection', 'close');
+
+  give(bytes: number): void {
+    this.held -= bytes;
+  }
+}
+
+/**
+ * Reads the whole body, refusing more than `limit` bytes with 413 (at once
+ * when Content-Length says so, else as soon as the count passes it), and
+ * answering 429 when `budget` cannot hold it now. The connection is closed
+ * rather than read to the end. The bytes stay taken from the budget until
+ * `release` is called.
+ */
+export async function readBody(req: IncomingMessage, res: ServerResponse, limit: number, budget: BodyBudget): Promise<{ body: Buffer; release: () => void }> {
+  const declared = Number(req.headers['content-length'] ?? 0);
+  const refuse = (problem: Problem) => {
+    res.setHeader('connection', 'close');
+    return problem;
+  };
+  const tooLarge = (size: string) => refuse(payloadTooLarge(`request body is ${size} bytes; at most ${limit} bytes are accepted in a request: ${ASSETS_HINT}`));
+  const busy = () =>
+    refuse(new Problem(429, `this invocation service instance holds ${budget.limit} bytes of request bodies, its limit; retry shortly`, { headers: { 'retry-after': String(SATURATED_RETRY_AFTER_SECONDS) } }));
+  if (declared > limit) throw tooLarge(String(declared));
+  let taken = 0;
+  const release = () => {
+    budget.give(taken);
+    taken = 0;
+  };
+  try {
+    const body = await new Promise<Buffer>((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      const stop = (problem: Problem) => {
         req.removeAllListeners('data');
         req.pause();
-        reject(tooLarge(`more than ${limit}`));
-        return;
-      }
-      chunks.push(chunk);
+        reject(problem);
+      };
+      req.on('data', (chunk: Buffer) => {
+        if (taken + chunk.length > limit) return stop(tooLarge(`more than ${limit}`));
+        if (!budget.take(chunk.length)) return stop(busy());
+        taken += chunk.length;
+        chunks.push(chunk);
+      });
+      req.on('end', () => resolve(Buffer.concat(chunks, taken)));
+      req.on('error', reject);
     });
-    req.on('end', () => resolve(Buffer.concat(chunks, size)));
-    req.on('error', reject);
-  });
+    return { body, release };
+  } catch (error) {
+    release();
+    throw error;
+  }
 }
 
 /** A header's value as one string (repeated headers joined as HTTP joins them). */

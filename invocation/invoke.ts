@@ -37,7 +37,7 @@ import { WIRE_STATUS, type FunctionVersionRecord } from '../core/model';
 import { inputObjectKey } from '../core/names';
 import { Problem, badRequest, notFound } from '../core/problem';
 import type { CallRegistry } from './attach-server';
-import { header, logger, readBody, requestHeaders, sendProblem } from './http';
+import { header, logger, readBody, requestHeaders, sendProblem, type BodyBudget } from './http';
 import { LiveCall, type FirstAnswer } from './live-call';
 
 const uuid = z.uuid();
@@ -58,6 +58,19 @@ export interface InvokerDeps {
   attachHost: string;
   attachPort: () => number;
   maxRequestBytes: number;
+  /** Request bodies this instance holds at once. */
+  bodies: BodyBudget;
+}
+
+/** A call whose request was checked and read, ready to queue. */
+interface AcceptedCall {
+  caller: ApiKeyRecord;
+  target: InvocationTarget;
+  /** The request path, for problem bodies. */
+  instance: string;
+  assetIds: string[];
+  body: Buffer;
+  queueUrl: string;
 }
 
 /** Headers of the caller's request the API consumes: never forwarded to the container. */
@@ -132,7 +145,18 @@ export class Invoker {
       throw badRequest(`Function id '${version.functionId}', version '${version.versionId}': Status ${version.status}, only ACTIVE versions can be invoked`);
     }
     const assetIds = await assetReferences(req, caller.accountId);
-    const body = await readBody(req, res, this.deps.maxRequestBytes);
+    const { body, release } = await readBody(req, res, this.deps.maxRequestBytes, this.deps.bodies);
+    try {
+      await this.queue(req, res, { caller, target, instance, assetIds, body, queueUrl });
+    } finally {
+      release();
+    }
+  }
+
+  /** Queues a call whose request is valid and read, and answers it. */
+  private async queue(req: IncomingMessage, res: ServerResponse, accepted: AcceptedCall): Promise<void> {
+    const { caller, target, instance, assetIds, body, queueUrl } = accepted;
+    const { version } = target;
     const requestId = randomUUID();
     const now = new Date();
     const record: InvocationRecord = {

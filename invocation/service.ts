@@ -30,7 +30,7 @@ import { Problem, badRequest, notFound } from '../core/problem';
 import { INVOCATION_SERVICE, matchRoute, type RouteMatch } from '../core/routes';
 import { CallRegistry, serveAttach, type AttachServer } from './attach-server';
 import { ServiceCaches } from './caches';
-import { acceptsEventStream, authenticate, header, logger, pollSecondsOf, sendProblem } from './http';
+import { BodyBudget, acceptsEventStream, authenticate, header, logger, pollSecondsOf, sendProblem } from './http';
 import { Invoker } from './invoke';
 import type { InvocationSettings } from './settings';
 import { serveCancel, serveStatus } from './status';
@@ -64,6 +64,7 @@ export class InvocationService {
       attachHost: settings.attachHost,
       attachPort: () => this.boundAttachPort,
       maxRequestBytes: settings.maxRequestBytes,
+      bodies: new BodyBudget(settings.maxHeldRequestBytes),
     });
   }
 

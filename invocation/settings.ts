@@ -2,7 +2,7 @@
  * Settings of the invocation service, read from the environment in one place
  * (CDK sets them on the Deployment; local/ passes them in).
  */
-import { DEFAULT_ATTACH_PORT, DEFAULT_INVOCATION_PORT, DEFAULT_MAX_IN_FLIGHT, MAX_REQUEST_BYTES } from '../core/limits';
+import { DEFAULT_ATTACH_PORT, DEFAULT_INVOCATION_PORT, DEFAULT_MAX_HELD_REQUEST_BYTES, DEFAULT_MAX_IN_FLIGHT, MAX_REQUEST_BYTES } from '../core/limits';
 import { ENV } from '../core/names';
 
 export interface InvocationSettings {
@@ -20,6 +20,8 @@ export interface InvocationSettings {
   maxInFlight: number;
   /** Largest request body accepted; beyond it 413. */
   maxRequestBytes: number;
+  /** Bytes of request bodies held at once (read, or waiting for their worker); beyond it 429. */
+  maxHeldRequestBytes: number;
 }
 
 function integer(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
@@ -40,6 +42,7 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env, overrides: Pa
     invocationDomain: env[ENV.invocationDomain] || undefined,
     maxInFlight: integer(env, ENV.maxInFlight, DEFAULT_MAX_IN_FLIGHT, 1, 1_000_000),
     maxRequestBytes: integer(env, ENV.maxRequestBytes, MAX_REQUEST_BYTES, 1, 5 * 1024 ** 3),
+    maxHeldRequestBytes: integer(env, ENV.maxHeldRequestBytes, DEFAULT_MAX_HELD_REQUEST_BYTES, 1, 64 * 1024 ** 3),
     ...overrides,
   };
 }

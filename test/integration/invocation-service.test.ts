@@ -664,6 +664,32 @@ describe('limits of one service instance', () => {
   });
 });
 
+describe('request bodies held at once', () => {
+  let budgeted: InvocationService;
+  let budgetedUrl: string;
+  beforeAll(async () => {
+    budgeted = new InvocationService(serviceSettings({ maxRequestBytes: 4096, maxHeldRequestBytes: 3000 }));
+    await budgeted.start();
+    budgetedUrl = `http://127.0.0.1:${await budgeted.listen()}`;
+  });
+  afterAll(async () => budgeted?.close());
+
+  it('answers 429 with Retry-After while waiting calls hold the instance’s body budget, and frees it when they end', async () => {
+    const version = await versionWith();
+    const first = pexec(version, { 'NVCF-POLL-SECONDS': '10' }, Buffer.alloc(2000, 'a'), budgetedUrl);
+    const [job] = await receiveJobs(version, 1);
+    expect(job).toBeDefined();
+    const refused = await pexec(version, {}, Buffer.alloc(2000, 'b'), budgetedUrl).reply;
+    expect([refused.status, refused.headers['content-type'], refused.headers['retry-after']]).toEqual([429, 'application/problem+json', '1']);
+    expect(refused.json.detail).toContain('bytes of request bodies');
+    first.request.destroy();
+    await sleep(100);
+    const { reply } = pexec(version, { 'NVCF-POLL-SECONDS': '0' }, Buffer.alloc(2000, 'c'), budgetedUrl);
+    expect((await reply).status).toBe(202);
+    await job!.done();
+  });
+});
+
 describe('direct invocation', () => {
   const port = () => new URL(front.url).port;
 
