@@ -356,7 +356,8 @@ export class InvocationPlane extends Construct {
                 ],
                 readinessProbe: { httpGet: { path: INVOCATION_SERVICE_PATHS.ready, port: 'http' }, periodSeconds: 5 },
                 livenessProbe: { httpGet: { path: INVOCATION_SERVICE_PATHS.health, port: 'http' }, periodSeconds: 10, failureThreshold: 3 },
-                resources: { requests: { cpu: '500m', memory: '512Mi' }, limits: { memory: '2Gi' } },
+                // One event loop plus libuv and GC threads: 2 CPUs bound a runaway pod without throttling a busy one; the HPA scales on the request.
+                resources: { requests: { cpu: '500m', memory: '512Mi' }, limits: { cpu: '2', memory: '2Gi' } },
                 volumeMounts: [{ name: 'tmp', mountPath: '/tmp' }],
                 securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } },
               },

@@ -50,6 +50,10 @@ describe('the invocation service on the cluster', () => {
     expect(container.ports.map((p: { containerPort: number }) => p.containerPort)).toEqual([DEFAULT_INVOCATION_PORT, DEFAULT_ATTACH_PORT]);
     expect(container.readinessProbe.httpGet.path).toBe(INVOCATION_SERVICE_PATHS.ready);
     expect(container.livenessProbe.httpGet.path).toBe(INVOCATION_SERVICE_PATHS.health);
+    expect(container.resources).toEqual({ requests: { cpu: '500m', memory: '512Mi' }, limits: { cpu: '2', memory: '2Gi' } });
+    expect(pod.volumes).toEqual([{ name: 'tmp', emptyDir: {} }]);
+    expect(container.volumeMounts).toEqual([{ name: 'tmp', mountPath: '/tmp' }]);
+    expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 1000 });
   });
 
   it('tells each pod its own address for reply addresses, and where tables, bucket and queues are', () => {
