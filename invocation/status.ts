@@ -102,8 +102,11 @@ export async function serveStatus(res: ServerResponse, accountId: string, reques
  */
 export async function serveCancel(res: ServerResponse, registry: CallRegistry, accountId: string, requestId: string): Promise<void> {
   const live = registry.get(requestId);
-  if (live && live.options.accountId === accountId && live.phase !== 'persisting') {
-    live.cancel();
+  const ours = live?.options.accountId === accountId;
+  // Being stored right now: once stored it is cancelled in the store like any durable call.
+  if (ours && live!.phase === 'persisting') await live!.first;
+  if (ours && live!.phase !== 'durable' && live!.phase !== 'persisting') {
+    live!.cancel();
   } else {
     const outcome = await cancelInvocation(accountId, requestId);
     if (outcome.kind === 'missing') throw notFound(`request id '${requestId}' not found (unknown, expired or another account's)`);
