@@ -29,6 +29,7 @@ import { Construct } from 'constructs';
 import {
   DEFAULT_ATTACH_PORT,
   DEFAULT_INVOCATION_PORT,
+  DEFAULT_MAX_HELD_REQUEST_BYTES,
   DEFAULT_MAX_IN_FLIGHT,
   INVOCATION_DRAIN_SECONDS,
   INVOCATION_URL_ORIGIN_TIMEOUT_SECONDS,
@@ -305,6 +306,7 @@ export class InvocationPlane extends Construct {
       [ENV.attachPort]: String(DEFAULT_ATTACH_PORT),
       [ENV.maxInFlight]: String(DEFAULT_MAX_IN_FLIGHT),
       [ENV.maxRequestBytes]: String(MAX_REQUEST_BYTES),
+      [ENV.maxHeldRequestBytes]: String(DEFAULT_MAX_HELD_REQUEST_BYTES),
       ...(config.invocationDomain ? { [ENV.invocationDomain]: config.invocationDomain } : {}),
       AWS_REGION: Stack.of(this).region,
       POWERTOOLS_SERVICE_NAME: SERVICE_NAME,

@@ -9,6 +9,7 @@ import {
   API_GATEWAY_POLL_CAP_SECONDS,
   DEFAULT_ATTACH_PORT,
   DEFAULT_INVOCATION_PORT,
+  DEFAULT_MAX_HELD_REQUEST_BYTES,
   DEFAULT_MAX_IN_FLIGHT,
   INVOCATION_DRAIN_SECONDS,
   INVOCATION_URL_ORIGIN_TIMEOUT_SECONDS,
@@ -64,6 +65,7 @@ describe('the invocation service on the cluster', () => {
     // The service's own defaults, stated so that an operator sees (and can change) its limits on the Deployment.
     expect(env.find((e) => e.name === ENV_NAMES.maxInFlight)?.value).toBe(String(DEFAULT_MAX_IN_FLIGHT));
     expect(env.find((e) => e.name === ENV_NAMES.maxRequestBytes)?.value).toBe(String(MAX_REQUEST_BYTES));
+    expect(env.find((e) => e.name === ENV_NAMES.maxHeldRequestBytes)?.value).toBe(String(DEFAULT_MAX_HELD_REQUEST_BYTES));
     // Without a custom domain, direct invocation is addressed by the function-id header only.
     expect(names).not.toContain(ENV_NAMES.invocationDomain);
   });
