@@ -3,6 +3,21 @@
  * message has learnt — from the invocation service that holds the caller,
  * from the store, or from a failed run — what the worker does next. job.ts
  * carries the decisions out; nothing here does I/O.
+ *
+ * Failure handling:
+ * - the container answers ≥ 400 → the invocation is ERRORED with its status;
+ * - a referenced asset is gone → ERRORED 500 (retrying cannot help);
+ * - the container answered but its result cannot be stored (disk, zip limits,
+ *   unreadable output files, S3 after the SDK's retries) → ERRORED 500:
+ *   running the GPU job again would not help;
+ * - the container is unreachable or times out, or AWS fails before the
+ *   container answered → the job is handed back to come again after a short
+ *   backoff; on the last delivery SQS allows (the queue's maxReceiveCount)
+ *   the invocation becomes ERRORED 500 and the message is released, so SQS
+ *   moves it to the dead-letter queue where it is kept for inspection;
+ * - the worker dies → the lease lapses and the next delivery takes over;
+ * - the worker shuts down → the job is handed back (QUEUED, visibility 0), or,
+ *   on the last allowed delivery, carried on by a fresh copy of the message.
  */
 import type { AttachState } from '../../core/attach';
 import type { Claim } from '../../core/invocations';

@@ -10,6 +10,31 @@ import { logger, type WorkerConfig } from './config';
 /** Request directory names the worker creates: the request id, optionally followed by `.<suffix>`. */
 const REQUEST_ENTRY = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(\..+)?$/;
 
+/** One delivery's paths: the request's directories (NVCF layout) and its claim's own spill and zip files. */
+export interface RequestDirs {
+  assets: string;
+  output: string;
+  /** Where a large container answer is spilled. */
+  spill: string;
+  /** Where the result zip is written. */
+  zip: string;
+}
+
+/** The paths of request `requestId` for the delivery whose claim is `owner`. */
+export function requestDirs(config: Pick<WorkerConfig, 'assetDir' | 'outputDir'>, requestId: string, owner: string): RequestDirs {
+  return {
+    assets: join(config.assetDir, requestId),
+    output: join(config.outputDir, requestId),
+    spill: join(config.outputDir, `${requestId}.${owner}.response`),
+    zip: join(config.outputDir, `${requestId}.${owner}.zip`),
+  };
+}
+
+/** Removes a delivery's directories and files; failures (a root container's files) are logged, never thrown. */
+export async function removeRequestDirs(dirs: RequestDirs): Promise<void> {
+  await Promise.all(Object.values(dirs).map((path) => removeDir(path)));
+}
+
 /** Removes a request directory; one that cannot be removed (root-owned content) is renamed aside for the next sweep. */
 export async function removeDir(path: string): Promise<void> {
   try {
@@ -21,6 +46,7 @@ export async function removeDir(path: string): Promise<void> {
   }
 }
 
+/** Makes an empty directory the container (any user) may write to. */
 export async function freshDir(path: string): Promise<void> {
   await removeDir(path);
   await mkdir(path, { recursive: true });

@@ -20,6 +20,10 @@ describe('after attaching to the invocation service', () => {
     expect(afterAttach('unknown', 10)).toEqual({ kind: 'claim', storeDecides: true });
   });
 
+  it('treats a call another delivery of the same message runs like a claim held by it (waited for, never run twice)', () => {
+    expect(afterAttach('held', 10)).toEqual({ kind: 'claim', storeDecides: false });
+  });
+
   it('looks again once the caller’s window is over when the service cannot be reached, then asks the store', () => {
     expect(afterAttach('unreachable', 42)).toEqual({ kind: 'wait', seconds: 42 });
     expect(afterAttach('unreachable', 0)).toEqual({ kind: 'claim', storeDecides: true });
