@@ -3,8 +3,9 @@
  * one S3 bucket, and the encryption setting of the per-version queues the
  * deployments Lambda creates at run time.
  */
-import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
@@ -105,6 +106,19 @@ export class DataStore extends Construct {
       removalPolicy: config.dataRemovalPolicy,
       autoDeleteObjects: !retain,
     });
+    // S3 delivers the platform bucket's access logs under a bucket policy (AWS's recommendation)
+    // rather than the legacy LogDeliveryWrite ACL aws-cdk-lib grants without its
+    // serverAccessLogsUseBucketPolicy flag (cfn-lint W3045). Ownership stays BucketOwnerPreferred:
+    // CloudFront's standard logs still arrive with an ACL.
+    accessLogs.addToResourcePolicy(
+      new iam.PolicyStatement({
+        principals: [new iam.ServicePrincipal('logging.s3.amazonaws.com')],
+        actions: ['s3:PutObject'],
+        resources: [accessLogs.arnForObjects('platform-bucket/*')],
+        conditions: { ArnLike: { 'aws:SourceArn': this.bucket.bucketArn }, StringEquals: { 'aws:SourceAccount': Stack.of(this).account } },
+      }),
+    );
+    (accessLogs.node.defaultChild as s3.CfnBucket).addPropertyDeletionOverride('AccessControl');
 
     if (config.queueEncryption === 'kms') {
       this.queueKey = new kms.Key(this, 'QueueKey', {
