@@ -1,8 +1,10 @@
-import { defineConfig } from 'vitest/config';
+import { configDefaults, defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    // The cluster suite needs binaries built with Go: npm run test:cluster runs it (test/cluster/vitest.config.ts).
+    exclude: [...configDefaults.exclude, 'test/cluster/**'],
     pool: 'forks',
     testTimeout: 30_000,
     hookTimeout: 60_000,

@@ -272,18 +272,23 @@ export function controllerAdmissionPolicy(): Record<string, unknown>[] {
           { name: 'isRbac', expression: "request.resource.group == 'rbac.authorization.k8s.io'" },
           { name: 'inHelmNamespace', expression: `request.namespace.startsWith('${prefix}')` },
         ],
+        // reason Forbidden: the API server answers 403 like an RBAC denial (without it, 422 Invalid,
+        // as if the object were malformed); found by test/cluster/admission-policy.test.ts.
         validations: [
           {
             expression: `!variables.isNamespace || request.name.startsWith('${prefix}')`,
             message: `the gpu-agent controller may only create, change or delete namespaces named ${prefix}*`,
+            reason: 'Forbidden',
           },
           {
             expression: `!variables.isNamespace || request.operation == 'DELETE' || (has(object.metadata.labels) && ${podSecurity} in object.metadata.labels && object.metadata.labels[${podSecurity}] in ['baseline', 'restricted'])`,
             message: 'the gpu-agent controller may only write namespaces whose pod-security.kubernetes.io/enforce level is baseline or restricted',
+            reason: 'Forbidden',
           },
           {
             expression: `variables.isNamespace || (variables.isRbac ? variables.inHelmNamespace : (variables.inHelmNamespace || request.namespace == '${K8S.functionsNamespace}'))`,
             message: `the gpu-agent controller may only write RBAC objects in ${prefix}* namespaces, and other objects in ${prefix}* namespaces or ${K8S.functionsNamespace}`,
+            reason: 'Forbidden',
           },
         ],
       },

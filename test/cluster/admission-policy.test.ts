@@ -1,0 +1,152 @@
+/**
+ * The controller's fence on a real API server: the RBAC objects and the
+ * ValidatingAdmissionPolicy come from the synthesized template, the controller
+ * acts with a token of its own ServiceAccount, so every denial below is the real
+ * RBAC authorizer or the real CEL evaluation of the deployed policy.
+ */
+import * as k8s from '@kubernetes/client-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startControlPlane, type ControlPlane } from './control-plane';
+import { templateObjects } from './template-objects';
+
+const POLICY = 'nvcf-gpu-agent-controller-scope';
+const CONTROLLER = { name: 'nvcf-gpu-agent', namespace: 'nvcf-system' };
+const HELM_FUNCTION_ROLE = 'nvcf-gpu-agent-controller-helm-function';
+
+let plane: ControlPlane;
+let admin: k8s.KubeConfig;
+let controller: k8s.KubeConfig;
+
+/** Retries while the API server's RBAC and policy caches catch up with objects just written. */
+async function eventually<T>(action: () => Promise<T>, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await action();
+    } catch (error) {
+      if (Date.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  }
+}
+
+/** The HTTP status and message of a refused request (fails the test if it was accepted). */
+async function refusal(request: Promise<unknown>): Promise<{ code: number; message: string }> {
+  try {
+    await request;
+  } catch (error) {
+    if (error instanceof k8s.ApiException) {
+      const body = typeof error.body === 'string' ? (JSON.parse(error.body) as { message?: string }) : (error.body as { message?: string });
+      return { code: error.code, message: body?.message ?? String(error.body) };
+    }
+    throw error;
+  }
+  throw new Error('expected the API server to refuse the request, it accepted it');
+}
+
+function namespace(name: string, enforce?: string): k8s.V1Namespace {
+  return { metadata: { name, labels: enforce ? { 'pod-security.kubernetes.io/enforce': enforce } : {} } };
+}
+
+function helmRoleBinding(inNamespace: string): k8s.V1RoleBinding {
+  return {
+    metadata: { name: 'nvcf-helm-function', namespace: inNamespace },
+    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: HELM_FUNCTION_ROLE },
+    subjects: [{ kind: 'ServiceAccount', ...CONTROLLER }],
+  };
+}
+
+beforeAll(async () => {
+  plane = await startControlPlane();
+  admin = new k8s.KubeConfig();
+  admin.loadFromFile(plane.kubeconfigPath);
+  const objects = k8s.KubernetesObjectApi.makeApiClient(admin);
+  const deployed = templateObjects();
+  expect(deployed.map((o) => o.kind)).toEqual(expect.arrayContaining(['Namespace', 'ServiceAccount', 'ClusterRole', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding']));
+  // Namespaces first, as the CDK app orders them through dependencies.
+  const ordered = [...deployed].sort((a, b) => Number(b.kind === 'Namespace') - Number(a.kind === 'Namespace'));
+  for (const object of ordered) await eventually(() => objects.create(object as k8s.KubernetesObject));
+
+  const core = admin.makeApiClient(k8s.CoreV1Api);
+  const token = await eventually(() =>
+    core.createNamespacedServiceAccountToken({ ...CONTROLLER, body: { spec: { audiences: ['https://kubernetes.default.svc'], expirationSeconds: 3600 } } }),
+  );
+  controller = new k8s.KubeConfig();
+  controller.loadFromOptions({
+    clusters: [{ name: 'test', server: plane.server, caFile: `${plane.dir}/ca.crt` }],
+    users: [{ name: 'controller', token: token.status?.token }],
+    contexts: [{ name: 'test', cluster: 'test', user: 'controller' }],
+    currentContext: 'test',
+  });
+  // The policy is enforced once the API server has compiled it: wait until it refuses a namespace it must refuse.
+  await eventually(async () => {
+    const { message } = await refusal(controller.makeApiClient(k8s.CoreV1Api).createNamespace({ body: namespace('nvcf-probe-not-fenced', 'baseline') }));
+    if (!message.includes(POLICY)) throw new Error(`policy not yet enforced: ${message}`);
+  }, 30_000);
+});
+
+afterAll(async () => {
+  await plane?.stop();
+});
+
+describe('the gpu-agent controller under its deployed RBAC and admission policy', () => {
+  it('creates a nvcf-fn-* namespace at the baseline pod-security level', async () => {
+    const created = await controller.makeApiClient(k8s.CoreV1Api).createNamespace({ body: namespace('nvcf-fn-echo', 'baseline') });
+    expect(created.metadata?.name).toBe('nvcf-fn-echo');
+  });
+
+  it('is refused a namespace outside nvcf-fn-* by the policy, though RBAC would allow it', async () => {
+    const { code, message } = await refusal(controller.makeApiClient(k8s.CoreV1Api).createNamespace({ body: namespace('team-a', 'baseline') }));
+    expect(code).toBe(403);
+    expect(message).toContain(`ValidatingAdmissionPolicy '${POLICY}'`);
+    expect(message).toContain('may only create, change or delete namespaces named nvcf-fn-*');
+  });
+
+  it('is refused a nvcf-fn-* namespace without a baseline or restricted enforce label', async () => {
+    const core = controller.makeApiClient(k8s.CoreV1Api);
+    for (const body of [namespace('nvcf-fn-unlabelled'), namespace('nvcf-fn-privileged', 'privileged')]) {
+      const { code, message } = await refusal(core.createNamespace({ body }));
+      expect(code).toBe(403);
+      expect(message).toContain('pod-security.kubernetes.io/enforce level is baseline or restricted');
+    }
+  });
+
+  it('binds the Helm-function role in its nvcf-fn-* namespace and then writes a chart\'s ServiceAccount and Role there', async () => {
+    const rbac = controller.makeApiClient(k8s.RbacAuthorizationV1Api);
+    await rbac.createNamespacedRoleBinding({ namespace: 'nvcf-fn-echo', body: helmRoleBinding('nvcf-fn-echo') });
+    // The binding reaches the authorizer through its informer: retry until it grants.
+    const account = await eventually(() =>
+      controller.makeApiClient(k8s.CoreV1Api).createNamespacedServiceAccount({ namespace: 'nvcf-fn-echo', body: { metadata: { name: 'echo' } } }),
+    );
+    expect(account.metadata?.namespace).toBe('nvcf-fn-echo');
+    const role = await rbac.createNamespacedRole({
+      namespace: 'nvcf-fn-echo',
+      body: { metadata: { name: 'echo' }, rules: [{ apiGroups: [''], resources: ['configmaps'], verbs: ['get', 'list'] }] },
+    });
+    expect(role.metadata?.name).toBe('echo');
+  });
+
+  it('is refused the same role binding in nvcf-functions and kube-system by the policy (RBAC alone would allow it)', async () => {
+    const rbac = controller.makeApiClient(k8s.RbacAuthorizationV1Api);
+    for (const target of ['nvcf-functions', 'kube-system']) {
+      const { code, message } = await refusal(rbac.createNamespacedRoleBinding({ namespace: target, body: helmRoleBinding(target) }));
+      expect(code).toBe(403);
+      expect(message).toContain(`ValidatingAdmissionPolicy '${POLICY}'`);
+      expect(message).toContain('may only write RBAC objects in nvcf-fn-* namespaces');
+    }
+  });
+
+  it('is refused by RBAC what its roles do not grant (a Secret in nvcf-functions)', async () => {
+    const { code, message } = await refusal(
+      controller.makeApiClient(k8s.CoreV1Api).createNamespacedSecret({ namespace: 'nvcf-functions', body: { metadata: { name: 'x' }, stringData: { a: 'b' } } }),
+    );
+    expect(code).toBe(403);
+    expect(message).toContain('system:serviceaccount:nvcf-system:nvcf-gpu-agent');
+    expect(message).not.toContain(POLICY);
+  });
+
+  it('leaves other users alone: cluster-admin creates a namespace outside nvcf-fn-*', async () => {
+    const created = await admin.makeApiClient(k8s.CoreV1Api).createNamespace({ body: namespace('team-a') });
+    expect(created.metadata?.name).toBe('team-a');
+  });
+});
