@@ -7,28 +7,14 @@
 import * as k8s from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startControlPlane, type ControlPlane } from './control-plane';
-import { templateObjects } from './template-objects';
+import { adminConfig, applyTemplateObjects, CONTROLLER, eventually, serviceAccountConfig } from './platform';
 
 const POLICY = 'nvcf-gpu-agent-controller-scope';
-const CONTROLLER = { name: 'nvcf-gpu-agent', namespace: 'nvcf-system' };
 const HELM_FUNCTION_ROLE = 'nvcf-gpu-agent-controller-helm-function';
 
 let plane: ControlPlane;
 let admin: k8s.KubeConfig;
 let controller: k8s.KubeConfig;
-
-/** Retries while the API server's RBAC and policy caches catch up with objects just written. */
-async function eventually<T>(action: () => Promise<T>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await action();
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 250));
-    }
-  }
-}
 
 /** The HTTP status and message of a refused request (fails the test if it was accepted). */
 async function refusal(request: Promise<unknown>): Promise<{ code: number; message: string }> {
@@ -58,26 +44,10 @@ function helmRoleBinding(inNamespace: string): k8s.V1RoleBinding {
 
 beforeAll(async () => {
   plane = await startControlPlane();
-  admin = new k8s.KubeConfig();
-  admin.loadFromFile(plane.kubeconfigPath);
-  const objects = k8s.KubernetesObjectApi.makeApiClient(admin);
-  const deployed = templateObjects();
+  admin = adminConfig(plane);
+  const deployed = await applyTemplateObjects(admin);
   expect(deployed.map((o) => o.kind)).toEqual(expect.arrayContaining(['Namespace', 'ServiceAccount', 'ClusterRole', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding']));
-  // Namespaces first, as the CDK app orders them through dependencies.
-  const ordered = [...deployed].sort((a, b) => Number(b.kind === 'Namespace') - Number(a.kind === 'Namespace'));
-  for (const object of ordered) await eventually(() => objects.create(object as k8s.KubernetesObject));
-
-  const core = admin.makeApiClient(k8s.CoreV1Api);
-  const token = await eventually(() =>
-    core.createNamespacedServiceAccountToken({ ...CONTROLLER, body: { spec: { audiences: ['https://kubernetes.default.svc'], expirationSeconds: 3600 } } }),
-  );
-  controller = new k8s.KubeConfig();
-  controller.loadFromOptions({
-    clusters: [{ name: 'test', server: plane.server, caFile: `${plane.dir}/ca.crt` }],
-    users: [{ name: 'controller', token: token.status?.token }],
-    contexts: [{ name: 'test', cluster: 'test', user: 'controller' }],
-    currentContext: 'test',
-  });
+  controller = await serviceAccountConfig(plane, admin, CONTROLLER);
   // The policy is enforced once the API server has compiled it: wait until it refuses a namespace it must refuse.
   await eventually(async () => {
     const { message } = await refusal(controller.makeApiClient(k8s.CoreV1Api).createNamespace({ body: namespace('nvcf-probe-not-fenced', 'baseline') }));

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds (once per version) the binaries the cluster suite runs: the Kubernetes control plane from
-# test/cluster/k8s (k8s.io/kubernetes with its staging modules pinned), and etcd.
+# test/cluster/k8s (k8s.io/kubernetes with its staging modules pinned), etcd, and kwok (fake nodes).
 # They are cached by version under $NVCF_CLUSTER_CACHE (default ~/.cache/nvcf-cluster), so a warm run
 # only checks that they are there. Go runs one package at a time (-p=1 unless GO_PARALLEL says otherwise)
 # so a 2-core machine stays usable while it builds.
@@ -9,6 +9,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 cache="${NVCF_CLUSTER_CACHE:-$HOME/.cache/nvcf-cluster}"
 k8s_version="v1.35.4"    # the stack's default cluster minor version is 1.35 (lib/config.ts)
 etcd_version="v3.6.16"
+kwok_version="v0.7.0"
 export GOFLAGS="-p=${GO_PARALLEL:-1}"
 export CGO_ENABLED=0
 
@@ -33,3 +34,4 @@ build kubernetes "$k8s_version" "$here/k8s" "$k8s_stamp" \
 # go names the binary of go.etcd.io/etcd/server/v3 'server'; the control plane starts it as etcd.
 build etcd "$etcd_version" "$here/etcd" "" go.etcd.io/etcd/server/v3
 [ -x "$cache/etcd-$etcd_version/etcd" ] || mv "$cache/etcd-$etcd_version/server" "$cache/etcd-$etcd_version/etcd"
+build kwok "$kwok_version" "$here/kwok" "" sigs.k8s.io/kwok/cmd/kwok

@@ -13,6 +13,7 @@ import { join } from 'node:path';
 /** Versions build.sh builds; the cache directories are named after them. */
 export const KUBERNETES_VERSION = 'v1.35.4';
 export const ETCD_VERSION = 'v3.6.16';
+export const KWOK_VERSION = 'v0.7.0';
 
 const CACHE = process.env.NVCF_CLUSTER_CACHE ?? join(homedir(), '.cache', 'nvcf-cluster');
 
@@ -21,12 +22,14 @@ export interface ControlPlane {
   readonly server: string;
   readonly kubeconfigPath: string;
   readonly dir: string;
+  /** Starts kwok, which keeps the nodes annotated kwok.x-k8s.io/node=fake Ready and runs the pods bound to them. */
+  startFakeNodes(): void;
   stop(): Promise<void>;
 }
 
 /** The path of a built binary, or an error that says how to build it. */
-export function binary(component: 'kubernetes' | 'etcd', name: string): string {
-  const version = component === 'kubernetes' ? KUBERNETES_VERSION : ETCD_VERSION;
+export function binary(component: 'kubernetes' | 'etcd' | 'kwok', name: string): string {
+  const version = { kubernetes: KUBERNETES_VERSION, etcd: ETCD_VERSION, kwok: KWOK_VERSION }[component];
   const path = join(CACHE, `${component}-${version}`, name);
   if (!existsSync(path)) {
     throw new Error(`cluster: ${name} ${version} is not built (looked for ${path}); run test/cluster/build.sh (cold: tens of minutes on 2 cores)`);
@@ -177,5 +180,17 @@ export async function startControlPlane(): Promise<ControlPlane> {
     await stop();
     throw error;
   }
-  return { server, kubeconfigPath, dir, stop };
+  const startFakeNodes = (): void => {
+    children.push(
+      start(dir, 'kwok', binary('kwok', 'kwok'), [
+        `--kubeconfig=${kubeconfigPath}`,
+        '--manage-all-nodes=false',
+        '--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake',
+        '--node-ip=127.0.0.1',
+        '--cidr=10.244.0.0/16',
+        '--server-address=127.0.0.1:0',
+      ]),
+    );
+  };
+  return { server, kubeconfigPath, dir, startFakeNodes, stop };
 }
