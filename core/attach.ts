@@ -23,6 +23,7 @@
  * other can pass on.
  */
 import { Transform, type TransformCallback } from 'node:stream';
+import { INVOCATION_SERVICE_PATHS } from './names';
 
 export const ATTACH_STATE_HEADER = 'nvcf-attach-state';
 export const ATTACH_TOKEN_HEADER = 'nvcf-attach-token';
@@ -126,5 +127,5 @@ export class FrameDecoder extends Transform {
 
 /** The attach path of one request. */
 export function attachPath(requestId: string): string {
-  return `/attach/${requestId}`;
+  return `${INVOCATION_SERVICE_PATHS.attach}/${requestId}`;
 }

@@ -17,18 +17,16 @@ const MAX_TOMBSTONES = 100_000;
 
 const STATUS_OF: Record<AttachState, number> = { live: 200, held: 409, finished: 410, canceled: 410, durable: 410, unknown: 404 };
 
-function stateOf(phase: CallPhase | 'live'): AttachState {
+/** What a worker attaching to a call in this phase is told (a queued call is attached to instead). */
+function stateOf(phase: CallPhase): AttachState {
   switch (phase) {
-    case 'live':
-      return 'live';
+    case 'queued':
     case 'attached':
     case 'responding':
     case 'persisting':
       return 'held';
     case 'done':
       return 'finished';
-    case 'queued': // only reached when attach() refused; never in practice
-      return 'held';
     default:
       return phase;
   }
