@@ -234,7 +234,7 @@ async function main(): Promise<void> {
 
   say(`API key (account "${LOCAL_ACCOUNT_ID}"): ${apiKey}`);
   say(`images from ${imagesPath}${dataDir ? `; state in ${dataDir}` : '; state in memory'}`);
-  say(`NVCF local stack ready at ${server.url}`);
+  say(`NVCF local stack ready at ${server.url} (pid ${process.pid}; SIGINT or SIGTERM to it, or to npm, stops it)`);
 
   let stopRequestedAt = 0;
   const shutdown = async (signal: string) => {
@@ -262,17 +262,20 @@ async function main(): Promise<void> {
     await rm(workDir, { recursive: true, force: true });
     say('stopped');
   };
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.on(signal, () => {
-      shutdown(signal).then(
-        () => process.exit(0),
-        (error) => {
-          process.stderr.write(`shutdown failed: ${String(error)}\n`);
-          process.exit(1);
-        },
-      );
-    });
-  }
+  const stop = (reason: string) =>
+    shutdown(reason).then(
+      () => process.exit(0),
+      (error) => {
+        process.stderr.write(`shutdown failed: ${String(error)}\n`);
+        process.exit(1);
+      },
+    );
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => void stop(signal));
+  // A supervisor killed without a chance to relay a signal (SIGKILL to npm) leaves this process to init: stop as if told to.
+  const parent = process.ppid;
+  setInterval(() => {
+    if (process.ppid !== parent && !stopping) void stop(`parent process ${parent} exited`);
+  }, 1000).unref();
 }
 
 main().catch((error) => {

@@ -28,8 +28,13 @@ interface LocalStack {
   child: ChildProcess;
   url: string;
   output(): string;
-  /** Sends `signal` to the whole process group, as a terminal's Ctrl-C does, and waits until the group is gone. */
-  stop(signal?: NodeJS.Signals): Promise<void>;
+  /** The stack's own process, as its ready line prints it. */
+  pid: number;
+  /**
+   * Sends `signal` to the whole process group, as a terminal's Ctrl-C does, or to one process
+   * of it only (npm, or the stack), as a supervisor does; then waits until the group is gone.
+   */
+  stop(signal?: NodeJS.Signals, to?: 'group' | 'npm' | 'stack'): Promise<void>;
 }
 
 async function startStack(env: Record<string, string>): Promise<LocalStack> {
@@ -43,19 +48,21 @@ async function startStack(env: Record<string, string>): Promise<LocalStack> {
   child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const url = await waitFor(
+  const [url, pid] = await waitFor(
     'npm start to print that the API is ready',
     () => {
       if (child.exitCode !== null) throw new Error(`npm start exited ${child.exitCode}:\n${output}`);
-      return /NVCF local stack ready at (http:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1];
+      const ready = /NVCF local stack ready at (http:\/\/127\.0\.0\.1:\d+) \(pid (\d+);/.exec(output);
+      return ready ? ([ready[1]!, Number(ready[2])] as const) : undefined;
     },
     60_000,
   );
   return {
     child,
     url,
+    pid,
     output: () => output,
-    async stop(signal = 'SIGTERM') {
+    async stop(signal = 'SIGTERM', to = 'group') {
       const group = -child.pid!;
       const alive = () => {
         try {
@@ -65,7 +72,7 @@ async function startStack(env: Record<string, string>): Promise<LocalStack> {
           return false;
         }
       };
-      if (alive()) process.kill(group, signal);
+      if (alive()) process.kill({ group, npm: child.pid!, stack: pid }[to], signal);
       // npm exits at once; the stack in its group takes its time to stop instances and save state.
       await waitFor('every process of npm start to exit', () => !alive(), 60_000).catch(() => process.kill(group, 'SIGKILL'));
       await exited;
@@ -290,4 +297,31 @@ describe('npm start', () => {
       expect(result.json).toBe(message);
     }
   }, 150_000);
+});
+
+describe('stopping npm start', () => {
+  /** A stack with one running instance, stopped by `stop`; then no process of it may be left. */
+  async function stopsCleanly(stop: (stack: LocalStack) => Promise<void>) {
+    const stack = await startStack({ PORT: String(await freePort()), NVCF_API_KEY: apiKey, NVCF_LOCAL_IMAGES: imageMap });
+    try {
+      const { versionId } = await deployEcho(api(stack), { minInstances: 1, maxInstances: 1 });
+      expect((await markedProcesses()).some((proc) => proc.env.includes(versionId))).toBe(true);
+
+      await stop(stack);
+
+      expect(stack.output()).toMatch(/stopping instances/);
+      expect(stack.output()).toMatch(/ stopped\n$/);
+      expect(await markedProcesses()).toEqual([]);
+    } finally {
+      await stack.stop('SIGKILL');
+    }
+  }
+
+  it('stops on SIGINT to the npm process alone', () => stopsCleanly((stack) => stack.stop('SIGINT', 'npm')), 120_000);
+
+  it('stops on SIGTERM to the npm process alone', () => stopsCleanly((stack) => stack.stop('SIGTERM', 'npm')), 120_000);
+
+  it('stops on SIGTERM to the pid it printed', () => stopsCleanly((stack) => stack.stop('SIGTERM', 'stack')), 120_000);
+
+  it('stops when npm is killed without a chance to relay a signal', () => stopsCleanly((stack) => stack.stop('SIGKILL', 'npm')), 120_000);
 });
