@@ -26,6 +26,8 @@ import {
   MAX_NAME_LENGTH,
   MAX_SECRET_NAME_LENGTH,
   MAX_SECRET_VALUE_LENGTH,
+  MAX_SECRETS,
+  MAX_SECRETS_FILE_BYTES,
   MAX_TAG_LENGTH,
   MAX_TAGS,
   MAX_URI_LENGTH,
@@ -33,6 +35,7 @@ import {
 } from './limits';
 import type { FunctionVersionRecord } from './model';
 import { required } from './schema-messages';
+import { secretsDocument, type SecretEntry } from './secrets';
 
 /** NVCF's own wording for the artifact rule, which clients match on. */
 export const ONE_OF_ARTIFACTS_MESSAGE =
@@ -166,7 +169,12 @@ export const tagsSchema = z
   )
   .max(MAX_TAGS, `at most ${MAX_TAGS} tags are allowed`);
 
-const secretsSchema = z
+/**
+ * `secrets` of a create request and of the secrets update: names as NVCF's open-source
+ * service takes them, values a string or a JSON object (kept as given: the file holds
+ * the object). Messages never quote a value.
+ */
+export const secretsSchema = z
   .array(
     z.object({
       name: z
@@ -176,25 +184,35 @@ const secretsSchema = z
         .regex(SECRET_NAME, 'must start with a letter or digit and contain only letters, digits, _ . -'),
       value: z
         .union([z.string(), z.record(z.string(), z.unknown())], { error: 'must be a string or a JSON object' })
-        .transform((value) => (typeof value === 'string' ? value : JSON.stringify(value)))
-        .pipe(
-          z
-            .string()
-            .min(1, 'must not be empty')
-            .max(MAX_SECRET_VALUE_LENGTH, `must be at most ${MAX_SECRET_VALUE_LENGTH} characters`),
-        ),
+        .superRefine((value, ctx) => {
+          const length = typeof value === 'string' ? value.length : JSON.stringify(value).length;
+          if (length === 0) ctx.addIssue({ code: 'custom', message: 'must not be empty' });
+          if (length > MAX_SECRET_VALUE_LENGTH) ctx.addIssue({ code: 'custom', message: `must be at most ${MAX_SECRET_VALUE_LENGTH} characters` });
+        }),
     }),
+    required,
   )
+  .max(MAX_SECRETS, `at most ${MAX_SECRETS} secrets are allowed per function version`)
   .superRefine((secrets, ctx) => {
     const seen = new Set<string>();
     secrets.forEach((secret, i) => {
       if (seen.has(secret.name)) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `duplicate secret name "${secret.name}"` });
       seen.add(secret.name);
     });
+    const bytes = Buffer.byteLength(secretsDocument(secrets as SecretEntry[]), 'utf8');
+    if (bytes > MAX_SECRETS_FILE_BYTES) {
+      ctx.addIssue({ code: 'custom', message: `together the secrets make a ${bytes}-byte secrets.json; at most ${MAX_SECRETS_FILE_BYTES} bytes are allowed per function version` });
+    }
   });
 
+/** The body of the secrets update: `{"secrets": [{name, value}]}` replaces the version's set (an empty list clears it). */
+export const updateSecretsRequestSchema = z.object({ secrets: secretsSchema }, { error: 'must be a JSON object {"secrets": [{"name": ..., "value": ...}]}' });
+
 /** The parts of a version record a create request defines (ids, owner, status and timestamps come from the platform). */
-export type FunctionDefinition = Omit<FunctionVersionRecord, 'functionId' | 'versionId' | 'accountId' | 'status' | 'createdAt' | 'updatedAt' | 'deployment'>;
+export type FunctionDefinition = Omit<FunctionVersionRecord, 'functionId' | 'versionId' | 'accountId' | 'status' | 'createdAt' | 'updatedAt' | 'deployment' | 'secrets'> & {
+  /** In plain text only until createVersion seals them. */
+  secrets?: SecretEntry[];
+};
 
 /** Absent, null and empty lists are all "not given". */
 function given<T>(list: T[] | null | undefined): T[] | undefined {

@@ -9,6 +9,7 @@ import { conditionalWrite, dynamo } from './aws';
 import { tableName } from './config';
 import type { FunctionDefinition } from './function-schemas';
 import type { DeploymentRecord, FunctionStatus, FunctionVersionRecord, HealthInfo } from './model';
+import { sealSecrets, type SealedSecrets, type SecretEntry } from './secrets';
 import { BY_ACCOUNT_INDEX } from './tables';
 
 async function queryAll<T = FunctionVersionRecord>(input: QueryCommandInput): Promise<T[]> {
@@ -164,14 +165,17 @@ export async function reportVersionFailure(
  */
 export async function createVersion(accountId: string, definition: FunctionDefinition, functionId: string = randomUUID()): Promise<FunctionVersionRecord> {
   const now = new Date().toISOString();
+  const versionId = randomUUID();
+  const { secrets, ...rest } = definition;
   const record: FunctionVersionRecord = {
-    ...definition,
+    ...rest,
     functionId,
-    versionId: randomUUID(),
+    versionId,
     accountId,
     status: 'INACTIVE',
     createdAt: now,
     updatedAt: now,
+    ...(secrets?.length ? { secrets: await sealSecrets(secrets, { accountId, functionId, versionId }) } : {}),
   };
   if (!(await putNewVersion(record))) throw new Error(`version id ${record.versionId} of function ${functionId} is taken`);
   return record;
@@ -226,6 +230,43 @@ export async function replaceTags(accountId: string, functionId: string, version
     if (error instanceof ConditionalCheckFailedException) return undefined;
     throw error;
   }
+}
+
+/**
+ * Replaces the secrets of an account's version with `secrets` (none clears them), sealed
+ * for that version; false when it owns no such version. The set is sealed only once
+ * ownership is known, and the write is conditional on it, so another account's id costs
+ * no data key and can never receive one.
+ */
+export async function replaceSecrets(accountId: string, functionId: string, versionId: string, secrets: readonly SecretEntry[]): Promise<boolean> {
+  if (!(await getOwnedVersion(accountId, functionId, versionId))) return false;
+  const sealed = secrets.length > 0 ? await sealSecrets(secrets, { accountId, functionId, versionId }) : undefined;
+  return conditionalWrite(() =>
+    dynamo().send(
+      new UpdateCommand({
+        TableName: tableName('functions'),
+        Key: { functionId, versionId },
+        UpdateExpression: sealed ? 'SET #secrets = :secrets, #updatedAt = :now' : 'SET #updatedAt = :now REMOVE #secrets',
+        ConditionExpression: 'attribute_exists(functionId) AND accountId = :accountId',
+        ExpressionAttributeNames: { '#secrets': 'secrets', '#updatedAt': 'updatedAt' },
+        ExpressionAttributeValues: { ':accountId': accountId, ':now': new Date().toISOString(), ...(sealed ? { ':secrets': sealed } : {}) },
+      }),
+    ),
+  );
+}
+
+/** The sealed secrets of a version and its owner, read alone (the worker polls this); undefined when the version is gone. */
+export async function getVersionSecrets(functionId: string, versionId: string): Promise<{ accountId: string; secrets?: SealedSecrets } | undefined> {
+  const { Item } = await dynamo().send(
+    new GetCommand({
+      TableName: tableName('functions'),
+      Key: { functionId, versionId },
+      ProjectionExpression: 'accountId, #secrets',
+      ExpressionAttributeNames: { '#secrets': 'secrets' },
+      ConsistentRead: true,
+    }),
+  );
+  return Item as { accountId: string; secrets?: SealedSecrets } | undefined;
 }
 
 /** An item of the Instances table: the heartbeat the worker beside each instance keeps. */

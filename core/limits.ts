@@ -81,6 +81,18 @@ export const PLATFORM_ENVIRONMENT_PREFIX = 'NVCF_';
 export const MAX_SECRET_NAME_LENGTH = 48;
 /** Characters of one secret value (a JSON object counts as its serialized text). */
 export const MAX_SECRET_VALUE_LENGTH = 32768;
+/**
+ * Secrets of one version. NVCF's open-source service bounds the count without
+ * publishing a number; 100 names is far more than the API keys and tokens a
+ * container reads, and keeps the file small enough to rewrite every time one changes.
+ */
+export const MAX_SECRETS = 100;
+/**
+ * Bytes of a version's secrets file (`/var/secrets/secrets.json`, UTF-8 JSON). The set is
+ * stored sealed on the version's DynamoDB item (400 KB per item), base64 makes it 4/3
+ * larger, and the rest of the definition needs room too.
+ */
+export const MAX_SECRETS_FILE_BYTES = 128 * KiB;
 /** Characters of a URI or path in a function definition (inferenceUrl, containerImage, helmChart, model uris). */
 export const MAX_URI_LENGTH = 2048;
 

@@ -2,6 +2,7 @@
  * The records the platform keeps, as stored in DynamoDB (see DESIGN.md "Data").
  * API shapes (nvcf-api.md) are derived from these in the Lambdas.
  */
+import type { SealedSecrets } from './secrets';
 
 /** Function version status; NVCF's DEGRADED/DEGRADING are not produced yet. */
 export const FUNCTION_STATUSES = ['INACTIVE', 'DEPLOYING', 'ACTIVE', 'ERROR'] as const;
@@ -85,8 +86,8 @@ export interface FunctionVersionRecord {
   helmChartServiceName?: string;
   description?: string;
   tags?: string[];
-  /** Secret values are kept for the worker; only names ever leave the API. */
-  secrets?: { name: string; value: string }[];
+  /** Sealed (core/secrets.ts): only the worker's identity opens them; only names ever leave the API. */
+  secrets?: SealedSecrets;
   deployment?: DeploymentRecord;
 }
 

@@ -41,6 +41,10 @@ export const ENV = {
   maxRequestBytes: 'NVCF_MAX_REQUEST_BYTES',
   /** Bytes of request bodies one invocation service instance holds at once; beyond it callers get 429. */
   maxHeldRequestBytes: 'NVCF_MAX_HELD_REQUEST_BYTES',
+  /** KMS key (ARN) that wraps the data keys of functions' secrets (core/secrets.ts); set by the CDK app. */
+  secretsKeyId: 'NVCF_SECRETS_KEY_ID',
+  /** Off AWS: file holding the local key that stands in for the KMS key (local/ creates it). */
+  secretsLocalKeyFile: 'NVCF_SECRETS_LOCAL_KEY_FILE',
 } as const;
 
 /**
@@ -84,6 +88,14 @@ export function deploymentQueueNames(versionId: string, generation: string, pref
 export function queueNameOf(queueUrl: string): string {
   return decodeURIComponent(queueUrl.slice(queueUrl.lastIndexOf('/') + 1));
 }
+
+/**
+ * The KMS calls behind functions' secrets (core/secrets.ts), which the CDK app grants
+ * and nothing more: sealing needs only a data key (the writer cannot open what it
+ * wrote), opening only Decrypt. Both always carry an encryption context of these keys.
+ */
+export const SECRETS_KMS_ACTIONS = { seal: ['kms:GenerateDataKey'], open: ['kms:Decrypt'] } as const;
+export const SECRETS_ENCRYPTION_CONTEXT_KEYS = ['account', 'functionId', 'versionId'] as const;
 
 /** S3 key prefixes; lifecycle rules in lib/ expire the first three. */
 export const S3_PREFIX = {

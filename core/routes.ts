@@ -13,6 +13,7 @@ export const SCOPES = [
   'invoke_function',
   'queue_details',
   'list_cluster_groups',
+  'update_secrets',
 ] as const;
 export type Scope = (typeof SCOPES)[number];
 
@@ -55,6 +56,7 @@ export const ROUTES: readonly RouteDefinition[] = [
   { ref: 'F6', method: 'GET', path: `${FN}/ids`, handler: 'functions', scope: 'list_functions' },
   { ref: 'F7', method: 'DELETE', path: `${FN}/${VERSION}`, handler: 'functions', scope: 'delete_function' },
   { ref: 'F8', method: 'PUT', path: `/v2/nvcf/metadata/functions/${VERSION}`, handler: 'functions', scope: 'update_function' },
+  { ref: 'S1', method: 'PUT', path: `/v2/nvcf/secrets/functions/${VERSION}`, handler: 'functions', scope: 'update_secrets' },
 
   { ref: 'D1', method: 'POST', path: DEPLOYMENT, handler: 'deployments', scope: 'deploy_function' },
   { ref: 'D2', method: 'GET', path: DEPLOYMENT, handler: 'deployments', scope: 'deploy_function' },

@@ -1,11 +1,12 @@
 /**
- * F1–F8: create, list, get, delete and tag function versions (nvcf-api.md §2.1).
+ * F1–F8: create, list, get, delete and tag function versions (nvcf-api.md §2.1);
+ * S1: replace a version's secrets (§2.8).
  * The rules of a function definition live in core/function-schemas.ts and the
  * storage in core/functions.ts; this file parses requests and renders NVCF's
  * Function object.
  */
 import * as z from 'zod';
-import { createFunctionRequestSchema, metadataUpdateSchema } from '../core/function-schemas';
+import { createFunctionRequestSchema, metadataUpdateSchema, updateSecretsRequestSchema } from '../core/function-schemas';
 import {
   createVersion,
   deleteInactiveVersion,
@@ -13,8 +14,10 @@ import {
   listAccountVersions,
   listLiveInstances,
   listOwnedVersions,
+  replaceSecrets,
   replaceTags,
 } from '../core/functions';
+import { MAX_MANAGEMENT_BODY_BYTES } from '../core/limits';
 import type { FunctionVersionRecord } from '../core/model';
 import { conflict, notFound } from '../core/problem';
 import { createApiHandler } from './http/handler';
@@ -55,14 +58,17 @@ function functionsJson(records: FunctionVersionRecord[]) {
 const functionNotFound = (functionId: string) => notFound(`Function '${functionId}' not found`);
 const versionNotFound = (functionId: string, versionId: string) => notFound(`Function '${functionId}' version '${versionId}' not found`);
 
+/** Bodies that may carry secret values: their parse errors quote nothing. */
+const SENSITIVE = [MAX_MANAGEMENT_BODY_BYTES, { sensitive: true }] as const;
+
 async function createFunction(req: ApiRequest): Promise<ApiResponse> {
-  const definition = parseJsonBody(req, createFunctionRequestSchema);
+  const definition = parseJsonBody(req, createFunctionRequestSchema, ...SENSITIVE);
   return json(200, { function: toFunctionJson(await createVersion(req.caller.accountId, definition)) });
 }
 
 async function createFunctionVersion(req: ApiRequest): Promise<ApiResponse> {
   const functionId = uuidParam(req, 'functionId');
-  const definition = parseJsonBody(req, createFunctionRequestSchema);
+  const definition = parseJsonBody(req, createFunctionRequestSchema, ...SENSITIVE);
   if ((await listOwnedVersions(req.caller.accountId, functionId)).length === 0) throw functionNotFound(functionId);
   return json(200, { function: toFunctionJson(await createVersion(req.caller.accountId, definition, functionId)) });
 }
@@ -110,7 +116,15 @@ async function updateMetadata(req: ApiRequest): Promise<ApiResponse> {
   return json(200, { function: await functionJson(record) });
 }
 
-/** Serves F1–F8 of core/routes.ts. */
+/** Replaces the version's whole set of secrets (NVCF answers 204); running instances see the new file within a minute. */
+async function updateSecrets(req: ApiRequest): Promise<ApiResponse> {
+  const [functionId, versionId] = versionIds(req);
+  const { secrets } = parseJsonBody(req, updateSecretsRequestSchema, ...SENSITIVE);
+  if (!(await replaceSecrets(req.caller.accountId, functionId, versionId, secrets))) throw versionNotFound(functionId, versionId);
+  return noContent();
+}
+
+/** Serves F1–F8 and S1 of core/routes.ts. */
 export const handler = createApiHandler('functions', {
   F1: createFunction,
   F2: createFunctionVersion,
@@ -120,4 +134,5 @@ export const handler = createApiHandler('functions', {
   F6: listFunctionIds,
   F7: deleteFunctionVersion,
   F8: updateMetadata,
+  S1: updateSecrets,
 });

@@ -2,9 +2,13 @@
  * Creates the tables, indexes and bucket the CDK app declares, from the same
  * definitions (core/tables.ts), in whatever DynamoDB/S3 the SDK points at.
  */
+import { existsSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { CreateTableCommand, DynamoDBClient, ResourceInUseException, type AttributeDefinition } from '@aws-sdk/client-dynamodb';
 import { BucketAlreadyOwnedByYou, CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { ENV } from '../core/names';
+import { LocalDataKeys } from '../core/secrets';
 import { TABLES, type TableDefinition } from '../core/tables';
 
 /** Physical names used by the local stack and the tests, as environment variables. */
@@ -12,6 +16,17 @@ export function localResourceEnv(prefix = 'nvcf-local'): Record<string, string> 
   const env: Record<string, string> = { [ENV.bucket]: `${prefix}-bucket` };
   for (const table of Object.values(TABLES)) env[table.envVar] = `${prefix}-${table.id}`;
   return env;
+}
+
+/**
+ * The local key that stands in for the KMS key of functions' secrets, in `dir`
+ * (kept there, so that secrets sealed in NVCF_DATA_DIR open after a restart);
+ * made on first use, readable by this user only. Returns the variable that names it.
+ */
+export async function localSecretsKeyEnv(dir: string): Promise<Record<string, string>> {
+  const file = join(dir, 'secrets.key');
+  if (!existsSync(file)) await writeFile(file, LocalDataKeys.newKeyFileContent(), { mode: 0o600, flag: 'wx' });
+  return { [ENV.secretsLocalKeyFile]: file };
 }
 
 function attributeDefinitions(table: TableDefinition): AttributeDefinition[] {

@@ -28,7 +28,7 @@ import { startEmulators } from './emulators';
 import { LocalGateway, type GatewayRequest } from './gateway';
 import { serveGateway } from './http-server';
 import { restoreQueues, saveQueues } from './queue-snapshot';
-import { createLocalResources, localResourceEnv } from './resources';
+import { createLocalResources, localResourceEnv, localSecretsKeyEnv } from './resources';
 
 const ROOT = resolve(dirname(new URL(import.meta.url).pathname), '..');
 /** The account NVCF_API_KEY belongs to. */
@@ -166,7 +166,9 @@ async function main(): Promise<void> {
   process.env.POWERTOOLS_LOG_LEVEL ??= 'WARN';
 
   const emulators = await startEmulators({ dataDir });
-  const stackEnv: Record<string, string> = { ...emulators.env, ...localResourceEnv(), ...(gpus ? { [ENV.gpus]: gpus } : {}) };
+  // Secrets sealed with a key kept beside the data survive restarts; without NVCF_DATA_DIR the key goes with the state.
+  const keyDir = dataDir ?? (await mkdtemp(join(tmpdir(), 'nvcf-local-key-')));
+  const stackEnv: Record<string, string> = { ...emulators.env, ...localResourceEnv(), ...(await localSecretsKeyEnv(keyDir)), ...(gpus ? { [ENV.gpus]: gpus } : {}) };
   Object.assign(process.env, stackEnv);
   resetAwsClients();
   await createLocalResources(stackEnv);
@@ -260,6 +262,7 @@ async function main(): Promise<void> {
     await emulators.stop();
     await unpublish();
     await rm(workDir, { recursive: true, force: true });
+    if (!dataDir) await rm(keyDir, { recursive: true, force: true });
     say('stopped');
   };
   const stop = (reason: string) =>

@@ -66,8 +66,11 @@ export function describeIssues(error: z.ZodError): string {
     .join('; ');
 }
 
-/** Parses the JSON body and validates it; 400/413 with the reason otherwise. */
-export function parseJsonBody<S extends z.ZodType>(req: ApiRequest, schema: S, maxBytes = MAX_MANAGEMENT_BODY_BYTES): z.infer<S> {
+/**
+ * Parses the JSON body and validates it; 400/413 with the reason otherwise. A `sensitive`
+ * body (one that may carry secret values) is never quoted: V8's parse errors cite the text.
+ */
+export function parseJsonBody<S extends z.ZodType>(req: ApiRequest, schema: S, maxBytes = MAX_MANAGEMENT_BODY_BYTES, { sensitive = false } = {}): z.infer<S> {
   if (req.body.length > maxBytes) {
     throw payloadTooLarge(`request body is ${req.body.length} bytes; at most ${maxBytes} bytes are accepted here`);
   }
@@ -76,7 +79,10 @@ export function parseJsonBody<S extends z.ZodType>(req: ApiRequest, schema: S, m
   try {
     value = JSON.parse(req.body.toString('utf8'));
   } catch (error) {
-    throw badRequest(`request body is not valid JSON: ${(error as Error).message}`);
+    const message = (error as Error).message;
+    const position = /at position (\d+)/.exec(message)?.[1];
+    const reason = sensitive ? (position ? `it breaks at position ${position}` : 'it does not parse (its text is not quoted back: it may hold secrets)') : message;
+    throw badRequest(`request body is not valid JSON: ${reason}`);
   }
   const result = schema.safeParse(value);
   if (!result.success) throw badRequest(`invalid request body: ${describeIssues(result.error)}`);

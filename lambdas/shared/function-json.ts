@@ -62,7 +62,7 @@ export function toFunctionJson(record: FunctionVersionRecord, options: FunctionJ
     description: record.description,
     tags: record.tags,
     health: record.health,
-    secrets: includeSecrets && record.secrets?.length ? record.secrets.map((secret) => secret.name) : undefined,
+    secrets: includeSecrets && record.secrets?.names.length ? record.secrets.names : undefined,
     activeInstances: instances.length > 0 ? instances.map((instance) => instanceJson(record, instance)) : undefined,
   };
 }

@@ -46,6 +46,7 @@ const CROSS_ACCOUNT: Record<string, CrossAccountCase> = {
   F6: { kind: 'lists', ids: (json) => json.functionIds },
   F7: addresses(404, { ownerStatus: 409 }),
   F8: addresses(404, { body: { tags: ['written-by-b'] } }),
+  S1: addresses(404, { body: { secrets: [{ name: 'WRITTEN_BY_B', value: 'b' }] } }),
   D1: addresses(404, { body: DEPLOYMENT_BODY, ownerStatus: 400 }),
   D2: addresses(404, { ownerStatus: 200 }),
   D3: addresses(404, { body: DEPLOYMENT_BODY }),

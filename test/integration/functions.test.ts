@@ -5,6 +5,7 @@ import { dynamo } from '../../core/aws';
 import { tableName } from '../../core/config';
 import { ONE_OF_ARTIFACTS_MESSAGE } from '../../core/function-schemas';
 import { changeStatus, getVersion } from '../../core/functions';
+import { openSecrets } from '../../core/secrets';
 import { MAX_MANAGEMENT_BODY_BYTES } from '../../core/limits';
 import { newAccount, startTestStack, type TestStack } from '../support/stack';
 
@@ -153,10 +154,12 @@ describe('functions', () => {
       expect(response.body.toString()).not.toContain('tok-3f9a1c');
       expect(response.body.toString()).not.toContain('pw-77e2');
       const stored = await getVersion(response.json.function.id, response.json.function.versionId);
-      expect(stored?.secrets).toEqual([
-        { name: 'API_TOKEN', value: 'tok-3f9a1c' },
-        { name: 'db.config', value: '{"user":"u","password":"pw-77e2"}' },
-      ]);
+      // Sealed at rest: the item holds names and ciphertext, and opens to the file for this version only.
+      expect(stored?.secrets?.names).toEqual(['API_TOKEN', 'db.config']);
+      expect(JSON.stringify(stored)).not.toContain('tok-3f9a1c');
+      expect(JSON.stringify(stored)).not.toContain('pw-77e2');
+      const owner = { accountId: stored!.accountId, functionId: stored!.functionId, versionId: stored!.versionId };
+      expect(JSON.parse(await openSecrets(stored!.secrets!, owner))).toEqual({ API_TOKEN: 'tok-3f9a1c', 'db.config': { user: 'u', password: 'pw-77e2' } });
     });
 
     it('ignores fields it does not know, such as rateLimit, and treats null fields as absent', async () => {

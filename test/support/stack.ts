@@ -6,15 +6,19 @@
  * invocation routes.
  */
 import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createApiKey } from '../../core/api-keys';
 import { resetAwsClients } from '../../core/aws';
+import { resetDataKeyProvider } from '../../core/secrets';
 import { INVOCATION_SERVICE, matchRoute, type Scope } from '../../core/routes';
 import { InvocationService } from '../../invocation/service';
 import { readSettings } from '../../invocation/settings';
 import { serveGateway } from '../../local/http-server';
 import { startEmulators, type Emulators } from '../../local/emulators';
 import { LocalGateway, type GatewayResponse } from '../../local/gateway';
-import { createLocalResources, localResourceEnv } from '../../local/resources';
+import { createLocalResources, localResourceEnv, localSecretsKeyEnv } from '../../local/resources';
 
 export interface ApiCall {
   /** Bearer key; omit to send no Authorization header. */
@@ -43,9 +47,11 @@ export interface TestStack {
 /** Starts emulators, points this process's SDK clients at them and creates the resources. */
 export async function startTestStack(extraEnv: Record<string, string> = {}): Promise<TestStack> {
   const emulators: Emulators = await startEmulators();
-  const env = { ...emulators.env, ...localResourceEnv(`t-${randomUUID().slice(0, 8)}`), ...extraEnv };
+  const keyDir = await mkdtemp(join(tmpdir(), 'nvcf-test-key-'));
+  const env = { ...emulators.env, ...localResourceEnv(`t-${randomUUID().slice(0, 8)}`), ...(await localSecretsKeyEnv(keyDir)), ...extraEnv };
   Object.assign(process.env, env);
   resetAwsClients();
+  resetDataKeyProvider();
   await createLocalResources(env);
   const gateway = new LocalGateway();
   const service = new InvocationService(readSettings(env, { attachHost: '127.0.0.1', attachPort: 0, invocationDomain: 'localhost' }));
@@ -82,7 +88,9 @@ export async function startTestStack(extraEnv: Record<string, string> = {}): Pro
       await service.close();
       await front.close();
       resetAwsClients();
+      resetDataKeyProvider();
       await emulators.stop();
+      await rm(keyDir, { recursive: true, force: true });
     },
   };
 }

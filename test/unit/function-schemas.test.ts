@@ -84,9 +84,9 @@ describe('createFunctionRequestSchema', () => {
     expect(parsed).toMatchObject({ healthUri: '/health', health });
   });
 
-  it('stores a JSON object secret as its JSON text', () => {
+  it('keeps a JSON object secret as an object, for the secrets file', () => {
     const parsed = createFunctionRequestSchema.parse({ ...MINIMAL, secrets: [{ name: 'creds', value: { a: [1, 2] } }] });
-    expect(parsed.secrets).toEqual([{ name: 'creds', value: '{"a":[1,2]}' }]);
+    expect(parsed.secrets).toEqual([{ name: 'creds', value: { a: [1, 2] } }]);
   });
 
   it('counts a JSON object secret by its JSON text against the value limit', () => {
