@@ -1,17 +1,20 @@
 /**
- * Entry point of the gpu-agent image. One binary, three roles:
+ * Entry point of the gpu-agent image. One binary, four roles:
  * - `controller`: reconciles deployed function versions into Kubernetes
  *   Deployments and KEDA ScaledObjects (runs once per cluster, in nvcf-system);
  * - `worker`: the sidecar beside each function container, serving the
  *   version's queue;
  * - `fetch-artifacts`: downloads a version's models and resources before the
- *   function container starts.
+ *   function container starts;
+ * - `write-secrets`: writes the version's secrets file before the function
+ *   container starts (the worker keeps it current afterwards).
  */
 
 const ROLES = {
   controller: 'reconciles deployments into Kubernetes objects',
   worker: "serves a function version's queue beside its container",
   'fetch-artifacts': "downloads a version's models and resources",
+  'write-secrets': "writes a version's secrets to /var/secrets/secrets.json",
 } as const;
 
 type Role = keyof typeof ROLES;
@@ -32,7 +35,14 @@ if (role === '--help' || role === '-h') {
   process.stderr.write(`${role ? `unknown role "${role}"` : 'missing role'}\n\n${usage()}\n`);
   process.exitCode = 2;
 } else {
-  const entry = role === 'worker' ? import('./worker') : role === 'controller' ? import('./controller/k8s/main') : import('./fetch-artifacts');
+  const entry =
+    role === 'worker'
+      ? import('./worker')
+      : role === 'controller'
+        ? import('./controller/k8s/main')
+        : role === 'write-secrets'
+          ? import('./secrets-file')
+          : import('./fetch-artifacts');
   entry
     .then(({ main }) => main())
     .then(

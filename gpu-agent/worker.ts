@@ -24,6 +24,7 @@ import { maxReceiveCount as configuredMaxReceiveCount } from '../core/config';
 import { changeStatus, getVersion, reportVersionFailure } from '../core/functions';
 import { countReadyInstances, putHeartbeat, removeInstance, type InstanceState } from '../core/instances';
 import type { FunctionVersionRecord, GpuSpecification, HealthInfo } from '../core/model';
+import { SecretsRefresher } from './secrets-file';
 import { logger, readWorkerConfig, type WorkerConfig } from './worker/config';
 import { waitForHealthy } from './worker/container';
 import { serveDrain } from './worker/drain';
@@ -267,10 +268,14 @@ export async function main(): Promise<number> {
   const version = await getVersion(config.functionId, config.versionId);
   if (!version) throw new Error(`function ${config.functionId} has no version ${config.versionId}`);
   const worker = new Worker(config, version);
+  // Before serving: the container may read its secrets as soon as it starts.
+  const secrets = config.secretsFile ? new SecretsRefresher(config.functionId, config.versionId, config.secretsFile, config.secretsPollSeconds) : undefined;
+  await secrets?.start();
   process.once('SIGTERM', () => worker.stop());
   process.once('SIGINT', () => worker.stop());
   const drain = config.drainPort > 0 ? await serveDrain(config.drainPort, () => worker.drain(), { allowedAddress: config.drainFrom }) : undefined;
   const code = await worker.run();
+  await secrets?.stop();
   // Lets the drain endpoint's 200 reach the caller before the process exits.
   await drain?.close();
   return code;

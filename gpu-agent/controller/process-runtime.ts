@@ -13,6 +13,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import * as z from 'zod';
 import { DEFAULT_TRITON_IMAGE, ENV } from '../../core/names';
+import { deliverSecrets, SECRETS_FILE_NAME } from '../secrets-file';
 import { WORKER_ENV } from '../worker/config';
 import { containerEnvironment, workerEnvironment, type PlatformContext } from './environment';
 import { workloadFingerprint, type Workload } from './plan';
@@ -192,12 +193,21 @@ export class ProcessRuntime implements Runtime {
     const id = `local-${randomUUID().slice(0, 8)}`;
     const port = await freePort();
     const dir = join(this.options.workDir, 'instances', id);
-    await Promise.all(['assets', 'outputs'].map((sub) => mkdir(join(dir, sub), { recursive: true })));
+    await Promise.all(['assets', 'outputs', 'secrets'].map((sub) => mkdir(join(dir, sub), { recursive: true })));
+    // The init step of a pod: the file exists before the command starts; the worker keeps it current.
+    const secretsFile = join(dir, 'secrets', SECRETS_FILE_NAME);
+    try {
+      await deliverSecrets(version.functionId, version.versionId, secretsFile);
+    } catch (error) {
+      entry.failure = `writing the instance's secrets file failed: ${(error as Error).message}`;
+      await rm(dir, { recursive: true, force: true });
+      return;
+    }
 
     const hostEnv = Object.fromEntries(HOST_ENV.flatMap((name) => (process.env[name] ? [[name, process.env[name]!]] : [])));
-    const withPort = (text: string) => text.replaceAll('{port}', String(port));
-    const [program, ...args] = image.command.map(withPort);
-    const imageEnv = Object.fromEntries(Object.entries(image.env ?? {}).map(([name, value]) => [name, withPort(value)]));
+    const substitute = (text: string) => text.replaceAll('{port}', String(port)).replaceAll('{secrets}', secretsFile);
+    const [program, ...args] = image.command.map(substitute);
+    const imageEnv = Object.fromEntries(Object.entries(image.env ?? {}).map(([name, value]) => [name, substitute(value)]));
     const command = spawn(program!, [...args, ...(version.containerArgs ? version.containerArgs.split(/\s+/).filter(Boolean) : [])], {
       cwd: this.options.imagesDir,
       env: { ...hostEnv, ...imageEnv, ...containerEnvironment(workload, this.options.platform) },
@@ -214,6 +224,7 @@ export class ProcessRuntime implements Runtime {
         [WORKER_ENV.inferenceBaseUrl]: `http://127.0.0.1:${port}`,
         [WORKER_ENV.assetDir]: join(dir, 'assets'),
         [WORKER_ENV.outputDir]: join(dir, 'outputs'),
+        [WORKER_ENV.secretsFile]: secretsFile,
         [WORKER_ENV.leaseSeconds]: String(this.options.leaseSeconds),
         // Instances here are stopped by signals; a drain endpoint would only fight over one port.
         [WORKER_ENV.drainPort]: '0',

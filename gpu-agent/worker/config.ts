@@ -49,6 +49,10 @@ export const WORKER_ENV = {
    * calls preStop hooks (other pods could otherwise drain this worker). Unset: any address.
    */
   drainFrom: 'NVCF_WORKER_DRAIN_FROM',
+  /** The version's secrets file this worker keeps current (shared with the container); unset: none. */
+  secretsFile: 'NVCF_WORKER_SECRETS_FILE',
+  /** How often the worker checks whether the version's secrets changed. */
+  secretsPollSeconds: 'NVCF_WORKER_SECRETS_POLL_SECONDS',
 } as const;
 
 /** The variable that sets the worker's drain port (the local process runtime sets it to 0). */
@@ -89,6 +93,9 @@ const configSchema = z.object({
   progressIntervalMs: z.coerce.number().int().min(0).max(60_000).default(500),
   drainPort: z.coerce.number().int().min(0).max(65_535).default(DEFAULT_DRAIN_PORT),
   drainFrom: z.union([z.ipv4(), z.ipv6()]).optional(),
+  secretsFile: z.string().min(1).optional(),
+  // A PUT reaches running instances within a minute (nvcf-api.md §2.8): at most half of it waiting.
+  secretsPollSeconds: seconds(30, 30),
 });
 
 export type WorkerConfig = z.infer<typeof configSchema>;

@@ -101,7 +101,7 @@ describe('container function objects', () => {
     expect(template.spec.automountServiceAccountToken).toBe(false);
     expect(template.spec.serviceAccountName).toBe(K8S.workerServiceAccount);
     const names = [...template.spec.initContainers, ...template.spec.containers].map((c: { name: string }) => c.name);
-    expect(names.filter((name: string) => name !== 'inference')).toEqual(['fetch-artifacts', 'worker']);
+    expect(names.filter((name: string) => name !== 'inference')).toEqual(['write-secrets', 'fetch-artifacts', 'worker']);
   });
 
   it('give the user’s container a memory-backed /dev/shm with a size limit', () => {
@@ -123,12 +123,12 @@ describe('container function objects', () => {
   });
 
   it('fetch models and resources in an init container only when the version has some', () => {
-    expect(objectsOf(testVersion()).deployment.spec.template.spec.initContainers).toBeUndefined();
+    expect(objectsOf(testVersion()).deployment.spec.template.spec.initContainers.map((c: { name: string }) => c.name)).toEqual(['write-secrets']);
     const version = testVersion({
       models: [{ name: 'weights', version: '1', uri: 's3://platform-bucket/models/w.tar.gz' }],
       resources: [{ name: 'vocab', version: '1', uri: 's3://platform-bucket/models/vocab.txt' }],
     });
-    const [init] = objectsOf(version).deployment.spec.template.spec.initContainers;
+    const [, init] = objectsOf(version).deployment.spec.template.spec.initContainers;
     expect(init).toMatchObject({ name: 'fetch-artifacts', image: CONTEXT.agentImages.amd64, args: ['fetch-artifacts'], terminationMessagePolicy: 'FallbackToLogsOnError' });
     expect(init.volumeMounts).toContainEqual({ name: 'config', mountPath: '/config' });
     expect(envOf(init)).toMatchObject({ NVCF_FUNCTION_ID: version.functionId, NVCF_FUNCTION_VERSION_ID: version.versionId, NVCF_ARTIFACTS_DIR: '/config', [ENV.bucket]: 'platform-bucket' });
@@ -189,7 +189,7 @@ describe('model-only function objects', () => {
     const { deployment } = objectsOf(modelOnly());
     expect(() => new Deployment(deployment).validate()).not.toThrow();
     const pod = deployment.spec.template.spec;
-    expect(pod.initContainers.map((c: { name: string }) => c.name)).toEqual(['fetch-artifacts']);
+    expect(pod.initContainers.map((c: { name: string }) => c.name)).toEqual(['write-secrets', 'fetch-artifacts']);
     expect(pod.containers.find((c: { name: string }) => c.name === 'inference')).toMatchObject({
       image: CONTEXT.tritonImage,
       args: ['tritonserver', '--model-repository=/config/models', '--http-port=8000', '--http-header-forward-pattern=NVCF-.*'],

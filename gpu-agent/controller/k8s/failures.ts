@@ -9,7 +9,7 @@
  */
 import { K8S } from '../../../core/names';
 import type { KubernetesObject } from './api';
-import { FETCH_ARTIFACTS_CONTAINER } from './objects';
+import { FETCH_ARTIFACTS_CONTAINER, WRITE_SECRETS_CONTAINER } from './objects';
 
 /** Restarts after which a crashing container (or failing init container) is a failure, not a hiccup. */
 export const CRASH_LOOP_RESTARTS = 3;
@@ -126,6 +126,9 @@ function containersFailure(pod: KubernetesObject, now: number): string | undefin
     const how = `exit code ${exit.exitCode}${exit.reason && exit.reason !== 'Error' ? `, ${exit.reason}` : ''}`;
     if (container.name === FETCH_ARTIFACTS_CONTAINER) {
       return `downloading the version's models and resources failed ${crashes} times (${how})${exit.message ? `: ${exit.message.trim()}` : `; see ${logs(container.name)}`}`;
+    }
+    if (container.name === WRITE_SECRETS_CONTAINER) {
+      return `writing the version's secrets file failed ${crashes} times (${how})${exit.message ? `: ${exit.message.trim()}` : `; see ${logs(container.name)}`}`;
     }
     return `container "${container.name}" keeps crashing: restarted ${crashes} times, last ${how}; see its logs with ${logs(container.name)}`;
   }

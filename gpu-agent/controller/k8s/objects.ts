@@ -6,7 +6,11 @@
  *   instance type, node selector, taint toleration, readiness from `health`,
  *   /config read-only) and the gpu-agent worker beside it (shared emptyDir at
  *   /var/inf for the asset and large-output dirs), after the `fetch-artifacts`
- *   init container when the version has models or resources. A model-only
+ *   init container when the version has models or resources, after the
+ *   `write-secrets` init container always: it writes /var/secrets/secrets.json
+ *   into a memory-backed volume the function container mounts read-only and
+ *   the worker keeps current (a PUT of the secrets reaches running pods without
+ *   a restart, so the secrets are no part of the fingerprint). A model-only
  *   version (models, no containerImage) runs NVIDIA Triton on /config/models.
  *   No `replicas`: KEDA owns them.
  * - ScaledObject + TriggerAuthentication `nvcf-<key>`: KEDA scales the
@@ -27,6 +31,7 @@ import type { HealthCheck } from '../../../core/model';
 import { gpusPerInstance } from '../../../core/gpu-instance-types';
 import { ENV, instanceArch, K8S, type CpuArch } from '../../../core/names';
 import { FETCH_ARTIFACTS_ENV, FETCH_ARTIFACTS_ROLE } from '../../fetch-artifacts';
+import { SECRETS_DIR, SECRETS_FILE, WRITE_SECRETS_ENV, WRITE_SECRETS_ROLE } from '../../secrets-file';
 import { DEFAULT_DRAIN_PORT, DRAIN_PATH, WORKER_DRAIN_PORT_ENV, WORKER_ENV } from '../../worker/config';
 import { containerEnvironment, workerEnvironment, type PlatformContext } from '../environment';
 import { workloadFingerprint, type Workload } from '../plan';
@@ -79,6 +84,12 @@ export const WORK_DIR = '/var/inf';
 /** Models and resources, read-only for the function container (nvcf-api.md §4.1). */
 export const CONFIG_DIR = '/config';
 export const FETCH_ARTIFACTS_CONTAINER = 'fetch-artifacts';
+export const WRITE_SECRETS_CONTAINER = 'write-secrets';
+/**
+ * The secrets volume lives in memory only (never on the node's disk); room for the
+ * largest secrets file (MAX_SECRETS_FILE_BYTES) and its replacement during a rewrite.
+ */
+const SECRETS_VOLUME_SIZE = '1Mi';
 export const INFERENCE_CONTAINER = 'inference';
 export const WORKER_CONTAINER = 'worker';
 
@@ -146,7 +157,7 @@ function readinessProbe(health: HealthCheck): Record<string, unknown> {
   return { ...check, periodSeconds: 10, timeoutSeconds, failureThreshold: 3 };
 }
 
-function workerContainer(workload: Workload, context: ObjectContext, image: string, inferenceBaseUrl: string): Record<string, unknown> {
+function workerContainer(workload: Workload, context: ObjectContext, image: string, inferenceBaseUrl: string, { secrets = false } = {}): Record<string, unknown> {
   return {
     name: WORKER_CONTAINER,
     image,
@@ -160,6 +171,7 @@ function workerContainer(workload: Workload, context: ObjectContext, image: stri
         [WORKER_ENV.outputDir]: `${WORK_DIR}/response`,
         [WORKER_ENV.graceSeconds]: String(WORKER_GRACE_SECONDS),
         [WORKER_DRAIN_PORT_ENV]: String(DEFAULT_DRAIN_PORT),
+        ...(secrets ? { [WORKER_ENV.secretsFile]: SECRETS_FILE } : {}),
       }),
       // kubelet calls the preStop hook from the node's address; nothing else but loopback may drain the worker.
       { name: WORKER_ENV.drainFrom, valueFrom: { fieldRef: { fieldPath: 'status.hostIP' } } },
@@ -168,6 +180,31 @@ function workerContainer(workload: Workload, context: ObjectContext, image: stri
     securityContext: AGENT_SECURITY_CONTEXT,
     volumeMounts: [
       { name: 'work', mountPath: WORK_DIR },
+      { name: 'tmp', mountPath: '/tmp' },
+      // Writable here: the worker rewrites the file when the version's secrets change.
+      ...(secrets ? [{ name: 'secrets', mountPath: SECRETS_DIR }] : []),
+    ],
+  };
+}
+
+/** Writes the secrets file before the function container starts, with the worker's identity (the only one that may decrypt). */
+function writeSecretsContainer(workload: Workload, context: ObjectContext, image: string): Record<string, unknown> {
+  return {
+    name: WRITE_SECRETS_CONTAINER,
+    image,
+    args: [WRITE_SECRETS_ROLE],
+    env: toEnv({
+      ...context.agentEnv,
+      [WRITE_SECRETS_ENV.functionId]: workload.version.functionId,
+      [WRITE_SECRETS_ENV.versionId]: workload.version.versionId,
+      [WRITE_SECRETS_ENV.file]: SECRETS_FILE,
+    }),
+    // Its one-line reason (never a value) reaches the pod status and healthInfo, as the fetcher's does.
+    terminationMessagePolicy: 'FallbackToLogsOnError',
+    resources: AGENT_RESOURCES,
+    securityContext: AGENT_SECURITY_CONTEXT,
+    volumeMounts: [
+      { name: 'secrets', mountPath: SECRETS_DIR },
       { name: 'tmp', mountPath: '/tmp' },
     ],
   };
@@ -233,6 +270,7 @@ function containerDeployment(workload: Workload, context: ObjectContext): Kubern
       { name: 'config', mountPath: CONFIG_DIR, readOnly: true },
       { name: 'work', mountPath: WORK_DIR },
       { name: 'dshm', mountPath: '/dev/shm' },
+      { name: 'secrets', mountPath: SECRETS_DIR, readOnly: true },
     ],
   };
 
@@ -260,9 +298,10 @@ function containerDeployment(workload: Workload, context: ObjectContext): Kubern
             { name: 'work', emptyDir: {} },
             { name: 'tmp', emptyDir: {} },
             { name: 'dshm', emptyDir: { medium: 'Memory', sizeLimit: SHM_SIZE } },
+            { name: 'secrets', emptyDir: { medium: 'Memory', sizeLimit: SECRETS_VOLUME_SIZE } },
           ],
-          ...(hasArtifacts ? { initContainers: [fetchArtifactsContainer(workload, context, image)] } : {}),
-          containers: [inference, workerContainer(workload, context, image, `http://127.0.0.1:${version.inferencePort}`)],
+          initContainers: [writeSecretsContainer(workload, context, image), ...(hasArtifacts ? [fetchArtifactsContainer(workload, context, image)] : [])],
+          containers: [inference, workerContainer(workload, context, image, `http://127.0.0.1:${version.inferencePort}`, { secrets: true })],
         },
       },
     },
