@@ -20,7 +20,7 @@ import type { ResolvedConfig } from './config';
 import { gpuOffers } from './config';
 import type { DataStore } from './data-store';
 import type { GpuCluster } from './gpu-cluster';
-import { acknowledge, acknowledgeWildcard, objectStatement, queueArnPattern, queueStatement, type BucketPrefix } from './iam';
+import { acknowledge, acknowledgeWildcard, objectStatement, queueArnPattern, queueStatement, secretsKeyStatement, type BucketPrefix } from './iam';
 
 export type LambdaName = ApiHandlerName | 'authorizer' | 'sweeper';
 
@@ -151,6 +151,8 @@ export class ApiFunctions extends Construct {
 
     tables.functions.grantReadWriteData(role('functions'));
     tables.instances.grantReadData(role('functions'));
+    // Seals secrets on create and on PUT; it cannot open them (no kms:Decrypt).
+    role('functions').addToPrincipalPolicy(secretsKeyStatement(data.secretsKey, 'seal'));
 
     tables.functions.grantReadWriteData(role('deployments'));
     // Undeploy errors the invocations still waiting in the version's queues (PutItem: a sync call not stored yet).

@@ -29,6 +29,8 @@ export class DataStore extends Construct {
   readonly accessLogsBucket: s3.Bucket;
   /** Customer managed key of the version queues; undefined means SQS-managed SSE. */
   readonly queueKey?: kms.Key;
+  /** Customer managed key that wraps the data keys of functions' secrets (core/secrets.ts). */
+  readonly secretsKey: kms.Key;
   private readonly maxReceiveCount: number;
 
   constructor(scope: Construct, id: string, { config }: DataStoreProps) {
@@ -120,6 +122,14 @@ export class DataStore extends Construct {
     );
     (accessLogs.node.defaultChild as s3.CfnBucket).addPropertyDeletionOverride('AccessControl');
 
+    // The Functions table's own encryption is AWS managed; secrets are sealed on top with this key,
+    // so that reading the table (the API, the controller) is not reading them.
+    this.secretsKey = new kms.Key(this, 'SecretsKey', {
+      description: "Wraps the data keys of NVCF functions' secrets; only the gpu-agent may decrypt",
+      enableKeyRotation: true,
+      removalPolicy: config.dataRemovalPolicy,
+    });
+
     if (config.queueEncryption === 'kms') {
       this.queueKey = new kms.Key(this, 'QueueKey', {
         description: `Encrypts the ${DEFAULT_QUEUE_PREFIX}* invocation queues of this NVCF installation`,
@@ -136,6 +146,7 @@ export class DataStore extends Construct {
       [ENV.queuePrefix]: DEFAULT_QUEUE_PREFIX,
       [ENV.queueKmsKeyId]: this.queueKey?.keyArn ?? '',
       [ENV.maxReceiveCount]: String(this.maxReceiveCount),
+      [ENV.secretsKeyId]: this.secretsKey.keyArn,
     };
     for (const [name, table] of Object.entries(this.tables)) env[TABLES[name as TableName].envVar] = table.tableName;
     return env;

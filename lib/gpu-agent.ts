@@ -14,7 +14,7 @@ import { PROJECT_ROOT } from './api-functions';
 import type { CpuArch, ResolvedConfig } from './config';
 import type { DataStore } from './data-store';
 import { SYSTEM_NODE_LABEL, type GpuCluster } from './gpu-cluster';
-import { acknowledge, acknowledgeWildcard, listBucketStatement, objectStatement, putMetricDataStatement, queueArnPattern, queueStatement, type BucketPrefix } from './iam';
+import { acknowledge, acknowledgeWildcard, listBucketStatement, objectStatement, putMetricDataStatement, queueArnPattern, queueStatement, secretsKeyStatement, type BucketPrefix } from './iam';
 import { PodIdentityRole } from './pod-identity';
 
 /**
@@ -104,7 +104,8 @@ export class GpuAgent extends Construct {
   }
 
   /**
-   * The function pods' identity, used by the worker sidecar and the fetch-artifacts init container:
+   * The function pods' identity, used by the worker sidecar and the fetch-artifacts and
+   * write-secrets init containers (never by the function's own container): open its secrets,
    * serve the version queue (and hand a job back with a fresh copy of its message on its last
    * allowed delivery), record instances and invocations, flip its version ACTIVE (or ERROR when the
    * container never becomes healthy), read assets, inputs and models, delete the spilled inputs it
@@ -128,6 +129,8 @@ export class GpuAgent extends Construct {
     role.addToPrincipalPolicy(objectStatement(bucket, ['s3:PutObject'], ['outputs']));
     role.addToPrincipalPolicy(putMetricDataStatement());
     queueKey?.grant(role, 'kms:GenerateDataKey', 'kms:Decrypt');
+    // The write-secrets init container and the worker open the version's secrets for its file.
+    role.addToPrincipalPolicy(secretsKeyStatement(data.secretsKey, 'open'));
 
     const { policy } = identity;
     acknowledgeFunctionsIndex(identity, data);

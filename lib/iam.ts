@@ -4,11 +4,12 @@
  */
 import { ArnFormat, Stack, Validations } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import type * as kms from 'aws-cdk-lib/aws-kms';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import type { IConstruct } from 'constructs';
 // cdk-nag's own flattening (not exported from its index), pinned with cdk-nag's version.
 import { flattenCfnReference } from 'cdk-nag/lib/utils/flatten-cfn-reference.js';
-import { DEFAULT_QUEUE_PREFIX, METRICS_NAMESPACE, S3_PREFIX } from '../core/names';
+import { DEFAULT_QUEUE_PREFIX, METRICS_NAMESPACE, S3_PREFIX, SECRETS_ENCRYPTION_CONTEXT_KEYS, SECRETS_KMS_ACTIONS } from '../core/names';
 
 export type QueueAction =
   | 'sqs:CreateQueue'
@@ -46,6 +47,23 @@ export function listBucketStatement(bucket: s3.IBucket, prefixes: BucketPrefix[]
     actions: ['s3:ListBucket'],
     resources: [bucket.bucketArn],
     conditions: { StringLike: { 's3:prefix': prefixes.map((prefix) => `${S3_PREFIX[prefix]}*`) } },
+  });
+}
+
+/**
+ * Use of the functions' secrets key, as core/secrets.ts calls it: `seal` (a data key, which
+ * cannot open anything) for whoever writes secrets, `open` (Decrypt) for whoever delivers
+ * them. Only with the platform's encryption context, so the key serves nothing else.
+ */
+export function secretsKeyStatement(key: kms.IKey, use: keyof typeof SECRETS_KMS_ACTIONS): iam.PolicyStatement {
+  return new iam.PolicyStatement({
+    sid: use === 'seal' ? 'SealFunctionSecrets' : 'OpenFunctionSecrets',
+    actions: [...SECRETS_KMS_ACTIONS[use]],
+    resources: [key.keyArn],
+    conditions: {
+      'ForAllValues:StringEquals': { 'kms:EncryptionContextKeys': [...SECRETS_ENCRYPTION_CONTEXT_KEYS] },
+      Null: { 'kms:EncryptionContextKeys': 'false' },
+    },
   });
 }
 

@@ -473,7 +473,8 @@ describe('agent and worker permissions', () => {
   it('lets the worker read and re-send messages of KMS-encrypted queues', () => {
     const keyArn = JSON.stringify({ 'Fn::GetAtt': [logicalId(variant.stack.data.queueKey!), 'Arn'] });
     for (const action of ['kms:Decrypt', 'kms:GenerateDataKey']) {
-      expect(grantsOf(statements('workerIdentity', variant), action).map((s) => JSON.stringify(s.Resource))).toEqual([keyArn]);
+      const queueGrants = grantsOf(statements('workerIdentity', variant), action).filter((s) => s.Sid !== 'OpenFunctionSecrets');
+      expect(queueGrants.map((s) => JSON.stringify(s.Resource))).toEqual([keyArn]);
     }
   });
 });

@@ -106,7 +106,7 @@ export function nagCheck(props: NvcfStackProps = {}): NagResult {
   }
 }
 
-export type Statement = { Effect: string; Action: string | string[]; Resource: unknown; Condition?: unknown };
+export type Statement = { Sid?: string; Effect: string; Action: string | string[]; Resource: unknown; Condition?: unknown };
 
 /** Every statement of the inline policies attached to the role with this logical id. */
 export function roleStatements(template: Template, roleLogicalId: string): Statement[] {
