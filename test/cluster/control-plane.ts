@@ -24,6 +24,10 @@ export interface ControlPlane {
   readonly dir: string;
   /** Starts kwok, which keeps the nodes annotated kwok.x-k8s.io/node=fake Ready and runs the pods bound to them. */
   startFakeNodes(): void;
+  /** Stops kube-apiserver alone (SIGTERM, then SIGKILL), as a control-plane upgrade or crash does; etcd keeps the state. */
+  stopApiServer(): Promise<void>;
+  /** Starts kube-apiserver again on the same port and credentials; resolves once /readyz is ok. */
+  startApiServer(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -93,6 +97,26 @@ function start(dir: string, name: string, command: string, args: string[]): Chil
   return child;
 }
 
+/**
+ * Starts a component that follows the API server (controller-manager, scheduler, kwok) and, as
+ * kubelet does for a control plane's static pods, starts it again a second after it exits
+ * unexpectedly: the controller-manager exits when the API server goes away while it starts up.
+ */
+function supervise(children: ChildProcess[], dir: string, name: string, command: string, args: string[]): void {
+  const child = start(dir, name, command, args);
+  children.push(child);
+  child.on('exit', () => {
+    if (stopping.has(child)) return;
+    setTimeout(() => {
+      children.splice(children.indexOf(child), 1);
+      if (!stopped.has(children)) supervise(children, dir, name, command, args);
+    }, 1_000);
+  });
+}
+
+/** The component lists of control planes that were stopped: nothing is restarted into them. */
+const stopped = new WeakSet<ChildProcess[]>();
+
 async function waitFor(what: string, timeoutMs: number, check: () => Promise<boolean>): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
@@ -127,26 +151,35 @@ export async function startControlPlane(): Promise<ControlPlane> {
       '--log-level=warn',
     ]),
   );
-  children.push(
-    start(dir, 'kube-apiserver', binaries.apiserver, [
-      `--etcd-servers=http://127.0.0.1:${etcdClient}`,
-      '--bind-address=127.0.0.1',
-      '--advertise-address=127.0.0.1',
-      `--secure-port=${apiPort}`,
-      `--cert-dir=${dir}`,
-      `--tls-cert-file=${join(dir, 'server.crt')}`,
-      `--tls-private-key-file=${join(dir, 'server.key')}`,
-      `--client-ca-file=${join(dir, 'ca.crt')}`,
-      `--service-account-issuer=https://kubernetes.default.svc`,
-      `--service-account-key-file=${join(dir, 'sa.pub')}`,
-      `--service-account-signing-key-file=${join(dir, 'sa.key')}`,
-      '--service-cluster-ip-range=10.96.0.0/16',
-      '--authorization-mode=RBAC',
-      '--enable-priority-and-fairness=false',
-    ]),
-  );
+  const apiServerArgs = [
+    `--etcd-servers=http://127.0.0.1:${etcdClient}`,
+    '--bind-address=127.0.0.1',
+    '--advertise-address=127.0.0.1',
+    `--secure-port=${apiPort}`,
+    `--cert-dir=${dir}`,
+    `--tls-cert-file=${join(dir, 'server.crt')}`,
+    `--tls-private-key-file=${join(dir, 'server.key')}`,
+    `--client-ca-file=${join(dir, 'ca.crt')}`,
+    `--service-account-issuer=https://kubernetes.default.svc`,
+    `--service-account-key-file=${join(dir, 'sa.pub')}`,
+    `--service-account-signing-key-file=${join(dir, 'sa.key')}`,
+    '--service-cluster-ip-range=10.96.0.0/16',
+    '--authorization-mode=RBAC',
+    '--enable-priority-and-fairness=false',
+  ];
+  let apiServer = start(dir, 'kube-apiserver', binaries.apiserver, apiServerArgs);
+  children.push(apiServer);
+  const apiServerReady = () =>
+    waitFor('kube-apiserver /readyz', 90_000, async () => {
+      const out = execFileSync('curl', ['-sf', '--cacert', join(dir, 'ca.crt'), '--cert', join(dir, 'admin.crt'), '--key', join(dir, 'admin.key'), `${server}/readyz`], {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'ignore'],
+      });
+      return out.trim() === 'ok';
+    });
   const stop = async (): Promise<void> => {
-    for (const child of children.reverse()) {
+    stopped.add(children);
+    for (const child of [...children].reverse()) {
       stopping.add(child);
       child.kill('SIGTERM');
     }
@@ -155,42 +188,46 @@ export async function startControlPlane(): Promise<ControlPlane> {
     if (!process.env.NVCF_CLUSTER_KEEP) rmSync(dir, { recursive: true, force: true });
   };
   try {
-    await waitFor('kube-apiserver /readyz', 90_000, async () => {
-      const out = execFileSync('curl', ['-sf', '--cacert', join(dir, 'ca.crt'), '--cert', join(dir, 'admin.crt'), '--key', join(dir, 'admin.key'), `${server}/readyz`], {
-        encoding: 'utf8',
-        stdio: ['ignore', 'pipe', 'ignore'],
-      });
-      return out.trim() === 'ok';
-    });
-    children.push(
-      start(dir, 'kube-controller-manager', binaries.controllerManager, [
-        `--kubeconfig=${kubeconfigPath}`,
-        '--bind-address=127.0.0.1',
-        '--secure-port=0',
-        '--leader-elect=false',
-        '--use-service-account-credentials=true',
-        `--service-account-private-key-file=${join(dir, 'sa.key')}`,
-        `--root-ca-file=${join(dir, 'ca.crt')}`,
-        `--cluster-signing-cert-file=${join(dir, 'ca.crt')}`,
-        `--cluster-signing-key-file=${join(dir, 'ca.key')}`,
-      ]),
-      start(dir, 'kube-scheduler', binaries.scheduler, [`--kubeconfig=${kubeconfigPath}`, '--bind-address=127.0.0.1', '--secure-port=0', '--leader-elect=false']),
-    );
+    await apiServerReady();
+    supervise(children, dir, 'kube-controller-manager', binaries.controllerManager, [
+      `--kubeconfig=${kubeconfigPath}`,
+      '--bind-address=127.0.0.1',
+      '--secure-port=0',
+      '--leader-elect=false',
+      '--use-service-account-credentials=true',
+      `--service-account-private-key-file=${join(dir, 'sa.key')}`,
+      `--root-ca-file=${join(dir, 'ca.crt')}`,
+      `--cluster-signing-cert-file=${join(dir, 'ca.crt')}`,
+      `--cluster-signing-key-file=${join(dir, 'ca.key')}`,
+    ]);
+    supervise(children, dir, 'kube-scheduler', binaries.scheduler, [`--kubeconfig=${kubeconfigPath}`, '--bind-address=127.0.0.1', '--secure-port=0', '--leader-elect=false']);
   } catch (error) {
     await stop();
     throw error;
   }
   const startFakeNodes = (): void => {
-    children.push(
-      start(dir, 'kwok', binary('kwok', 'kwok'), [
-        `--kubeconfig=${kubeconfigPath}`,
-        '--manage-all-nodes=false',
-        '--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake',
-        '--node-ip=127.0.0.1',
-        '--cidr=10.244.0.0/16',
-        '--server-address=127.0.0.1:0',
-      ]),
-    );
+    supervise(children, dir, 'kwok', binary('kwok', 'kwok'), [
+      `--kubeconfig=${kubeconfigPath}`,
+      '--manage-all-nodes=false',
+      '--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake',
+      '--node-ip=127.0.0.1',
+      '--cidr=10.244.0.0/16',
+      '--server-address=127.0.0.1:0',
+    ]);
   };
-  return { server, kubeconfigPath, dir, startFakeNodes, stop };
+  const stopApiServer = async (): Promise<void> => {
+    stopping.add(apiServer);
+    const exited = new Promise((resolve) => apiServer.once('exit', resolve));
+    apiServer.kill('SIGTERM');
+    const timer = setTimeout(() => apiServer.kill('SIGKILL'), 5_000);
+    if (apiServer.exitCode === null && apiServer.signalCode === null) await exited;
+    clearTimeout(timer);
+  };
+  const startApiServer = async (): Promise<void> => {
+    const previous = apiServer;
+    apiServer = start(dir, 'kube-apiserver', binaries.apiserver, apiServerArgs);
+    children[children.indexOf(previous)] = apiServer;
+    await apiServerReady();
+  };
+  return { server, kubeconfigPath, dir, startFakeNodes, stopApiServer, startApiServer, stop };
 }

@@ -5,8 +5,6 @@
  * module proxy refuses github.com/kedacore/keda/v2@v2.21.1), so scaling on the
  * queue depth is not exercised here.
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { K8S } from '../../core/names';
@@ -14,7 +12,7 @@ import { ClientNodeApi } from '../../gpu-agent/controller/k8s/api';
 import { workloadObjects } from '../../gpu-agent/controller/k8s/objects';
 import { CONTEXT, testVersion, workloadOf } from '../support/k8s-fixtures';
 import { startControlPlane, type ControlPlane } from './control-plane';
-import { adminConfig, applyTemplateObjects, CONTROLLER, eventually, serviceAccountConfig } from './platform';
+import { adminConfig, applyTemplateObjects, CONTROLLER, eventually, installKedaCrds, serviceAccountConfig } from './platform';
 
 let plane: ControlPlane;
 let admin: k8s.KubeConfig;
@@ -24,17 +22,7 @@ beforeAll(async () => {
   plane = await startControlPlane();
   admin = adminConfig(plane);
   await applyTemplateObjects(admin);
-  const objects = k8s.KubernetesObjectApi.makeApiClient(admin);
-  for (const file of ['keda.sh_scaledobjects.yaml', 'keda.sh_triggerauthentications.yaml']) {
-    for (const crd of k8s.loadAllYaml(readFileSync(join(import.meta.dirname, 'keda', file), 'utf8')) as k8s.KubernetesObject[]) await objects.create(crd);
-  }
-  const extensions = admin.makeApiClient(k8s.ApiextensionsV1Api);
-  await eventually(async () => {
-    for (const name of ['scaledobjects.keda.sh', 'triggerauthentications.keda.sh']) {
-      const crd = await extensions.readCustomResourceDefinition({ name });
-      if (!crd.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True')) throw new Error(`${name} not established`);
-    }
-  }, 30_000);
+  await installKedaCrds(admin);
   controllerApi = new ClientNodeApi(await serviceAccountConfig(plane, admin, CONTROLLER));
 });
 

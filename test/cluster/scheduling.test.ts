@@ -13,34 +13,11 @@ import { ClientNodeApi } from '../../gpu-agent/controller/k8s/api';
 import { workloadObjects } from '../../gpu-agent/controller/k8s/objects';
 import { CONTEXT, testVersion, workloadOf } from '../support/k8s-fixtures';
 import { startControlPlane, type ControlPlane } from './control-plane';
-import { adminConfig, applyTemplateObjects, CONTROLLER, eventually, serviceAccountConfig } from './platform';
+import { adminConfig, applyTemplateObjects, CONTROLLER, createReadyNodes, eventually, gpuNode, serviceAccountConfig } from './platform';
 
 let plane: ControlPlane;
 let admin: k8s.KubeConfig;
 let controllerApi: ClientNodeApi;
-
-/** A node as the CDK app's nodegroups register them: GPU label, instance type, GPU taint and capacity. */
-function gpuNode(name: string, gpu: string, instanceType: string, gpus: number): k8s.V1Node {
-  return {
-    metadata: {
-      name,
-      annotations: { 'kwok.x-k8s.io/node': 'fake' },
-      labels: {
-        'nvcf.io/gpu': gpu,
-        'node.kubernetes.io/instance-type': instanceType,
-        'kubernetes.io/arch': 'amd64',
-        'kubernetes.io/os': 'linux',
-        'kubernetes.io/hostname': name,
-        type: 'kwok',
-      },
-    },
-    spec: { taints: [{ key: 'nvidia.com/gpu', value: 'true', effect: 'NoSchedule' }] },
-    status: {
-      capacity: { cpu: '4', memory: '16Gi', pods: '110', 'nvidia.com/gpu': String(gpus) },
-      allocatable: { cpu: '4', memory: '16Gi', pods: '110', 'nvidia.com/gpu': String(gpus) },
-    },
-  };
-}
 
 async function podsOf(deploymentName: string): Promise<k8s.V1Pod[]> {
   const core = admin.makeApiClient(k8s.CoreV1Api);
@@ -53,15 +30,7 @@ beforeAll(async () => {
   admin = adminConfig(plane);
   await applyTemplateObjects(admin);
   plane.startFakeNodes();
-  const core = admin.makeApiClient(k8s.CoreV1Api);
-  for (const node of [gpuNode('l40s-a', 'L40S', 'g6e.xlarge', 1), gpuNode('l40s-b', 'L40S', 'g6e.xlarge', 1), gpuNode('l4-a', 'L4', 'g6.xlarge', 1)]) {
-    await core.createNode({ body: node });
-  }
-  await eventually(async () => {
-    const nodes = await core.listNode();
-    const ready = nodes.items.filter((n) => n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'));
-    if (ready.length !== 3) throw new Error(`${ready.length} of 3 fake nodes Ready`);
-  }, 60_000);
+  await createReadyNodes(admin, [gpuNode('l40s-a', 'L40S', 'g6e.xlarge', 1), gpuNode('l40s-b', 'L40S', 'g6e.xlarge', 1), gpuNode('l4-a', 'L4', 'g6.xlarge', 1)]);
   controllerApi = new ClientNodeApi(await serviceAccountConfig(plane, admin, CONTROLLER));
 });
 
