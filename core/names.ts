@@ -155,6 +155,8 @@ export const K8S = {
   systemNodeRole: 'system',
   /** Kubernetes' own node label for the CPU architecture. */
   archLabel: 'kubernetes.io/arch',
+  /** Secret a Helm function's chart mounts for the version's secrets (key `secrets.json`), in the chart's namespace. */
+  helmSecretsSecret: 'nvcf-secrets',
 } as const;
 
 /** A CPU architecture as Kubernetes' `kubernetes.io/arch` node label names it. */

@@ -80,6 +80,8 @@ export class GpuAgent extends Construct {
     // queues or objects (KEDA reads queue depths with its own identity).
     data.tables.functions.grantReadData(this.controllerIdentity.role);
     data.tables.functions.grant(this.controllerIdentity.role, 'dynamodb:UpdateItem');
+    // For Helm functions it writes the version's secrets into the chart's Secret (nvcf-secrets): it opens them.
+    this.controllerIdentity.role.addToPrincipalPolicy(secretsKeyStatement(data.secretsKey, 'open'));
     acknowledgeFunctionsIndex(this.controllerIdentity, data);
 
     const rbac = cluster.addManifest('ControllerRbac', ...controllerRbac());

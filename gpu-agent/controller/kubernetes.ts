@@ -20,12 +20,13 @@
  * backoff and reported only once it persists.
  */
 import { K8S } from '../../core/names';
+import { openSecrets, SecretsUnavailable } from '../../core/secrets';
 import { workloadFingerprint, type Workload } from './plan';
 import type { ObservedWorkload, Runtime } from './reconcile';
 import type { KubernetesApi, KubernetesObject } from './k8s/api';
 import { workloadFailure } from './k8s/failures';
 import { HELM_RETRY, HelmError, rejectRenderedChart, type Helm, type HelmRelease } from './k8s/helm';
-import { HELM_FUNCTION_LABEL, helmAccessBinding, helmNamespace, helmNamespaceObject, MANAGED_SELECTOR, UnbuildableWorkload, workloadName, workloadObjects, type ObjectContext } from './k8s/objects';
+import { HELM_FUNCTION_LABEL, helmAccessBinding, helmNamespace, helmNamespaceObject, helmSecretsObject, MANAGED_SELECTOR, UnbuildableWorkload, workloadName, workloadObjects, type ObjectContext } from './k8s/objects';
 
 export interface KubernetesRuntimeOptions extends ObjectContext {
   api: KubernetesApi;
@@ -151,14 +152,25 @@ export class KubernetesRuntime implements Runtime {
       // Without the fingerprint until the upgrade succeeds: an interrupted upgrade is tried again.
       await this.api.apply(helmNamespaceObject(workload, { chartInstalled: false }));
       await this.api.apply(helmAccessBinding(workload));
+      // Before the chart, which may mount it; a change of the secrets changes the fingerprint and comes here again.
+      await this.api.apply(helmSecretsObject(workload, await this.secretsFileOf(workload)));
       await this.helm.upgrade(release);
       await this.api.apply(helmNamespaceObject(workload, { chartInstalled: true }));
       return true;
     } catch (error) {
+      if (error instanceof SecretsUnavailable) {
+        this.recordFailure(workload, error.message, false);
+        return false;
+      }
       if (!(error instanceof HelmError)) throw error;
       this.recordFailure(workload, `Helm chart ${release.chart}: ${error.message}`, error.transient);
       return false;
     }
+  }
+
+  /** The version's secrets file for its chart (`{}` without secrets); the controller's identity may open them for this. */
+  private async secretsFileOf({ version }: Workload): Promise<string> {
+    return version.secrets ? openSecrets(version.secrets, { accountId: version.accountId, functionId: version.functionId, versionId: version.versionId }) : '{}';
   }
 
   private recordFailure(workload: Workload, message: string, transient: boolean): void {

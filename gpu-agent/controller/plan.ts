@@ -82,6 +82,9 @@ export function workloadFingerprint(workload: Workload): string {
     spec.gpu,
     spec.instanceType,
     version.helmChartServiceName,
+    // A Helm function's secrets live in a Secret the controller writes (k8s/objects.ts): a new set means a new
+    // apply, which restarts no pod. A container function's worker rewrites its file itself, so they stay out.
+    ...(version.helmChart && version.secrets ? [version.secrets.revision] : []),
   ];
   return createHash('sha256').update(canonicalJson(definition)).digest('hex');
 }

@@ -1,7 +1,8 @@
 /**
  * The key of functions' secrets in the template: a rotating customer-managed
  * key, named to every runtime, that the functions Lambda may only seal with
- * (GenerateDataKey) and only the gpu-agent's identities may open with
+ * (GenerateDataKey) and only the gpu-agent's identities (the function pods'
+ * worker identity; the controller, for Helm functions' Secrets) may open with
  * (Decrypt), each only under the platform's encryption context. The actions
  * come from SECRETS_KMS_ACTIONS, which core/secrets.ts calls (its unit test
  * pins that against a KMS stand-in).
@@ -56,11 +57,17 @@ describe('the secrets key', () => {
     expect(statements).toEqual([{ Sid: 'OpenFunctionSecrets', Effect: 'Allow', Action: SECRETS_KMS_ACTIONS.open[0], Resource: JSON.parse(keyArn()), Condition: CONTEXT_CONDITION }]);
   });
 
+  it('lets the controller open too, for the Secret of a Helm function’s chart, under the same condition', () => {
+    const statements = roleStatements(synth.template, logicalId(synth.stack.agent!.controllerIdentity.role)).filter((s) => JSON.stringify(s.Resource).includes(keyArn()));
+    expect(statements).toEqual([{ Sid: 'OpenFunctionSecrets', Effect: 'Allow', Action: SECRETS_KMS_ACTIONS.open[0], Resource: JSON.parse(keyArn()), Condition: CONTEXT_CONDITION }]);
+  });
+
   it('is granted to no other role: no other Lambda, not KEDA, not the invocation service', () => {
     const grants = secretsKeyGrants();
-    const allowed = new Map([
+    const allowed = new Map<string, readonly string[]>([
       [logicalId(synth.stack.functions.functions.functions.role as never), SECRETS_KMS_ACTIONS.seal],
       [logicalId(synth.stack.agent!.workerIdentity.role), SECRETS_KMS_ACTIONS.open],
+      [logicalId(synth.stack.agent!.controllerIdentity.role), SECRETS_KMS_ACTIONS.open],
     ]);
     for (const [role, statements] of Object.entries(grants)) expect([role, actionsOf(statements)]).toEqual([role, [...(allowed.get(role) ?? [])]]);
     expect(Object.keys(grants).sort()).toEqual([...allowed.keys()].sort());

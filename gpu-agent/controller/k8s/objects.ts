@@ -31,7 +31,7 @@ import type { HealthCheck } from '../../../core/model';
 import { gpusPerInstance } from '../../../core/gpu-instance-types';
 import { ENV, instanceArch, K8S, type CpuArch } from '../../../core/names';
 import { FETCH_ARTIFACTS_ENV, FETCH_ARTIFACTS_ROLE } from '../../fetch-artifacts';
-import { SECRETS_DIR, SECRETS_FILE, WRITE_SECRETS_ENV, WRITE_SECRETS_ROLE } from '../../secrets-file';
+import { SECRETS_DIR, SECRETS_FILE, SECRETS_FILE_NAME, WRITE_SECRETS_ENV, WRITE_SECRETS_ROLE } from '../../secrets-file';
 import { DEFAULT_DRAIN_PORT, DRAIN_PATH, WORKER_DRAIN_PORT_ENV, WORKER_ENV } from '../../worker/config';
 import { containerEnvironment, workerEnvironment, type PlatformContext } from '../environment';
 import { workloadFingerprint, type Workload } from '../plan';
@@ -397,6 +397,18 @@ export function helmNamespaceObject(workload: Workload, { chartInstalled }: { ch
       labels: { ...base.labels, 'pod-security.kubernetes.io/enforce': 'baseline', 'pod-security.kubernetes.io/warn': 'restricted' },
     },
   };
+}
+
+/**
+ * The Secret a Helm function's chart mounts for the version's secrets
+ * (K8S.helmSecretsSecret in the chart's namespace, key `secrets.json`: the
+ * same JSON object as a container function's /var/secrets/secrets.json).
+ * The controller writes it before helm installs the chart, and again when
+ * the secrets change; kubelet refreshes a mounted Secret in place.
+ */
+export function helmSecretsObject(workload: Workload, secretsFile: string): KubernetesObject {
+  const { annotations: _, ...base } = metadata(workload, K8S.helmSecretsSecret, helmNamespace(workload.key));
+  return { apiVersion: 'v1', kind: 'Secret', metadata: base, type: 'Opaque', data: { [SECRETS_FILE_NAME]: Buffer.from(secretsFile, 'utf8').toString('base64') } };
 }
 
 /**
