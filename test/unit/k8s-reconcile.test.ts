@@ -1,7 +1,9 @@
 /**
  * The shared Controller over the Kubernetes runtime, against an in-memory
- * cluster: create, no-op, update, drift correction, delete, Helm functions,
- * and the pod and Deployment failures that become a version's healthInfo.
+ * cluster: update, drift correction, Helm release decisions and retries, and
+ * the pod and Deployment failures that become a version's healthInfo. Create,
+ * no-op passes, delete, chart installs and reinstalls run on a real API server
+ * in the cluster suite (test/cluster/controller-loop.test.ts, helm-functions.test.ts).
  */
 import { beforeEach, describe, expect, it } from 'vitest';
 import type { FunctionVersionRecord } from '../../core/model';
@@ -55,21 +57,6 @@ const scaledObject = () => api.get('ScaledObject', NS, NAME) as any;
 const image = () => deployment().spec.template.spec.containers.find((c: { name: string }) => c.name === 'inference').image;
 
 describe('container functions', () => {
-  it('creates the TriggerAuthentication, Deployment and ScaledObject of a deployed version', async () => {
-    versions = [testVersion()];
-    await controller.reconcile();
-    expect(api.applied).toEqual([`TriggerAuthentication/${NS}/${NAME}`, `Deployment/${NS}/${NAME}`, `ScaledObject/${NS}/${NAME}`]);
-    expect(errors).toEqual([]);
-  });
-
-  it('changes nothing on a second pass over the same versions', async () => {
-    versions = [testVersion()];
-    await controller.reconcile();
-    const before = api.applied.length;
-    await controller.reconcile();
-    expect(api.applied.length).toBe(before);
-  });
-
   it('re-applies a version whose deployment changed (PUT): new limits on the ScaledObject, new image on the Deployment', async () => {
     versions = [testVersion()];
     await controller.reconcile();
@@ -113,15 +100,6 @@ describe('container functions', () => {
     clock += 600_000;
     await controller.reconcile();
     expect(image()).toBe('nvcr.io/example/echo:1.0');
-  });
-
-  it('deletes every object of an undeployed version', async () => {
-    versions = [testVersion()];
-    await controller.reconcile();
-    versions = [];
-    await controller.reconcile();
-    expect([...api.objects.keys()]).toEqual([]);
-    expect(api.deleted.sort()).toEqual([`Deployment/${NS}/${NAME}`, `ScaledObject/${NS}/${NAME}`, `TriggerAuthentication/${NS}/${NAME}`].sort());
   });
 
   it('leaves other controllers’ objects in the namespace alone', async () => {
@@ -292,29 +270,6 @@ describe('Helm functions', () => {
     testVersion({ containerImage: undefined, helmChart: chart, helmChartServiceName: 'echo' }, configuration ? { configuration } : {});
   const chartNamespace = `nvcf-fn-${KEY}`;
 
-  it('checks the rendered kinds, installs the chart into the version namespace with the configuration as values, then starts the worker', async () => {
-    versions = [helmVersion(ECHO_CHART, { replicaCount: 2 })];
-    await controller.reconcile();
-    expect(helm.calls).toEqual([`template ${NAME}`, `upgrade ${NAME}`]);
-    expect(helm.installed.get(`${chartNamespace}/${NAME}`)).toMatchObject({ chart: ECHO_CHART, values: { replicaCount: 2 } });
-    expect(api.get('Namespace', undefined, chartNamespace)).toBeDefined();
-    expect(deployment().spec.template.spec.containers.map((c: { name: string }) => c.name)).toEqual(['worker']);
-    await controller.reconcile();
-    expect(helm.calls).toHaveLength(2);
-  });
-
-  it('binds the controller to the Helm function role in the chart namespace only, before helm touches it', async () => {
-    versions = [helmVersion()];
-    await controller.reconcile();
-    const binding = `RoleBinding/${chartNamespace}/${K8S.controllerName}`;
-    expect(api.objects.get(binding)).toMatchObject({
-      roleRef: { kind: 'ClusterRole', name: K8S.helmFunctionRole },
-      subjects: [{ kind: 'ServiceAccount', name: K8S.controllerServiceAccount, namespace: K8S.systemNamespace }],
-    });
-    expect(api.applied.indexOf(binding)).toBeGreaterThan(api.applied.indexOf(`Namespace//${chartNamespace}`));
-    expect([...api.objects.keys()].filter((key) => key.startsWith('RoleBinding/'))).toEqual([binding]);
-  });
-
   it('refuses a chart with a kind outside the allowed list and reports it as the version’s failure', async () => {
     versions = [helmVersion(ROGUE_CHART)];
     await controller.reconcile();
@@ -325,15 +280,6 @@ describe('Helm functions', () => {
     expect(observed.failure).toContain('ClusterRole "everything" (kind not allowed)');
     await controller.reconcile();
     expect(helm.calls).toEqual([`template ${NAME}`]);
-  });
-
-  it('reinstalls the chart when its namespace was deleted behind the controller’s back', async () => {
-    versions = [helmVersion()];
-    await controller.reconcile();
-    await api.delete('Namespace', undefined, chartNamespace);
-    await controller.reconcile();
-    expect(api.get('Namespace', undefined, chartNamespace)).toBeDefined();
-    expect(helm.calls).toEqual([`template ${NAME}`, `upgrade ${NAME}`, `template ${NAME}`, `upgrade ${NAME}`]);
   });
 
   it('does not upgrade a current release on resync or after a controller restart, but still re-applies the worker’s objects', async () => {
