@@ -14,8 +14,9 @@
  * resync would add a revision each time and restart the pods of charts that
  * render random or time-dependent values.
  *
- * A workload that cannot be applied (its objects cannot be built, its chart
- * is refused or fails) is observed with the failure, which the Controller
+ * A workload that cannot be applied (its objects cannot be built or are
+ * refused by the API server for what they are, its chart is refused or
+ * fails) is observed with the failure, which the Controller
  * reports as the version's ERROR; a transient Helm failure is retried with
  * backoff and reported only once it persists.
  */
@@ -23,7 +24,7 @@ import { K8S } from '../../core/names';
 import { openSecrets, SecretsUnavailable } from '../../core/secrets';
 import { workloadFingerprint, type Workload } from './plan';
 import type { ObservedWorkload, Runtime } from './reconcile';
-import type { KubernetesApi, KubernetesObject } from './k8s/api';
+import { objectRefusal, type KubernetesApi, type KubernetesObject } from './k8s/api';
 import { workloadFailure } from './k8s/failures';
 import { HELM_RETRY, HelmError, rejectRenderedChart, type Helm, type HelmRelease } from './k8s/helm';
 import { HELM_FUNCTION_LABEL, helmAccessBinding, helmNamespace, helmNamespaceObject, helmSecretsObject, MANAGED_SELECTOR, UnbuildableWorkload, workloadName, workloadObjects, type ObjectContext } from './k8s/objects';
@@ -124,7 +125,16 @@ export class KubernetesRuntime implements Runtime {
       return this.recordFailure(workload, error.message, false);
     }
     if (workload.version.helmChart && !(await this.installChart(workload))) return;
-    for (const object of objects) await this.api.apply(object);
+    for (const object of objects) {
+      try {
+        await this.api.apply(object);
+      } catch (error) {
+        // Refused for what it is: the same objects fail the same way, so report instead of retrying every pass.
+        const refusal = objectRefusal(error);
+        if (refusal === undefined) throw error;
+        return this.recordFailure(workload, `Kubernetes refuses the workload's ${object.kind} ${object.metadata.name}: ${refusal}`, false);
+      }
+    }
     this.appliedAt.set(workload.key, this.now());
     this.failures.delete(workload.key);
   }

@@ -1,13 +1,16 @@
 /**
  * ClientNodeApi against a stand-in API server on loopback that pages its
  * lists as kube-apiserver does: a list asked with `limit` gets `limit` items
- * and a `metadata.continue` token.
+ * and a `metadata.continue` token. And which API errors count as the object's
+ * own (reported) rather than passing (retried); the cluster suite meets the
+ * real ones (test/cluster/controller-failures.test.ts).
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ClientNodeApi } from '../../gpu-agent/controller/k8s/api';
+import { ApiException } from '@kubernetes/client-node';
+import { ClientNodeApi, objectRefusal } from '../../gpu-agent/controller/k8s/api';
 
 const SCALED_OBJECTS = Array.from({ length: 1200 }, (_, i) => ({ apiVersion: 'keda.sh/v1alpha1', kind: 'ScaledObject', metadata: { name: `nvcf-v${i}-0`, namespace: 'nvcf-functions' } }));
 
@@ -44,5 +47,24 @@ describe('listing objects of a custom kind', () => {
     const list = requests.find((url) => url.pathname.endsWith('/scaledobjects'))!;
     expect(list.pathname).toBe('/apis/keda.sh/v1alpha1/namespaces/nvcf-functions/scaledobjects');
     expect(list.searchParams.get('labelSelector')).toBe('app.kubernetes.io/managed-by=nvcf-controller');
+  });
+});
+
+describe('objectRefusal: which API errors the same object meets every time', () => {
+  const status = (code: number, message: string) => new ApiException(code, 'Unsuccessful HTTP Request', JSON.stringify({ kind: 'Status', code, message }), {});
+
+  it('names the invalid object: 400, 422, and the 500 server-side apply answers for a wrongly typed field', () => {
+    expect(objectRefusal(status(422, 'Deployment.apps "x" is invalid: spec.template.spec.containers[0].name: Required value'))).toContain('is invalid');
+    expect(objectRefusal(status(400, 'the object provided is unrecognized'))).toBe('the object provided is unrecognized');
+    const typed = 'failed to create typed patch object (apps/v1, Kind=Deployment): .spec.template.spec.containers[name="c"].ports: expected numeric (int or float), got string';
+    expect(objectRefusal(status(500, typed))).toBe(typed);
+  });
+
+  it('leaves what a later pass may get past: other 500s, 403, 404, 409, 429, no answer', () => {
+    for (const [code, message] of [[500, 'etcdserver: request timed out'], [403, 'forbidden'], [404, 'namespaces "nvcf-functions" not found'], [409, 'conflict'], [429, 'storage is (re)initializing']] as const) {
+      expect(objectRefusal(status(code, message))).toBeUndefined();
+    }
+    expect(objectRefusal(new Error('connect ECONNREFUSED 127.0.0.1:6443'))).toBeUndefined();
+    expect(objectRefusal(undefined)).toBeUndefined();
   });
 });

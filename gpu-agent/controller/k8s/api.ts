@@ -79,6 +79,38 @@ export class ClientNodeApi implements KubernetesApi {
   }
 }
 
+/**
+ * What the API server said when it refused an object for what the object is,
+ * so that it refuses the same object the same way every time: 400, 422
+ * (Invalid: a schema, admission or CRD validation), and the 500 server-side
+ * apply answers for a field of the wrong type ("failed to create typed patch
+ * object"). Undefined for everything a later try may get past: no answer,
+ * 403/404 (the platform's RBAC or namespaces), 409, 429, other 5xx.
+ */
+export function objectRefusal(error: unknown): string | undefined {
+  if (!error || typeof error !== 'object') return undefined;
+  const { code, body } = error as { code?: unknown; body?: unknown };
+  if (typeof code !== 'number') return undefined;
+  const message = statusMessage(body);
+  if (code === 400 || code === 422) return message;
+  if (code === 500 && /failed to create typed patch object/i.test(message)) return message;
+  return undefined;
+}
+
+/** The message of a Kubernetes Status body (a JSON string or parsed), or the body as text. */
+function statusMessage(body: unknown): string {
+  let status = body;
+  if (typeof body === 'string') {
+    try {
+      status = JSON.parse(body);
+    } catch {
+      return body;
+    }
+  }
+  const message = (status as { message?: unknown } | undefined)?.message;
+  return typeof message === 'string' ? message : String(body);
+}
+
 function defaultKubeConfig(): KubeConfig {
   const config = new KubeConfig();
   config.loadFromDefault();
