@@ -190,6 +190,10 @@ export async function sealSecrets(secrets: readonly SecretEntry[], owner: Secret
  */
 export async function openSecrets(sealed: SealedSecrets, owner: SecretsOwner, provider: DataKeyProvider = dataKeyProvider()): Promise<string> {
   const what = `the secrets of function ${owner.functionId} version ${owner.versionId}`;
+  // Items written before secrets were sealed held them as a list: never opened as plain text, replaced by a PUT.
+  if (Array.isArray(sealed) || !sealed.keyProvider) {
+    throw new SecretsUnavailable(`${what} were stored before secrets were sealed at rest; replace them with PUT /v2/nvcf/secrets/functions/${owner.functionId}/versions/${owner.versionId}`);
+  }
   if (sealed.keyProvider !== provider.kind) {
     throw new SecretsUnavailable(`${what} were sealed with the ${sealed.keyProvider} key, but this installation uses the ${provider.kind} key`);
   }

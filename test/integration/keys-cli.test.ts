@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashApiKey } from '../../core/api-keys';
@@ -52,6 +53,14 @@ describe('npm run keys (bin/keys.ts)', () => {
     const refused = await stack.call('GET', '/v2/nvcf/clusterGroups', { key });
     expect(refused.statusCode).toBe(403);
     expect(refused.json.detail).toContain('list_cluster_groups');
+  });
+
+  it('creates a key holding update_secrets alone: it may replace secrets and nothing else', async () => {
+    const key = (await keys(['create', '--account', 'cli-acct-secrets', '--scopes', 'update_secrets'])).stdout.trim();
+    const path = `/v2/nvcf/secrets/functions/${randomUUID()}/versions/${randomUUID()}`;
+    // Past the scope check: the version is unknown.
+    expect((await stack.call('PUT', path, { key, body: { secrets: [] } })).statusCode).toBe(404);
+    expect((await listAssets(key)).statusCode).toBe(403);
   });
 
   it('revokes a key given the key itself, after which the API answers 401, and lists it as revoked', async () => {

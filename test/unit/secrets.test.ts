@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { secretsSchema, updateSecretsRequestSchema } from '../../core/function-schemas';
 import { MAX_SECRETS, MAX_SECRETS_FILE_BYTES } from '../../core/limits';
 import { SECRETS_ENCRYPTION_CONTEXT_KEYS, SECRETS_KMS_ACTIONS } from '../../core/names';
-import { KmsDataKeys, LocalDataKeys, openSecrets, sealSecrets, SecretsUnavailable, type SecretsOwner } from '../../core/secrets';
+import { KmsDataKeys, LocalDataKeys, openSecrets, sealSecrets, SecretsUnavailable, type SealedSecrets, type SecretsOwner } from '../../core/secrets';
 import { startKmsStandIn, type KmsStandIn } from '../support/kms-stand-in';
 
 const OWNER: SecretsOwner = { accountId: 'acct-1', functionId: 'f0f0f0f0-0000-4000-8000-000000000001', versionId: 'a0a0a0a0-0000-4000-8000-000000000002' };
@@ -59,6 +59,13 @@ describe('sealing with the local key', () => {
   it('refuses a set sealed under another local key', async () => {
     const sealed = await sealSecrets(SECRETS, OWNER, local());
     await expect(openSecrets(sealed, OWNER, new LocalDataKeys(Buffer.alloc(32, 8)))).rejects.toBeInstanceOf(SecretsUnavailable);
+  });
+
+  it('refuses secrets stored in plain text before they were sealed, and says how to replace them', async () => {
+    const legacy = [{ name: 'API_TOKEN', value: 'marker-7d1e4b' }] as unknown as SealedSecrets;
+    const error = await openSecrets(legacy, OWNER, local()).catch((e: Error) => e);
+    expect((error as Error).message).toMatch(/stored before secrets were sealed at rest; replace them with PUT \/v2\/nvcf\/secrets\/functions\//);
+    expect((error as Error).message).not.toContain('marker-7d1e4b');
   });
 
   it('refuses a set sealed by KMS when this installation has the local key, and says so', async () => {
