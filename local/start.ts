@@ -113,6 +113,10 @@ const LIFECYCLE_ROUTES: Record<string, (json: any, path: string) => string> = {
     const [functionId, , versionId] = path.split('/').slice(-3);
     return `function version deleted: ${functionId} version ${versionId}`;
   },
+  S1: (_, path) => {
+    const [functionId, , versionId] = path.split('/').slice(-3);
+    return `secrets replaced: ${functionId} version ${versionId} (running instances see them within a minute)`;
+  },
   D1: (json) => `deployment requested: ${json.deployment.functionId} version ${json.deployment.functionVersionId}`,
   D3: (json) => `deployment updated: ${json.deployment.functionId} version ${json.deployment.functionVersionId}`,
   D4: (json) => `undeployed: ${json.function.id} version ${json.function.versionId}`,

@@ -95,6 +95,8 @@ describe('secrets on npm start', () => {
     expect(second.json.file).toBe(first.json.file);
     expect(second.json.file).toMatch(/\/instances\/local-[0-9a-f]+\/secrets\/secrets\.json$/);
 
+    expect(output).toContain(`secrets replaced: ${id} version ${versionId}`);
+
     const instanceDir = dirname(dirname(second.json.file));
     const logs = (await Promise.all(['command.log', 'worker.log'].map((name) => readFile(join(instanceDir, name), 'utf8')))).join('\n');
     expect(logs).toContain('secrets example listening');
