@@ -2,7 +2,8 @@
  * What a real cluster does to the controller (harness.ts): the API server
  * restarting in the middle of a pass, two controllers reconciling at once,
  * another field manager taking the controller's fields, its own RBAC taken
- * away, and an object the API server refuses for a field of the wrong type.
+ * away, its namespace deleted, and an object the API server refuses for a
+ * field of the wrong type.
  * After each, the workload's objects exist exactly once or not at all.
  *
  * Not here: a watch that expires (410 Gone). The controller does not watch;
@@ -18,6 +19,7 @@ import { workloadName } from '../../gpu-agent/controller/k8s/objects';
 import { deployVersion, putVersion } from '../support/function-versions';
 import { isReady, NOTHING_LEFT, NS, startHarness, type Harness } from './harness';
 import { eventually } from './platform';
+import { templateObjects } from './template-objects';
 
 let h: Harness;
 /** The kind after whose apply the wrapped client stops kube-apiserver, once. */
@@ -166,6 +168,34 @@ describe('the controller’s own RBAC taken away (its RoleBinding in nvcf-functi
     await rbac.createNamespacedRoleBinding({ namespace: NS, body: { metadata: { name: binding.metadata!.name, labels: binding.metadata!.labels }, roleRef: binding.roleRef, subjects: binding.subjects } });
     await eventually(() => h.reconcile());
     await expectOneOfEach(keyOf(version));
+    await undeployAndExpectNothingLeft(version);
+  });
+});
+
+describe('nvcf-functions deleted, with the platform objects in it, and created again by the CDK app', () => {
+  it('fails the passes in between without failing the version, then makes the workload again once', async () => {
+    const version = await putVersion(h.owner.accountId);
+    await h.deploy(version, {});
+    await h.reconcile();
+    await expectOneOfEach(keyOf(version));
+    const core = h.admin.makeApiClient(k8s.CoreV1Api);
+    await core.deleteNamespace({ name: NS });
+    await eventually(async () => {
+      const left = await core.readNamespace({ name: NS }).then(() => true, (error: { code?: number }) => (error.code === 404 ? false : Promise.reject(error)));
+      if (left) throw new Error(`${NS} still terminating`);
+    }, 90_000);
+    // Its Role there went with it, and it may not create nvcf-functions (RBAC and the admission policy): passes fail until the platform is back.
+    const refused = await h.controller.reconcile().then(() => undefined, (error: { code?: number }) => error.code);
+    expect(refused).toBe(403);
+    expect((await h.statusOf(version)).status).not.toBe('ERROR');
+
+    const objects = k8s.KubernetesObjectApi.makeApiClient(h.admin);
+    for (const object of templateObjects().filter((o) => (o.kind === 'Namespace' && o.metadata.name === NS) || o.metadata.namespace === NS)) {
+      await objects.create(object as k8s.KubernetesObject);
+    }
+    await eventually(() => h.reconcile(), 30_000);
+    await expectOneOfEach(keyOf(version));
+    expect((await h.statusOf(version)).status).not.toBe('ERROR');
     await undeployAndExpectNothingLeft(version);
   });
 });
