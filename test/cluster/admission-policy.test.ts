@@ -6,6 +6,10 @@
  */
 import * as k8s from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { K8S } from '../../core/names';
+import { ClientNodeApi } from '../../gpu-agent/controller/k8s/api';
+import { helmSecretsObject } from '../../gpu-agent/controller/k8s/objects';
+import { testVersion, workloadOf } from '../support/k8s-fixtures';
 import { startControlPlane, type ControlPlane } from './control-plane';
 import { adminConfig, applyTemplateObjects, CONTROLLER, eventually, serviceAccountConfig } from './platform';
 
@@ -94,6 +98,23 @@ describe('the gpu-agent controller under its deployed RBAC and admission policy'
       body: { metadata: { name: 'echo' }, rules: [{ apiGroups: [''], resources: ['configmaps'], verbs: ['get', 'list'] }] },
     });
     expect(role.metadata?.name).toBe('echo');
+  });
+
+  it("server-side applies a Helm function's nvcf-secrets Secret, as the controller builds it, in its nvcf-fn-* namespace only", async () => {
+    const version = testVersion({ containerImage: undefined, helmChart: 'https://charts.example.com/echo-0.1.0.tgz', helmChartServiceName: 'echo' });
+    const workload = workloadOf(version);
+    const secret = helmSecretsObject(workload, '{"TOKEN":"cluster-marker"}');
+    const chartNamespace = secret.metadata.namespace!;
+    const core = controller.makeApiClient(k8s.CoreV1Api);
+    await core.createNamespace({ body: namespace(chartNamespace, 'baseline') });
+    await controller.makeApiClient(k8s.RbacAuthorizationV1Api).createNamespacedRoleBinding({ namespace: chartNamespace, body: helmRoleBinding(chartNamespace) });
+    const api = new ClientNodeApi(controller);
+    await eventually(() => api.apply(secret));
+    const stored = await admin.makeApiClient(k8s.CoreV1Api).readNamespacedSecret({ name: K8S.helmSecretsSecret, namespace: chartNamespace });
+    expect(Buffer.from(stored.data!['secrets.json']!, 'base64').toString('utf8')).toBe('{"TOKEN":"cluster-marker"}');
+    // The same object aimed at the functions namespace: RBAC grants no Secrets there.
+    const { code } = await refusal(api.apply({ ...secret, metadata: { ...secret.metadata, namespace: K8S.functionsNamespace } }));
+    expect(code).toBe(403);
   });
 
   it('is refused the same role binding in nvcf-functions and kube-system by the policy (RBAC alone would allow it)', async () => {
