@@ -159,6 +159,30 @@ export async function reportVersionFailure(
 }
 
 /**
+ * Records what a starting instance's health check last answered on the
+ * DEPLOYING version's deployment, replacing the previous report: only while
+ * the deployment is the one the instance runs (same createdAt). False when
+ * the condition failed (the version moved on, or was deployed again).
+ */
+export async function reportHealthProgress(
+  version: Pick<FunctionVersionRecord, 'functionId' | 'versionId'> & { deployment: Pick<DeploymentRecord, 'createdAt'> },
+  info: HealthInfo,
+): Promise<boolean> {
+  return conditionalWrite(() =>
+    dynamo().send(
+      new UpdateCommand({
+        TableName: tableName('functions'),
+        Key: { functionId: version.functionId, versionId: version.versionId },
+        UpdateExpression: 'SET deployment.healthProgress = :info',
+        ConditionExpression: '#status = :deploying AND deployment.createdAt = :createdAt',
+        ExpressionAttributeNames: { '#status': 'status' },
+        ExpressionAttributeValues: { ':info': info, ':deploying': 'DEPLOYING', ':createdAt': version.deployment.createdAt },
+      }),
+    ),
+  );
+}
+
+/**
  * Stores a new INACTIVE version of `definition` owned by `accountId`: of a new
  * function, or of `functionId` (the caller checks that it owns that function).
  * One conditional put, so a failed request leaves nothing behind.

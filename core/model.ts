@@ -59,6 +59,8 @@ export interface DeploymentRecord {
   queueUrl: string;
   deadLetterQueueUrl: string;
   healthInfo?: HealthInfo[];
+  /** While DEPLOYING: what the last health check of a starting instance answered, and how long it has left (shown as healthInfo). */
+  healthProgress?: HealthInfo;
 }
 
 /** An item of the Functions table: one function version. */

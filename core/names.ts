@@ -148,6 +148,8 @@ export const K8S = {
   controllerManager: 'nvcf-controller',
   /** Annotation holding the workload fingerprint (gpu-agent/controller/plan.ts) an object was applied with. */
   fingerprintAnnotation: 'nvcf.io/fingerprint',
+  /** KEDA's annotation that holds a ScaledObject's target at a fixed replica count (a halted workload: 0). */
+  kedaPausedReplicasAnnotation: 'autoscaling.keda.sh/paused-replicas',
   /** Helm functions are installed into namespaces `<prefix><workload key>`. */
   helmNamespacePrefix: 'nvcf-fn-',
   /** Label of the system nodegroup's nodes (value `system`); platform pods select it, GPU nodes never carry it. */

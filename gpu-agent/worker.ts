@@ -3,8 +3,9 @@
  *
  * 1. Reads its configuration (gpu-agent/worker/config.ts) and the version.
  * 2. Records the instance STARTING and waits for the container's health
- *    check; never healthy within the health timeout → the DEPLOYING version
- *    becomes ERROR with `healthInfo`, and the worker exits 1.
+ *    check, reporting the last answer in the DEPLOYING version's healthInfo
+ *    every 10 s; never healthy within the health timeout → the version
+ *    becomes ERROR with `healthInfo`, and the worker exits 3.
  * 3. READY: heartbeats keep the Instances item fresh; while the version is
  *    DEPLOYING, each heartbeat flips it ACTIVE once READY instances reach the
  *    sum of minInstances.
@@ -21,11 +22,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { GetQueueAttributesCommand, ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import { sqs } from '../core/aws';
 import { maxReceiveCount as configuredMaxReceiveCount } from '../core/config';
-import { changeStatus, getVersion, reportVersionFailure } from '../core/functions';
+import { changeStatus, getVersion, reportHealthProgress, reportVersionFailure } from '../core/functions';
 import { countReadyInstances, putHeartbeat, removeInstance, type InstanceState } from '../core/instances';
 import type { FunctionVersionRecord, GpuSpecification, HealthInfo } from '../core/model';
 import { SecretsRefresher } from './secrets-file';
-import { logger, readWorkerConfig, type WorkerConfig } from './worker/config';
+import { logger, readWorkerConfig, WORKER_EXIT_UNHEALTHY, type WorkerConfig } from './worker/config';
 import { waitForHealthy } from './worker/container';
 import { serveDrain } from './worker/drain';
 import { Job } from './worker/job';
@@ -108,11 +109,13 @@ export class Worker {
     await this.heartbeat();
     this.heartbeatTimer = setInterval(() => void this.heartbeat(), this.config.heartbeatSeconds * 1000);
 
-    const failure = await waitForHealthy(this.healthUrl, this.version.health, this.config.healthTimeoutSeconds * 1000, () => this.stopping);
+    const failure = await waitForHealthy(this.healthUrl, this.version.health, this.config.healthTimeoutSeconds * 1000, () => this.stopping, (last, remainingMs) =>
+      this.reportHealthProgress(last, remainingMs),
+    );
     if (this.stopping) return this.shutdown();
     if (failure) {
       await this.reportUnhealthy(failure);
-      return 1;
+      return WORKER_EXIT_UNHEALTHY;
     }
     this.state = 'READY';
     await this.heartbeat();
@@ -229,20 +232,32 @@ export class Worker {
     }
   }
 
+  /** healthInfo about this instance: its GPU, instance type and backend, and `error`. */
+  private healthInfo(error: string): HealthInfo {
+    const spec = specificationOf(this.version, this.config);
+    const backend = spec?.backend ?? this.config.backend;
+    const instanceType = spec?.instanceType ?? this.config.instanceType;
+    return { gpu: spec?.gpu ?? this.config.gpu ?? 'unknown', ...(backend ? { backend } : {}), ...(instanceType ? { instanceType } : {}), error };
+  }
+
+  /** Not healthy yet: while DEPLOYING, the version's healthInfo shows the last health check and the time left. */
+  private async reportHealthProgress(failure: string, remainingMs: number): Promise<void> {
+    const { deployment } = this.version;
+    if (!deployment) return;
+    const left = `${Math.ceil(remainingMs / 1000)} s of the ${this.config.healthTimeoutSeconds} s health timeout left`;
+    logger.info('container not healthy yet', { failure, remainingSeconds: Math.ceil(remainingMs / 1000) });
+    const info = this.healthInfo(`instance ${this.config.instanceId} is not healthy yet (${left}): ${failure}`);
+    await reportHealthProgress({ ...this.version, deployment }, info).catch((error: Error) => logger.warn('could not report health progress', { error }));
+  }
+
   /** The container never passed its health check: the DEPLOYING version becomes ERROR with the reason. */
   private async reportUnhealthy(failure: string): Promise<void> {
     logger.error('container never became healthy', { failure });
     this.state = 'ERROR';
     clearInterval(this.heartbeatTimer);
     const version = await getVersion(this.config.functionId, this.config.versionId);
-    const spec = specificationOf(this.version, this.config);
     if (version?.status === 'DEPLOYING' && version.deployment) {
-      const info: HealthInfo = {
-        gpu: spec?.gpu ?? this.config.gpu ?? 'unknown',
-        ...(spec?.backend ?? this.config.backend ? { backend: spec?.backend ?? this.config.backend } : {}),
-        ...(spec?.instanceType ?? this.config.instanceType ? { instanceType: spec?.instanceType ?? this.config.instanceType } : {}),
-        error: `instance ${this.config.instanceId} did not become healthy within ${this.config.healthTimeoutSeconds} s: ${failure}`,
-      };
+      const info = this.healthInfo(`instance ${this.config.instanceId} did not become healthy within ${this.config.healthTimeoutSeconds} s: ${failure}`);
       await reportVersionFailure({ ...version, deployment: version.deployment }, info, ['DEPLOYING']);
     }
     await removeInstance(this.config.versionId, this.config.instanceId);

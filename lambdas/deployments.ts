@@ -31,9 +31,10 @@ function specificationJson(spec: GpuSpecification) {
   };
 }
 
-/** NVCF's Deployment object; healthInfo only when instances failed, no requestQueueUrl. */
+/** NVCF's Deployment object; healthInfo only when instances failed or are not healthy yet, no requestQueueUrl. */
 function deploymentJson(record: DeployedVersion) {
   const { deployment } = record;
+  const progress = record.status === 'DEPLOYING' && deployment.healthProgress ? [deployment.healthProgress] : [];
   return {
     deployment: {
       functionId: record.functionId,
@@ -43,7 +44,7 @@ function deploymentJson(record: DeployedVersion) {
       functionStatus: record.status,
       deploymentSpecifications: deployment.specifications.map(specificationJson),
       createdAt: deployment.createdAt,
-      healthInfo: deployment.healthInfo?.length ? deployment.healthInfo : undefined,
+      healthInfo: deployment.healthInfo?.length ? deployment.healthInfo : progress.length ? progress : undefined,
     },
   };
 }

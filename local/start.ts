@@ -38,6 +38,7 @@ const RECONCILE_INTERVAL_MS = 1000;
 const SWEEP_INTERVAL_MS = 10_000;
 /** Visibility a job keeps on its message while its worker lives: how soon a crashed worker's job runs again. */
 const LEASE_SECONDS = 10;
+const DEFAULT_HEALTH_TIMEOUT_SECONDS = 120;
 
 class ConfigError extends Error {}
 
@@ -65,6 +66,14 @@ async function readImageMap(): Promise<{ images: ImageMap; path: string }> {
     throw new ConfigError(`NVCF_LOCAL_IMAGES: ${path} is not an image map: ${z.prettifyError(parsed.error).replace(/\n\s*/g, ' ')}; expected {"<containerImage>": {"command": ["..."], "env": {}}}`);
   }
   return { images: parsed.data, path };
+}
+
+/** NVCF_LOCAL_HEALTH_TIMEOUT_SECONDS: how long an instance has to pass its health check. */
+function readHealthTimeout(): number {
+  const raw = process.env.NVCF_LOCAL_HEALTH_TIMEOUT_SECONDS?.trim() || String(DEFAULT_HEALTH_TIMEOUT_SECONDS);
+  const seconds = Number(raw);
+  if (!Number.isInteger(seconds) || seconds < 1 || seconds > 3600) throw new ConfigError(`NVCF_LOCAL_HEALTH_TIMEOUT_SECONDS must be a whole number of seconds from 1 to 3600, got "${raw}"`);
+  return seconds;
 }
 
 /**
@@ -140,10 +149,11 @@ function describeInstance(event: InstanceEvent): string {
   const { version, spec } = event.workload;
   const what = `instance ${event.instanceId} of ${version.name} version ${version.versionId} (${spec.gpu}, port ${event.port})`;
   if (event.kind === 'crashed') return `${what} crashed: its ${event.process} ${event.exit}; logs in ${event.logDir}`;
+  if (event.kind === 'unhealthy') return `${what} did not become healthy within ${event.healthTimeoutSeconds} s; logs in ${event.logDir}`;
   return `${what} ${event.kind}`;
 }
 
-/** Deployed versions, printing a line whenever one changes status. */
+/** Deployed versions, printing a line whenever one changes status, and each health report of a DEPLOYING one. */
 function watchedVersions(): () => Promise<FunctionVersionRecord[]> {
   const known = new Map<string, string>();
   return async () => {
@@ -151,10 +161,17 @@ function watchedVersions(): () => Promise<FunctionVersionRecord[]> {
     const seen = new Set<string>();
     for (const version of versions) {
       seen.add(version.versionId);
-      if (known.get(version.versionId) === version.status) continue;
-      known.set(version.versionId, version.status);
-      const health = version.status === 'ERROR' ? `: ${version.deployment.healthInfo?.map((info) => info.error).join('; ') ?? 'no details'}` : '';
-      say(`deployment ${version.status}: ${version.name} (${version.functionId} version ${version.versionId})${health}`);
+      const { healthInfo, healthProgress } = version.deployment;
+      const health =
+        version.status === 'ERROR'
+          ? `: ${healthInfo?.map((info) => info.error).join('; ') ?? 'no details'}`
+          : version.status === 'DEPLOYING' && healthProgress
+            ? `: ${healthProgress.error}`
+            : '';
+      const line = `deployment ${version.status}: ${version.name} (${version.functionId} version ${version.versionId})${health}`;
+      if (known.get(version.versionId) === line) continue;
+      known.set(version.versionId, line);
+      say(line);
     }
     for (const versionId of known.keys()) if (!seen.has(versionId)) known.delete(versionId);
     return versions;
@@ -165,6 +182,7 @@ async function main(): Promise<void> {
   const port = readPort();
   const { images, path: imagesPath } = await readImageMap();
   const gpus = readGpus();
+  const healthTimeoutSeconds = readHealthTimeout();
   const dataDir = process.env.NVCF_DATA_DIR ? resolve(process.env.NVCF_DATA_DIR) : undefined;
   if (dataDir) await mkdir(dataDir, { recursive: true });
   process.env.POWERTOOLS_LOG_LEVEL ??= 'WARN';
@@ -207,6 +225,7 @@ async function main(): Promise<void> {
     platform: { backend: 'local', environment: 'local', region: stackEnv.AWS_REGION! },
     onEvent: (event) => say(describeInstance(event)),
     leaseSeconds: LEASE_SECONDS,
+    healthTimeoutSeconds,
   });
   const controller = new Controller(runtime, {
     failed: (workload, failure) => say(`deployment ERROR: ${workload.version.name} (${workload.version.versionId}): ${failure}`),

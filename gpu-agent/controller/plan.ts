@@ -16,8 +16,17 @@ export interface Workload {
   specIndex: number;
 }
 
-/** Versions in these statuses keep their workloads; ERROR keeps them so failures stay visible and retried. */
+/** Versions in these statuses keep their workloads; an ERROR version's stays, halted, so that its failure stays visible. */
 const RUNNING_STATUSES = new Set(['DEPLOYING', 'ACTIVE', 'ERROR']);
+
+/**
+ * A workload of an ERROR version runs no instances until the version is
+ * deployed again or its deployment updated (both leave ERROR): restarting
+ * what failed would only occupy a GPU and repeat the failure.
+ */
+export function isHalted({ version }: Pick<Workload, 'version'>): boolean {
+  return version.status === 'ERROR';
+}
 
 export function workloadKey(versionId: string, specIndex: number): string {
   return `${versionId}-${specIndex}`;
@@ -85,6 +94,8 @@ export function workloadFingerprint(workload: Workload): string {
     // A Helm function's secrets live in a Secret the controller writes (k8s/objects.ts): a new set means a new
     // apply, which restarts no pod. A container function's worker rewrites its file itself, so they stay out.
     ...(version.helmChart && version.secrets ? [version.secrets.revision] : []),
+    // Only when halted, so that the fingerprints of running workloads stay as they were.
+    ...(isHalted(workload) ? ['halted'] : []),
   ];
   return createHash('sha256').update(canonicalJson(definition)).digest('hex');
 }

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import * as z from 'zod';
 import { DEFAULT_TRITON_IMAGE, ENV } from '../../core/names';
 import { deliverSecrets, SECRETS_FILE_NAME } from '../secrets-file';
-import { WORKER_ENV } from '../worker/config';
+import { WORKER_ENV, WORKER_EXIT_UNHEALTHY } from '../worker/config';
 import { containerEnvironment, workerEnvironment, type PlatformContext } from './environment';
 import { workloadFingerprint, type Workload } from './plan';
 import type { ObservedWorkload, Runtime } from './reconcile';
@@ -31,7 +31,9 @@ export type ImageMap = z.infer<typeof imageMapSchema>;
 
 export type InstanceEvent =
   | { kind: 'started' | 'ready' | 'stopped'; workload: Workload; instanceId: string; port: number }
-  | { kind: 'crashed'; workload: Workload; instanceId: string; port: number; process: 'command' | 'worker'; exit: string; logDir: string };
+  | { kind: 'crashed'; workload: Workload; instanceId: string; port: number; process: 'command' | 'worker'; exit: string; logDir: string }
+  /** Its worker gave up on the container's health check (and, while DEPLOYING, put the version in ERROR). */
+  | { kind: 'unhealthy'; workload: Workload; instanceId: string; port: number; healthTimeoutSeconds: number; logDir: string };
 
 export interface ProcessRuntimeOptions {
   images: ImageMap;
@@ -269,14 +271,22 @@ export class ProcessRuntime implements Runtime {
   private crashed(entry: Entry, instance: Instance, which: 'command' | 'worker'): void {
     if (instance.stopping) return;
     const child = which === 'command' ? instance.command : instance.worker;
+    const unhealthy = which === 'worker' && child.exitCode === WORKER_EXIT_UNHEALTHY;
     const exit = describeExit(child);
-    this.options.onEvent?.({ kind: 'crashed', workload: entry.workload, instanceId: instance.id, port: instance.port, process: which, exit, logDir: instance.dir });
+    const { workload } = entry;
+    const { id: instanceId, port, dir: logDir } = instance;
+    this.options.onEvent?.(
+      unhealthy
+        ? { kind: 'unhealthy', workload, instanceId, port, healthTimeoutSeconds: this.healthTimeoutSeconds, logDir }
+        : { kind: 'crashed', workload, instanceId, port, process: which, exit, logDir },
+    );
     if (!instance.ready) {
       const now = Date.now();
       entry.crashes = [...entry.crashes.filter((time) => now - time < CRASH_WINDOW_MS), now];
       entry.restartAfter = now + Math.min(30_000, 1000 * 2 ** (entry.crashes.length - 1));
       if (entry.crashes.length >= CRASH_LOOP_THRESHOLD) {
-        entry.failure = `the instance's ${which} ${exit} before the container became healthy, ${entry.crashes.length} times in ${CRASH_WINDOW_MS / 1000} s; see the logs in ${instance.dir}`;
+        const what = unhealthy ? ` did not become healthy within ${this.healthTimeoutSeconds} s` : `'s ${which} ${exit} before the container became healthy`;
+        entry.failure = `the instance${what}, ${entry.crashes.length} times in ${CRASH_WINDOW_MS / 1000} s; see the logs in ${logDir}`;
       }
     }
     void this.stopInstance(entry, instance, { crashed: true });

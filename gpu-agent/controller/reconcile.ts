@@ -8,7 +8,7 @@ import { reportVersionFailure } from '../../core/functions';
 import { listDeployedVersions } from '../../core/deployments';
 import type { FunctionVersionRecord, HealthInfo } from '../../core/model';
 import { queueCounts } from '../../core/queues';
-import { desiredInstances, desiredWorkloads, planWorkloads, workloadFingerprint, type Workload } from './plan';
+import { desiredInstances, desiredWorkloads, isHalted, planWorkloads, workloadFingerprint, type Workload } from './plan';
 
 /** A workload as the runtime finds it. */
 export interface ObservedWorkload {
@@ -78,6 +78,7 @@ export class Controller {
   }
 
   private async scaleToQueue(workload: Workload, scale: NonNullable<Runtime['scale']>): Promise<void> {
+    if (isHalted(workload)) return scale(workload, 0);
     const queueUrl = workload.version.deployment?.queueUrl;
     const counts = queueUrl ? await queueCounts(queueUrl) : undefined;
     const depth = counts ? counts.waiting + counts.inFlight : 0;

@@ -12,6 +12,9 @@ import { SERVICE_NAME } from '../../core/names';
 /** The worker's structured logger. */
 export const logger = new Logger({ serviceName: SERVICE_NAME, persistentKeys: { role: 'worker' } });
 
+/** The worker's exit code when its container never passed the health check: a failed start, not a crash. */
+export const WORKER_EXIT_UNHEALTHY = 3;
+
 /** Environment variables the worker reads. The NVCF_* platform ones are also injected into the container (nvcf-api.md §4.1). */
 export const WORKER_ENV = {
   functionId: 'NVCF_FUNCTION_ID',

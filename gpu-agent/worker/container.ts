@@ -202,17 +202,36 @@ async function probe(url: string, health: HealthCheck): Promise<string | undefin
   }
 }
 
+/** How often a container that is not healthy yet has its last health check reported. */
+export const HEALTH_PROGRESS_INTERVAL_MS = 10_000;
+
+/** Told, while the container is not healthy yet, what its last health check answered and how long is left. */
+export type HealthProgress = (failure: string, remainingMs: number) => Promise<void>;
+
 /**
  * Probes the container until its health check passes or `timeoutMs` passes.
  * Every failure (connection refused, 404 while the server starts, wrong status)
- * is retried; returns undefined when healthy, else the last failure.
+ * is retried, and `progress` hears of it every HEALTH_PROGRESS_INTERVAL_MS;
+ * returns undefined when healthy, else the last failure.
  */
-export async function waitForHealthy(url: string, health: HealthCheck, timeoutMs: number, stopped: () => boolean = () => false): Promise<string | undefined> {
-  const deadline = Date.now() + timeoutMs;
+export async function waitForHealthy(
+  url: string,
+  health: HealthCheck,
+  timeoutMs: number,
+  stopped: () => boolean = () => false,
+  progress?: HealthProgress,
+): Promise<string | undefined> {
+  const started = Date.now();
+  const deadline = started + timeoutMs;
+  let reportAt = started + HEALTH_PROGRESS_INTERVAL_MS;
   let delay = 100;
   for (;;) {
     const failure = await probe(url, health);
     if (!failure || stopped() || Date.now() + delay > deadline) return failure;
+    if (progress && Date.now() >= reportAt) {
+      reportAt = Date.now() + HEALTH_PROGRESS_INTERVAL_MS;
+      await progress(failure, deadline - Date.now());
+    }
     await sleep(delay);
     delay = Math.min(delay * 2, 1000);
   }

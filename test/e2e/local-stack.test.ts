@@ -20,6 +20,8 @@ const ECHO_IMAGE = 'nvcr.io/nvcf-examples/echo:1.0';
 const ECHO_ENV_PORT_IMAGE = 'nvcr.io/nvcf-examples/echo-env-port:1.0';
 const CRASHING_IMAGE = 'nvcr.io/nvcf-examples/crashing:1.0';
 const run = promisify(execFile);
+/** The stack's health timeout in these tests: long enough for the example to start, short enough to wait for. */
+const HEALTH_TIMEOUT_SECONDS = 25;
 
 /** Tags every process of this test's stacks (the stack and workers inherit it; commands get it from the image map). */
 const MARKER = `nvcf-e2e-${randomUUID()}`;
@@ -142,9 +144,9 @@ function api(stack: LocalStack) {
 type Spec = { minInstances: number; maxInstances: number; maxRequestConcurrency?: number };
 
 /** Creates a function of `image` and deploys it; resolves once its status is `until`, with the version as the API shows it. */
-async function deploy(call: ReturnType<typeof api>, image: string, spec: Spec, until = 'ACTIVE') {
+async function deploy(call: ReturnType<typeof api>, image: string, spec: Spec, until = 'ACTIVE', healthUri = '/health') {
   const created = await call('POST', '/v2/nvcf/functions', {
-    body: { name: 'echo-e2e', inferenceUrl: '/echo', inferencePort: 8000, containerImage: image, health: { protocol: 'HTTP', uri: '/health', port: 8000, timeout: 'PT10S', expectedStatusCode: 200 } },
+    body: { name: 'echo-e2e', inferenceUrl: '/echo', inferencePort: 8000, containerImage: image, health: { protocol: 'HTTP', uri: healthUri, port: 8000, timeout: 'PT10S', expectedStatusCode: 200 } },
   });
   expect(created.status).toBe(200);
   const { id: functionId, versionId } = created.json.function;
@@ -190,7 +192,7 @@ describe('npm start', () => {
 
   beforeAll(async () => {
     port = await freePort();
-    stack = await startStack({ PORT: String(port), NVCF_API_KEY: apiKey, NVCF_LOCAL_IMAGES: imageMap, NVCF_DATA_DIR: dataDir() });
+    stack = await startStack({ PORT: String(port), NVCF_API_KEY: apiKey, NVCF_LOCAL_IMAGES: imageMap, NVCF_DATA_DIR: dataDir(), NVCF_LOCAL_HEALTH_TIMEOUT_SECONDS: String(HEALTH_TIMEOUT_SECONDS) });
   }, 90_000);
   afterAll(async () => stack?.stop('SIGKILL'));
 
@@ -267,6 +269,34 @@ describe('npm start', () => {
     expect(unmapped.deployment.healthInfo[0].error).toContain('container image "nvcr.io/nvcf-examples/not-mapped:1.0" is not in the local image map');
     expect(stack.output()).toMatch(/deployment ERROR: echo-e2e .*not in the local image map/);
   }, 60_000);
+
+  it('shows a failing health check while DEPLOYING, then ERROR, and starts no more instances of the ERROR version', async () => {
+    const call = api(stack);
+    const { functionId, versionId } = await deploy(call, ECHO_IMAGE, { minInstances: 1, maxInstances: 1 }, 'DEPLOYING', '/status/404');
+    const path = `/v2/nvcf/deployments/functions/${functionId}/versions/${versionId}`;
+
+    const progress = await waitFor('a health report while DEPLOYING', async () => (await call('GET', path)).json.deployment.healthInfo, 20_000);
+    expect(progress).toEqual([
+      expect.objectContaining({ gpu: 'LOCAL', instanceType: 'local.gpu', error: expect.stringMatching(new RegExp(`is not healthy yet \\(\\d+ s of the ${HEALTH_TIMEOUT_SECONDS} s health timeout left\\): health check GET \\S+/status/404 answered 404, expected 200`)) }),
+    ]);
+    const reported = new RegExp(`deployment DEPLOYING: echo-e2e \\(${functionId} version ${versionId}\\): instance local-\\w+ is not healthy yet`);
+    await waitFor('the terminal to show the health report', () => reported.test(stack.output()), 5000);
+
+    const failed = await waitFor('the version to become ERROR', async () => {
+      const { deployment } = (await call('GET', path)).json;
+      return deployment.functionStatus === 'ERROR' ? deployment : undefined;
+    }, (HEALTH_TIMEOUT_SECONDS + 20) * 1000);
+    expect(failed.healthInfo).toEqual([expect.objectContaining({ error: expect.stringMatching(`did not become healthy within ${HEALTH_TIMEOUT_SECONDS} s: health check GET \\S+/status/404 answered 404`) })]);
+    await waitFor('the terminal to say so', () => new RegExp(`instance local-\\w+ of echo-e2e version ${versionId} .* did not become healthy within`).test(stack.output()), 10_000);
+    const linesAtError = stack.output().split('\n').length;
+
+    // Several reconcile passes later, still no instance: none started, and no process of the version runs.
+    await new Promise((resolve) => setTimeout(resolve, 5000));
+    const since = stack.output().split('\n').slice(linesAtError - 1).join('\n');
+    expect(since).not.toMatch(new RegExp(`version ${versionId} .* started`));
+    expect(stack.output()).not.toMatch(new RegExp(`version ${versionId} .* crashed`));
+    expect((await markedProcesses()).filter((proc) => proc.env.includes(versionId))).toEqual([]);
+  }, 90_000);
 
   it('stops on SIGTERM with no process left, keeps state in NVCF_DATA_DIR, and serves it again after a restart', async () => {
     const call = api(stack);

@@ -22,6 +22,7 @@ import { API_GATEWAY_POLL_CAP_SECONDS, INVOCATION_URL_POLL_CAP_SECONDS, MAX_PROB
 import type { FunctionVersionRecord, HealthCheck } from '../../core/model';
 import { ENV, FRONT_HEADER, FRONTS, assetObjectKey } from '../../core/names';
 import { deployVersion, putVersion } from '../support/function-versions';
+import { WORKER_EXIT_UNHEALTHY } from '../../gpu-agent/worker/config';
 import { newAccount, startTestStack, type TestResponse, type TestStack } from '../support/stack';
 import { freePort, startEcho, startWorker, stopAllProcesses, testWorkerEnv, waitFor, type EchoServer, type TestProcess } from '../support/processes';
 
@@ -138,7 +139,7 @@ describe('deployment', () => {
   it('puts a version whose container never becomes healthy in ERROR with healthInfo', async () => {
     const bad = await deployedVersion({ health: { uri: '/status/404' } });
     const badWorker = startWorker(workerEnv(bad, { NVCF_WORKER_HEALTH_TIMEOUT_SECONDS: '2' }));
-    expect(await badWorker.exited).toBe(1);
+    expect(await badWorker.exited).toBe(WORKER_EXIT_UNHEALTHY);
     const record = await getVersion(bad.functionId, bad.versionId);
     expect(record?.status).toBe('ERROR');
     expect(record?.deployment?.healthInfo).toEqual([

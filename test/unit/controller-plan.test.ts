@@ -1,7 +1,7 @@
 import { testVersion } from '../support/k8s-fixtures';
 import { describe, expect, it } from 'vitest';
 import type { FunctionVersionRecord, GpuSpecification } from '../../core/model';
-import { desiredInstances, desiredWorkloads, planWorkloads, workloadFingerprint } from '../../gpu-agent/controller/plan';
+import { desiredInstances, desiredWorkloads, isHalted, planWorkloads, workloadFingerprint } from '../../gpu-agent/controller/plan';
 
 const spec = (overrides: Partial<GpuSpecification> = {}): GpuSpecification => ({
   gpu: 'L4',
@@ -29,6 +29,15 @@ describe('controller plan', () => {
 
   it('keeps the workloads of a version in ERROR so its failures stay visible', () => {
     expect(desiredWorkloads([version('v1', 'ERROR')]).map((w) => w.key)).toEqual(['v1-0']);
+  });
+
+  it('halts the workload of a version in ERROR: applied again (its fingerprint changes), running fingerprints unchanged', () => {
+    const [active] = desiredWorkloads([version('v1', 'ACTIVE')]);
+    const [deploying] = desiredWorkloads([version('v1', 'DEPLOYING')]);
+    const [failed] = desiredWorkloads([version('v1', 'ERROR')]);
+    expect([isHalted(active!), isHalted(failed!)]).toEqual([false, true]);
+    expect(workloadFingerprint(active!)).toBe(workloadFingerprint(deploying!));
+    expect(planWorkloads([failed!], new Map([['v1-0', workloadFingerprint(active!)]])).apply).toEqual([failed]);
   });
 
   it('applies new and changed workloads and removes undeployed ones', () => {

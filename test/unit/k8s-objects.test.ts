@@ -170,6 +170,11 @@ describe('container function objects', () => {
     expect(auth).toMatchObject({ apiVersion: 'keda.sh/v1alpha1', kind: 'TriggerAuthentication', spec: { podIdentity: { provider: 'aws', identityOwner: 'keda' } } });
   });
 
+  it('pause KEDA at zero replicas for a version in ERROR, and only then', () => {
+    expect(objectsOf(testVersion({ status: 'ERROR' })).scaled.metadata.annotations).toMatchObject({ [K8S.kedaPausedReplicasAnnotation]: '0' });
+    expect(objectsOf(testVersion({ status: 'ACTIVE' })).scaled.metadata.annotations).not.toHaveProperty([K8S.kedaPausedReplicasAnnotation]);
+  });
+
   it('fail with an actionable message when no agent image exists for the nodes’ architecture', () => {
     const workload = workloadOf(testVersion({}, { gpu: 'T4G', instanceType: 'g5g.xlarge' }));
     expect(() => workloadObjects(workload, { ...CONTEXT, agentImages: { amd64: 'x' } })).toThrow(UnbuildableWorkload);

@@ -34,7 +34,7 @@ import { FETCH_ARTIFACTS_ENV, FETCH_ARTIFACTS_ROLE } from '../../fetch-artifacts
 import { SECRETS_DIR, SECRETS_FILE, SECRETS_FILE_NAME, WRITE_SECRETS_ENV, WRITE_SECRETS_ROLE } from '../../secrets-file';
 import { DEFAULT_DRAIN_PORT, DRAIN_PATH, WORKER_DRAIN_PORT_ENV, WORKER_ENV } from '../../worker/config';
 import { containerEnvironment, workerEnvironment, type PlatformContext } from '../environment';
-import { workloadFingerprint, type Workload } from '../plan';
+import { isHalted, workloadFingerprint, type Workload } from '../plan';
 import type { KubernetesObject } from './api';
 
 /** What every workload's objects share: the platform and the agent images. */
@@ -354,10 +354,13 @@ function triggerAuthentication(workload: Workload): KubernetesObject {
 function scaledObject(workload: Workload, context: ObjectContext): KubernetesObject {
   const { spec, version, key } = workload;
   const name = workloadName(key);
+  const objectMetadata = metadata(workload, name, K8S.functionsNamespace);
+  // KEDA scales the target of a paused ScaledObject to this count and keeps it there.
+  if (isHalted(workload)) objectMetadata.annotations = { ...objectMetadata.annotations, [K8S.kedaPausedReplicasAnnotation]: '0' };
   return {
     apiVersion: 'keda.sh/v1alpha1',
     kind: 'ScaledObject',
-    metadata: metadata(workload, name, K8S.functionsNamespace),
+    metadata: objectMetadata,
     spec: {
       scaleTargetRef: { name },
       minReplicaCount: spec.minInstances,
