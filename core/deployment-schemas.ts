@@ -15,7 +15,8 @@ const names = z.array(z.string().min(1).max(256)).max(64);
 export const gpuSpecificationSchema = z
   .object({
     gpu: z.string().min(1).max(64),
-    instanceType: z.string().min(1).max(128),
+    /** Defaults to the deployed one of the same GPU on update, else to the GPU's default (first) instance type. */
+    instanceType: z.string().min(1).max(128).optional(),
     minInstances: z.number().int().min(0).max(MAX_INSTANCES_PER_SPECIFICATION),
     maxInstances: z.number().int().min(1).max(MAX_INSTANCES_PER_SPECIFICATION),
     /** Defaults to 1 on deploy and to the deployed value on update. */

@@ -91,9 +91,10 @@ export function validateSpecifications(
   const mistakes: string[] = [];
   const backends = [AWS_BACKEND, clusterGroupName];
   const seen = new Map<string, number>();
-  specs.forEach((spec, i) => {
+  const resolved = specs.map((given, i) => {
     const at = `deploymentSpecifications[${i}]`;
-    const offer = offers.find((candidate) => candidate.gpu === spec.gpu);
+    const offer = offers.find((candidate) => candidate.gpu === given.gpu);
+    const spec = { ...given, instanceType: given.instanceType ?? defaultInstanceType(record, given.gpu, offer) };
     if (!offer) {
       mistakes.push(`${at}.gpu: GPU "${spec.gpu}" is not offered; offered GPUs: ${offers.map((o) => o.gpu).join(', ') || 'none'} (see GET /v2/nvcf/clusterGroups)`);
     } else if (!offer.instanceTypes.includes(spec.instanceType)) {
@@ -111,9 +112,21 @@ export function validateSpecifications(
     if (first !== undefined) {
       mistakes.push(`${at}: gpu ${spec.gpu} with instanceType ${spec.instanceType} is already given in deploymentSpecifications[${first}]; give each GPU and instance type once`);
     } else seen.set(pairKey(spec), i);
+    return spec;
   });
   if (mistakes.length > 0) throw badRequest(`invalid request body: ${mistakes.join('; ')}`);
-  return specs.map((spec) => ({ ...spec, maxRequestConcurrency: spec.maxRequestConcurrency ?? 1 }));
+  return resolved.map((spec) => ({ ...spec, maxRequestConcurrency: spec.maxRequestConcurrency ?? 1 }));
+}
+
+/**
+ * The instance type of a specification that names none, as NVCF's own
+ * examples deploy: the one deployed with that GPU when exactly one is (an
+ * update), else the GPU's default, the first it is offered on ('' when the
+ * GPU is not offered, which is reported on its own).
+ */
+function defaultInstanceType(record: FunctionVersionRecord, gpu: string, offer: GpuOffer | undefined): string {
+  const deployed = (record.deployment?.specifications ?? []).filter((spec) => spec.gpu === gpu);
+  return deployed.length === 1 ? deployed[0]!.instanceType : (offer?.instanceTypes[0] ?? '');
 }
 
 /**
@@ -185,6 +198,9 @@ export async function deployVersion(accountId: string, functionId: string, versi
   const label = versionLabel(functionId, versionId);
   if (record.status === 'DEPLOYING' || record.status === 'ACTIVE') throw badRequest(`${label}: Status ${record.status}, use PUT to update current deployment`);
   if (record.status === 'ERROR') throw badRequest(`${label}: Function already has a deployment with errors; undeploy it (DELETE) before deploying again`);
+  if (record.helmChart && !clusterName()) {
+    throw badRequest(`${label}: a Helm function needs the EKS deployment (cdk deploy); the local stack runs container and model-only functions, so register its container image to try it here`);
+  }
   const offers = await gpuOffers();
   const specifications = validateSpecifications(record, request.deploymentSpecifications, offers, clusterName() ?? LOCAL_CLUSTER_NAME);
   checkArtifacts(record);

@@ -12,6 +12,7 @@ import { eks } from './aws';
 import { clusterName, gpusConfiguration } from './config';
 import { GPU_OFFERS_CACHE_SECONDS } from './limits';
 import { ENV, K8S, NODEGROUP_MIN_NODES_TAG } from './names';
+import { describeIssues, ourWords } from './schema-messages';
 
 export interface NodegroupScaling {
   minSize: number;
@@ -70,9 +71,8 @@ export function parseGpuConfiguration(raw: string): GpuOffer[] {
   } catch (error) {
     throw new Error(`${ENV.gpus} is not JSON (${(error as Error).message}); ${example}`);
   }
-  const result = configuredOffers.safeParse(value);
-  // zod's own rendering: core/ cannot use the HTTP layer's describeIssues.
-  if (!result.success) throw new Error(`${ENV.gpus} is not valid: ${z.prettifyError(result.error).replace(/\n\s*/g, ' ')}; ${example}`);
+  const result = configuredOffers.safeParse(value, { error: ourWords });
+  if (!result.success) throw new Error(`${ENV.gpus} is not valid: ${describeIssues(result.error)}; ${example}`);
   return result.data.map((offer) => ({ gpu: offer.gpu, instanceTypes: [...new Set(offer.instanceTypes)], nodegroups: [] }));
 }
 

@@ -10,7 +10,6 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import * as z from 'zod';
 import { API_KEY_PREFIX, registerApiKey } from '../core/api-keys';
 import { resetAwsClients } from '../core/aws';
 import { listDeployedVersions } from '../core/deployments';
@@ -19,6 +18,7 @@ import type { FunctionVersionRecord } from '../core/model';
 import { ENV, queueNameOf } from '../core/names';
 import { sweepQueues } from '../core/sweeper';
 import { matchRoute } from '../core/routes';
+import { describeIssues, ourWords } from '../core/schema-messages';
 import { imageMapSchema, ProcessRuntime, type ImageMap, type InstanceEvent } from '../gpu-agent/controller/process-runtime';
 import { Controller } from '../gpu-agent/controller/reconcile';
 import { InvocationService } from '../invocation/service';
@@ -61,9 +61,9 @@ async function readImageMap(): Promise<{ images: ImageMap; path: string }> {
   } catch (error) {
     throw new ConfigError(`NVCF_LOCAL_IMAGES: cannot read ${path} as JSON: ${(error as Error).message}`);
   }
-  const parsed = imageMapSchema.safeParse(raw);
+  const parsed = imageMapSchema.safeParse(raw, { error: ourWords });
   if (!parsed.success) {
-    throw new ConfigError(`NVCF_LOCAL_IMAGES: ${path} is not an image map: ${z.prettifyError(parsed.error).replace(/\n\s*/g, ' ')}; expected {"<containerImage>": {"command": ["..."], "env": {}}}`);
+    throw new ConfigError(`NVCF_LOCAL_IMAGES: ${path} is not an image map: ${describeIssues(parsed.error)}; expected {"<containerImage>": {"command": ["..."], "env": {}}}`);
   }
   return { images: parsed.data, path };
 }

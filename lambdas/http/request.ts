@@ -7,6 +7,7 @@ import type { APIGatewayProxyEventV2WithLambdaAuthorizer } from 'aws-lambda';
 import * as z from 'zod';
 import { MAX_MANAGEMENT_BODY_BYTES } from '../../core/limits';
 import { badRequest, payloadTooLarge } from '../../core/problem';
+import { describeIssues, ourWords } from '../../core/schema-messages';
 import type { RouteDefinition, Scope } from '../../core/routes';
 
 /** What the authorizer hands to every route (simple-response context values are strings). */
@@ -54,18 +55,6 @@ export function rawBody(event: Pick<ApiEvent, 'body' | 'isBase64Encoded'>): Buff
   return Buffer.from(event.body, event.isBase64Encoded ? 'base64' : 'utf8');
 }
 
-/** Formats zod issues as `field: message` pairs a user can act on. */
-export function describeIssues(error: z.ZodError): string {
-  return error.issues
-    .map((issue) => {
-      const field = issue.path
-        .map((part, i) => (typeof part === 'number' ? `[${part}]` : i === 0 ? String(part) : `.${String(part)}`))
-        .join('');
-      return field ? `${field}: ${issue.message}` : issue.message;
-    })
-    .join('; ');
-}
-
 /**
  * Parses the JSON body and validates it; 400/413 with the reason otherwise. A `sensitive`
  * body (one that may carry secret values) is never quoted: V8's parse errors cite the text.
@@ -84,7 +73,7 @@ export function parseJsonBody<S extends z.ZodType>(req: ApiRequest, schema: S, m
     const reason = sensitive ? (position ? `it breaks at position ${position}` : 'it does not parse (its text is not quoted back: it may hold secrets)') : message;
     throw badRequest(`request body is not valid JSON: ${reason}`);
   }
-  const result = schema.safeParse(value);
+  const result = schema.safeParse(value, { error: ourWords });
   if (!result.success) throw badRequest(`invalid request body: ${describeIssues(result.error)}`);
   return result.data;
 }
@@ -115,7 +104,7 @@ export const queryFlag = z
 
 /** Validates the query string with a schema; 400 naming the parameter otherwise. */
 export function parseQuery<S extends z.ZodType>(req: ApiRequest, schema: S): z.infer<S> {
-  const result = schema.safeParse(req.query);
+  const result = schema.safeParse(req.query, { error: ourWords });
   if (!result.success) throw badRequest(`invalid query parameters: ${describeIssues(result.error)}`);
   return result.data;
 }

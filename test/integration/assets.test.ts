@@ -222,7 +222,7 @@ describe('assets', () => {
       ['a missing description', { contentType: 'image/png' }, /description: is required/],
       ['a contentType that is not type/subtype', { contentType: 'png', description: 'x' }, /contentType: must be a media type/],
       ['a contentType with parameters', { contentType: 'text/plain; charset=utf-8', description: 'x' }, /contentType: must be a media type/],
-      ['a contentType that is not a string', { contentType: 7, description: 'x' }, /contentType: Invalid input: expected string, received number/],
+      ['a contentType that is not a string', { contentType: 7, description: 'x' }, /contentType: must be a string, got the number 7/],
       ['an empty description', { contentType: 'image/png', description: '   ' }, /description: must not be empty/],
       [
         'a description longer than the limit',

@@ -121,11 +121,21 @@ describe('deployments', () => {
       expect(fetched.json).toEqual(response.json);
     });
 
-    it('takes a configuration for a Helm function', async () => {
-      const version = await putVersion(owner.accountId, { containerImage: undefined, helmChart: 'https://helm.example/chart-1.0.tgz', helmChartServiceName: 'svc' });
-      const response = await deploy(version, [{ ...SPEC, configuration: { replicaCount: 1, image: { tag: 'v2' } } }]);
+    it('deploys a specification without instanceType on the GPU’s default (first) instance type, as NVCF’s examples do', async () => {
+      const version = await putVersion(owner.accountId);
+      const response = await deploy(version, [{ gpu: 'L40S', minInstances: 0, maxInstances: 1 }]);
       expect(response.statusCode).toBe(200);
-      expect(response.json.deployment.deploymentSpecifications[0].configuration).toEqual({ replicaCount: 1, image: { tag: 'v2' } });
+      expect(response.json.deployment.deploymentSpecifications).toEqual([{ gpu: 'L40S', instanceType: 'g6e.xlarge', minInstances: 0, maxInstances: 1, maxRequestConcurrency: 1 }]);
+    });
+
+    it('refuses a Helm function with 400 at deploy when no cluster runs it (the local stack), creating nothing', async () => {
+      const version = await putVersion(owner.accountId, { containerImage: undefined, helmChart: 'https://helm.example/chart-1.0.tgz', helmChartServiceName: 'svc' });
+      const response = await deploy(version);
+      expect(response.statusCode).toBe(400);
+      expect(response.headers['content-type']).toBe('application/problem+json');
+      expect(response.json.detail).toContain('a Helm function needs the EKS deployment');
+      expect((await getVersion(version.functionId, version.versionId))?.status).toBe('INACTIVE');
+      expect(await versionQueueNames(version.versionId)).toEqual([]);
     });
 
     it('answers a repeated deploy with 400 "use PUT", creating nothing twice', async () => {
@@ -217,12 +227,13 @@ describe('deployments', () => {
         { deploymentSpecifications: [{ ...SPEC, minInstances: 3, maxInstances: 2 }] },
         "deploymentSpecifications[0].minInstances: Invalid request: 'minInstances' must be lesser than or equal to 'maxInstances'",
       ],
-      ['maxInstances 0', { deploymentSpecifications: [{ ...SPEC, minInstances: 0, maxInstances: 0 }] }, 'deploymentSpecifications[0].maxInstances'],
-      ['negative minInstances', { deploymentSpecifications: [{ ...SPEC, minInstances: -1 }] }, 'deploymentSpecifications[0].minInstances'],
-      ['fractional maxInstances', { deploymentSpecifications: [{ ...SPEC, maxInstances: 1.5 }] }, 'deploymentSpecifications[0].maxInstances'],
+      ['maxInstances 0', { deploymentSpecifications: [{ ...SPEC, minInstances: 0, maxInstances: 0 }] }, 'deploymentSpecifications[0].maxInstances: must be at least 1'],
+      ['negative minInstances', { deploymentSpecifications: [{ ...SPEC, minInstances: -1 }] }, 'deploymentSpecifications[0].minInstances: must be at least 0'],
+      ['fractional maxInstances', { deploymentSpecifications: [{ ...SPEC, maxInstances: 1.5 }] }, 'deploymentSpecifications[0].maxInstances: must be an integer, got the number 1.5'],
       ['maxRequestConcurrency 0', { deploymentSpecifications: [{ ...SPEC, maxRequestConcurrency: 0 }] }, 'deploymentSpecifications[0].maxRequestConcurrency'],
       ['maxRequestConcurrency 1025', { deploymentSpecifications: [{ ...SPEC, maxRequestConcurrency: 1025 }] }, 'deploymentSpecifications[0].maxRequestConcurrency'],
-      ['a string for minInstances', { deploymentSpecifications: [{ ...SPEC, minInstances: '1' }] }, 'deploymentSpecifications[0].minInstances'],
+      ['a string for minInstances', { deploymentSpecifications: [{ ...SPEC, minInstances: '1' }] }, 'deploymentSpecifications[0].minInstances: must be a number, got the string "1"'],
+      ['a missing gpu', { deploymentSpecifications: [{ minInstances: 1, maxInstances: 1 }] }, 'deploymentSpecifications[0].gpu: is required'],
       [
         'a configuration for a container function',
         { deploymentSpecifications: [{ ...SPEC, configuration: { replicaCount: 2 } }] },
@@ -242,6 +253,7 @@ describe('deployments', () => {
       expect(response.headers['content-type']).toBe('application/problem+json');
       if (typeof detail === 'string') expect(response.json.detail).toContain(detail);
       else expect(response.json.detail).toMatch(detail);
+      expect(response.json.detail).not.toMatch(/Invalid input|received|Too (small|big)/);
       expect((await getVersion(version.functionId, version.versionId))?.status).toBe('INACTIVE');
       expect(await versionQueueNames(version.versionId)).toEqual([]);
     });
@@ -295,6 +307,14 @@ describe('deployments', () => {
         deploymentSpecifications: [{ gpu: 'L40S', backend: 'AWS', instanceType: 'g6e.xlarge', minInstances: 2, maxInstances: 6, maxRequestConcurrency: 8, regions: ['us-east-1'] }],
       });
       expect((await stack.call('GET', deploymentPath(version), { key: owner.key })).json).toEqual(response.json);
+    });
+
+    it('updates the deployed instance type of a GPU when the update leaves instanceType out', async () => {
+      const version = await putVersion(owner.accountId);
+      await deploy(version, [{ ...SPEC, instanceType: 'g6e.2xlarge' }]);
+      const response = await update(version, [{ gpu: 'L40S', minInstances: 1, maxInstances: 3 }]);
+      expect(response.statusCode).toBe(200);
+      expect(response.json.deployment.deploymentSpecifications[0]).toMatchObject({ instanceType: 'g6e.2xlarge', maxInstances: 3 });
     });
 
     it('keeps the deployed maxRequestConcurrency when the update leaves it out', async () => {
@@ -550,6 +570,13 @@ describe('deployments on EKS', () => {
     const response = await deploy(version, [{ gpu: 'L4', instanceType: 'g6.xlarge', minInstances: 0, maxInstances: 2 }]);
     expect(response.statusCode).toBe(200);
     expect(eks.scalingUpdates().length).toBe(start);
+  });
+
+  it('takes a configuration for a Helm function', async () => {
+    const version = await putVersion(owner.accountId, { containerImage: undefined, helmChart: 'https://helm.example/chart-1.0.tgz', helmChartServiceName: 'svc' });
+    const response = await deploy(version, [{ ...l40s(0), configuration: { replicaCount: 1, image: { tag: 'v2' } } }]);
+    expect(response.statusCode).toBe(200);
+    expect(response.json.deployment.deploymentSpecifications[0].configuration).toEqual({ replicaCount: 1, image: { tag: 'v2' } });
   });
 
   it('checks specifications against the nodegroups', async () => {

@@ -36,6 +36,8 @@ const HELM = {
 };
 
 const FN = '/v2/nvcf/functions';
+/** zod's own fallback wording ("Invalid input: expected string, received number", "Too small: ..."), which no answer may carry. */
+const ZOD_WORDING = /Invalid input|received|Too (small|big)|expected (string|number|array|object|boolean)/;
 const versionPath = (functionId: string, versionId: string) => `${FN}/${functionId}/versions/${versionId}`;
 const metadataPath = (functionId: string, versionId: string) => `/v2/nvcf/metadata/functions/${functionId}/versions/${versionId}`;
 
@@ -184,21 +186,21 @@ describe('functions', () => {
       ['a name starting with -', { name: '-echo' }, 'name: must start with a letter or digit'],
       ['a name with a space', { name: 'echo fn' }, 'name: must start with a letter or digit and contain only letters, digits, - and _'],
       ['a name of 129 characters', { name: long(129) }, 'name: must be at most 128 characters'],
-      ['a name that is a number', { name: 42 }, 'name: Invalid input: expected string, received number'],
+      ['a name that is a number', { name: 42 }, 'name: must be a string, got the number 42'],
       ['a missing inferenceUrl', { inferenceUrl: undefined }, 'inferenceUrl: is required'],
       ['an inferenceUrl with a scheme', { inferenceUrl: 'http://host/echo' }, 'inferenceUrl: must be the URL path'],
       ['an inferenceUrl with a space', { inferenceUrl: '/ec ho' }, 'inferenceUrl: must be the URL path'],
       ['inferencePort 0', { inferencePort: 0 }, 'inferencePort: must be from 1 to 65535'],
       ['inferencePort 65536', { inferencePort: 65536 }, 'inferencePort: must be from 1 to 65535'],
       ['inferencePort 1.5', { inferencePort: 1.5 }, 'inferencePort: must be an integer'],
-      ['inferencePort as a string', { inferencePort: '8000' }, 'inferencePort: Invalid input: expected number, received string'],
+      ['inferencePort as a string', { inferencePort: '8000' }, 'inferencePort: must be a number, got the string "8000"'],
       ['the reserved inferencePort 8080', { inferencePort: 8080 }, 'inferencePort: ports 8080 and 8010 are reserved for the platform'],
       ['the reserved inferencePort 8010', { inferencePort: 8010 }, 'inferencePort: ports 8080 and 8010 are reserved for the platform'],
       ['no containerImage, models or helmChart', { containerImage: undefined }, ONE_OF_ARTIFACTS_MESSAGE],
       ['an empty models list as the only artifact', { containerImage: undefined, models: [] }, ONE_OF_ARTIFACTS_MESSAGE],
       ['a containerImage that is not an image reference', { containerImage: 'Not An Image' }, 'containerImage: must be a container image reference'],
-      ['a containerImage that is a number', { containerImage: 7 }, 'containerImage: Invalid input: expected string, received number'],
-      ['containerArgs that are a list', { containerArgs: ['--port', '8000'] }, 'containerArgs: Invalid input: expected string, received array'],
+      ['a containerImage that is a number', { containerImage: 7 }, 'containerImage: must be a string, got the number 7'],
+      ['containerArgs that are a list', { containerArgs: ['--port', '8000'] }, 'containerArgs: must be a string, got a list'],
       ['helmChart with containerImage', { ...HELM, containerImage: 'nvcr.io/org/x:1' }, 'containerImage: must not be given together with helmChart'],
       ['helmChart with containerArgs', { ...HELM, containerImage: undefined, containerArgs: '-v' }, 'containerArgs: must not be given together with helmChart'],
       [
@@ -217,7 +219,7 @@ describe('functions', () => {
         'models[1].name: duplicate name "m"',
       ],
       ['a resource without version', { resources: [{ name: 'r', uri: 'v2/r' }] }, 'resources[0].version: is required'],
-      ['an environment value that is a number', { containerEnvironment: [{ key: 'A', value: 1 }] }, 'containerEnvironment[0].value: Invalid input: expected string, received number'],
+      ['an environment value that is a number', { containerEnvironment: [{ key: 'A', value: 1 }] }, 'containerEnvironment[0].value: must be a string, got the number 1'],
       ['an environment entry without key', { containerEnvironment: [{ value: 'v' }] }, 'containerEnvironment[0].key: is required'],
       ['an environment key with =', { containerEnvironment: [{ key: 'A=B', value: 'v' }] }, 'containerEnvironment[0].key: must be an environment variable name'],
       ['an environment key starting with a digit', { containerEnvironment: [{ key: '1A', value: 'v' }] }, 'containerEnvironment[0].key: must be an environment variable name'],
@@ -241,7 +243,7 @@ describe('functions', () => {
       ['a health timeout of 50 days', { health: { ...ECHO.health, timeout: 'P50D' } }, 'health.timeout: must be a positive ISO-8601 duration of at most 3600 seconds'],
       ['a health uri that is a URL of another host', { health: { ...ECHO.health, uri: 'http://169.254.169.254/latest' } }, 'health.uri: must be the URL path the container answers health checks on'],
       ['the reserved health port 8080', { health: { ...ECHO.health, port: 8080 } }, 'health.port: ports 8080 and 8010 are reserved for the platform'],
-      ['a health expectedStatusCode as a string', { health: { ...ECHO.health, expectedStatusCode: '200' } }, 'health.expectedStatusCode: Invalid input: expected number'],
+      ['a health expectedStatusCode as a string', { health: { ...ECHO.health, expectedStatusCode: '200' } }, 'health.expectedStatusCode: must be a number, got the string "200"'],
       ['a health that is a string', { health: '/health' }, 'health: must be an object {protocol, uri, port, timeout, expectedStatusCode}'],
       ['a healthUri without leading /', { healthUri: 'health' }, 'healthUri: must be a URL path starting with /'],
       ['a description of 257 characters', { description: long(257) }, 'description: must be at most 256 characters'],
@@ -249,7 +251,7 @@ describe('functions', () => {
       ['a tag of 129 characters', { tags: [long(129)] }, 'tags[0]: must be at most 128 characters'],
       ['a tag with a space', { tags: ['ok', 'not ok'] }, 'tags[1]: must be 1 or more of the characters a-z A-Z 0-9 - _ : ='],
       ['an empty tag', { tags: [''] }, 'tags[0]: must be 1 or more of the characters'],
-      ['tags that are a string', { tags: 'demo' }, 'tags: Invalid input: expected array, received string'],
+      ['tags that are a string', { tags: 'demo' }, 'tags: must be a list, got the string "demo"'],
       ['a secret name starting with _', { secrets: [{ name: '_token', value: 'v' }] }, 'secrets[0].name: must start with a letter or digit'],
       ['a secret name of 49 characters', { secrets: [{ name: long(49), value: 'v' }] }, 'secrets[0].name: must be at most 48 characters'],
       ['an empty secret value', { secrets: [{ name: 's', value: '' }] }, 'secrets[0].value: must not be empty'],
@@ -264,6 +266,7 @@ describe('functions', () => {
       expect(response.headers['content-type']).toBe('application/problem+json');
       expect(response.json).toMatchObject({ status: 400, title: 'Bad Request', instance: FN });
       expect(response.json.detail).toContain(detail);
+      expect(response.json.detail).not.toMatch(ZOD_WORDING);
       expect((await list(account.key)).json).toEqual({ functions: [] });
     });
 
