@@ -33,7 +33,7 @@ describe('secrets', () => {
         return writes[stream](chunk, ...rest);
       }) as typeof process.stdout.write;
     }
-    // INFO, so that every line the handlers would log on AWS is searched too.
+    // DEBUG, so that every line the handlers could log on AWS is searched too.
     stack = await startTestStack({ [ENV.gpus]: JSON.stringify(GPUS), POWERTOOLS_LOG_LEVEL: 'DEBUG' });
     owner = await newAccount();
     stranger = await newAccount();
