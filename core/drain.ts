@@ -50,7 +50,7 @@ export async function errorInvocation(requestId: string, error: InvocationError,
       new UpdateCommand({
         TableName: tableName('invocations'),
         Key: { requestId },
-        UpdateExpression: 'SET #status = :errored, #error = :error, #updatedAt = :now REMOVE partialResponse',
+        UpdateExpression: 'SET #status = :errored, #error = :error, #updatedAt = :now REMOVE partialResponse, queuedVersion',
         ConditionExpression:
           'attribute_exists(requestId) AND #status IN (:queued, :inProgress)' + (messageId ? ' AND (attribute_not_exists(messageId) OR messageId = :messageId)' : ''),
         ExpressionAttributeNames: { '#status': 'status', '#error': 'error', '#updatedAt': 'updatedAt' },

@@ -53,6 +53,8 @@ export interface InvocationRecord {
   updatedAt: string;
   /** Epoch seconds; the table's TTL attribute. */
   expiresAt: number;
+  /** The versionId while QUEUED, absent otherwise: the key of the QUEUED_INDEX that gives queue positions. */
+  queuedVersion?: string;
   /** ApproximateReceiveCount of the delivery that claimed the invocation last. */
   attempt?: number;
   /** Instance whose worker claimed it last. */
@@ -108,10 +110,11 @@ export function truncateUtf8(text: string, maxBytes: number): string {
   return cut + marker;
 }
 
-/** Stores a new QUEUED invocation; throws if the request id is taken. */
+/** Stores a new QUEUED (or, for a call already running, IN_PROGRESS) invocation; throws if the request id is taken. */
 export async function createQueuedInvocation(record: InvocationRecord, options: { abortSignal?: AbortSignal } = {}): Promise<void> {
+  const item = record.status === 'QUEUED' ? { ...record, queuedVersion: record.versionId } : record;
   await dynamo().send(
-    new PutCommand({ TableName: tableName('invocations'), Item: record, ConditionExpression: 'attribute_not_exists(requestId)' }),
+    new PutCommand({ TableName: tableName('invocations'), Item: item, ConditionExpression: 'attribute_not_exists(requestId)' }),
     options,
   );
 }
@@ -170,7 +173,7 @@ export async function claimInvocation(requestId: string, claim: ClaimRequest): P
         Key: { requestId },
         UpdateExpression:
           'SET #status = :inProgress, #owner = :owner, leaseUntil = :leaseUntil, attempt = :attempt, instanceId = :instanceId, updatedAt = :updatedAt' +
-          (claim.messageId ? ', messageId = :messageId' : ' REMOVE messageId'),
+          (claim.messageId ? ', messageId = :messageId REMOVE queuedVersion' : ' REMOVE messageId, queuedVersion'),
         ConditionExpression:
           'attribute_exists(requestId) AND (#status = :queued OR (#status = :inProgress AND (attribute_not_exists(leaseUntil) OR leaseUntil < :now)))',
         ExpressionAttributeNames: { '#status': 'status', '#owner': 'owner' },
@@ -231,7 +234,7 @@ export async function releaseInvocation(requestId: string, owner: string, messag
         TableName: tableName('invocations'),
         Key: { requestId },
         UpdateExpression:
-          'SET #status = :queued, updatedAt = :now' +
+          'SET #status = :queued, queuedVersion = versionId, updatedAt = :now' +
           (messageId ? ', messageId = :messageId' : '') +
           ' REMOVE #owner, leaseUntil, percentComplete, partialResponse',
         ConditionExpression: '#status = :inProgress AND #owner = :owner',
@@ -293,7 +296,7 @@ export async function finishInvocation(requestId: string, outcome: Outcome, owne
       new UpdateCommand({
         TableName: tableName('invocations'),
         Key: { requestId },
-        UpdateExpression: 'SET #status = :to, #outcome = :outcome, updatedAt = :now REMOVE partialResponse, leaseUntil',
+        UpdateExpression: 'SET #status = :to, #outcome = :outcome, updatedAt = :now REMOVE partialResponse, leaseUntil, queuedVersion',
         ConditionExpression:
           owner === undefined ? 'attribute_exists(requestId) AND #status IN (:queued, :inProgress)' : '#status = :inProgress AND #owner = :owner',
         ExpressionAttributeNames: { '#status': 'status', '#outcome': fulfilled ? 'result' : 'error', ...(owner === undefined ? {} : { '#owner': 'owner' }) },
@@ -354,7 +357,7 @@ export async function cancelInvocation(accountId: string, requestId: string): Pr
       new UpdateCommand({
         TableName: tableName('invocations'),
         Key: { requestId },
-        UpdateExpression: 'SET #status = :canceled, updatedAt = :now REMOVE partialResponse, leaseUntil',
+        UpdateExpression: 'SET #status = :canceled, updatedAt = :now REMOVE partialResponse, leaseUntil, queuedVersion',
         ConditionExpression: 'accountId = :accountId AND expiresAt > :nowSeconds AND #status IN (:queued, :inProgress)',
         ExpressionAttributeNames: { '#status': 'status' },
         ExpressionAttributeValues: {

@@ -13,13 +13,13 @@ import {
   QueueDoesNotExist,
   TagQueueCommand,
 } from '@aws-sdk/client-sqs';
-import { GetCommand } from '@aws-sdk/lib-dynamodb';
+import { GetCommand, paginateQuery } from '@aws-sdk/lib-dynamodb';
 import { dynamo, sqs } from './aws';
 import { maxReceiveCount, queueKmsKeyId, queuePrefix, tableName } from './config';
-import { getVersion } from './functions';
 import { QUEUE_POSITION_CAP, QUEUE_RETENTION_SECONDS, QUEUE_VISIBILITY_TIMEOUT_SECONDS } from './limits';
 import type { InvocationStatus } from './model';
 import { deploymentQueueNames, type DeploymentQueueNames } from './names';
+import { QUEUED_INDEX } from './tables';
 
 export interface VersionQueues {
   queueUrl: string;
@@ -151,29 +151,45 @@ export interface QueuePosition {
 
 /**
  * Where an account's request stands, or undefined when the request is unknown
- * or another account's. SQS does not reveal order, so a queued request's
- * position is estimated as the number of messages waiting in its version's
- * queue (the worst case: it is last), capped at QUEUE_POSITION_CAP; a request
- * that has started or finished is at 0.
+ * or another account's. A queued request is at 1 + the number of requests
+ * queued for its version before it (QUEUED_INDEX, oldest first), counted up to
+ * QUEUE_POSITION_CAP; a request that has started or finished is at 0. Only
+ * stored requests are counted: a synchronous call still held by its caller's
+ * connection is stored once it turns durable (at its poll timeout).
  */
 export async function queuePosition(accountId: string, requestId: string): Promise<QueuePosition | undefined> {
   const { Item } = await dynamo().send(
     new GetCommand({
       TableName: tableName('invocations'),
       Key: { requestId },
-      ProjectionExpression: 'accountId, functionId, versionId, #status, expiresAt',
+      ProjectionExpression: 'accountId, functionId, versionId, #status, createdAt, expiresAt',
       ExpressionAttributeNames: { '#status': 'status' },
       ConsistentRead: true,
     }),
   );
-  const invocation = Item as { accountId: string; functionId: string; versionId: string; status: InvocationStatus; expiresAt?: number } | undefined;
+  const invocation = Item as { accountId: string; functionId: string; versionId: string; status: InvocationStatus; createdAt: string; expiresAt?: number } | undefined;
   // DynamoDB deletes expired items only eventually; an expired request is gone for the API.
   if (!invocation || invocation.accountId !== accountId || (invocation.expiresAt ?? Infinity) * 1000 < Date.now()) return undefined;
-  let positionInQueue = 0;
-  if (invocation.status === 'QUEUED') {
-    const queueUrl = (await getVersion(invocation.functionId, invocation.versionId))?.deployment?.queueUrl;
-    const counts = queueUrl ? await queueCounts(queueUrl) : undefined;
-    positionInQueue = Math.min(counts?.waiting ?? 0, QUEUE_POSITION_CAP);
-  }
+  const positionInQueue = invocation.status === 'QUEUED' ? Math.min(1 + (await countQueuedBefore(invocation.versionId, invocation.createdAt)), QUEUE_POSITION_CAP) : 0;
   return { functionId: invocation.functionId, functionVersionId: invocation.versionId, positionInQueue };
+}
+
+/** Requests queued for `versionId` before `createdAt`, counted up to QUEUE_POSITION_CAP (a count reads keys only). */
+async function countQueuedBefore(versionId: string, createdAt: string): Promise<number> {
+  let count = 0;
+  const pages = paginateQuery(
+    { client: dynamo(), pageSize: QUEUE_POSITION_CAP },
+    {
+      TableName: tableName('invocations'),
+      IndexName: QUEUED_INDEX,
+      KeyConditionExpression: 'queuedVersion = :versionId AND createdAt < :createdAt',
+      ExpressionAttributeValues: { ':versionId': versionId, ':createdAt': createdAt },
+      Select: 'COUNT',
+    },
+  );
+  for await (const page of pages) {
+    count += page.Count ?? 0;
+    if (count >= QUEUE_POSITION_CAP) break;
+  }
+  return count;
 }

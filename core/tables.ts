@@ -31,6 +31,11 @@ export interface TableDefinition {
 /** Index name used by every table that is listed per account. */
 export const BY_ACCOUNT_INDEX = 'byAccount';
 export const TTL_ATTRIBUTE = 'expiresAt';
+/**
+ * Index of the invocations waiting in a version's queue, oldest first: only
+ * QUEUED items carry its key (`queuedVersion`), so it holds nothing else.
+ */
+export const QUEUED_INDEX = 'byQueue';
 
 export const TABLES = {
   functions: {
@@ -59,7 +64,13 @@ export const TABLES = {
     envVar: ENV.invocationsTable,
     partitionKey: { name: 'requestId', type: 'S' },
     ttlAttribute: TTL_ATTRIBUTE,
-    globalIndexes: [],
+    globalIndexes: [
+      {
+        indexName: QUEUED_INDEX,
+        partitionKey: { name: 'queuedVersion', type: 'S' },
+        sortKey: { name: 'createdAt', type: 'S' },
+      },
+    ],
   },
   assets: {
     id: 'Assets',

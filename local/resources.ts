@@ -5,11 +5,21 @@
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CreateTableCommand, DynamoDBClient, ResourceInUseException, type AttributeDefinition } from '@aws-sdk/client-dynamodb';
+import {
+  CreateTableCommand,
+  DeleteTableCommand,
+  DescribeTableCommand,
+  DynamoDBClient,
+  paginateScan,
+  PutItemCommand,
+  ResourceInUseException,
+  type AttributeDefinition,
+  type AttributeValue,
+} from '@aws-sdk/client-dynamodb';
 import { BucketAlreadyOwnedByYou, CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { ENV } from '../core/names';
 import { LocalDataKeys } from '../core/secrets';
-import { TABLES, type TableDefinition } from '../core/tables';
+import { TABLES, type GlobalIndexDefinition, type TableDefinition } from '../core/tables';
 
 /** Physical names used by the local stack and the tests, as environment variables. */
 export function localResourceEnv(prefix = 'nvcf-local'): Record<string, string> {
@@ -29,6 +39,17 @@ export async function localSecretsKeyEnv(dir: string): Promise<Record<string, st
   return { [ENV.secretsLocalKeyFile]: file };
 }
 
+function indexSchema(index: GlobalIndexDefinition) {
+  return {
+    IndexName: index.indexName,
+    KeySchema: [
+      { AttributeName: index.partitionKey.name, KeyType: 'HASH' as const },
+      ...(index.sortKey ? [{ AttributeName: index.sortKey.name, KeyType: 'RANGE' as const }] : []),
+    ],
+    Projection: { ProjectionType: 'ALL' as const },
+  };
+}
+
 function attributeDefinitions(table: TableDefinition): AttributeDefinition[] {
   const keys = [table.partitionKey, table.sortKey, ...table.globalIndexes.flatMap((index) => [index.partitionKey, index.sortKey])];
   const byName = new Map<string, AttributeDefinition>();
@@ -36,36 +57,52 @@ function attributeDefinitions(table: TableDefinition): AttributeDefinition[] {
   return [...byName.values()];
 }
 
-/** Creates every table and the bucket named in `env`; existing ones are left alone. */
+/**
+ * A table kept in NVCF_DATA_DIR by an older version lacks the indexes added
+ * since. dynalite cannot add an index to a table (UpdateTable ignores index
+ * creation), so the table is made again with them and its items copied back,
+ * each given the keys of the new indexes it belongs in (an invocation waiting
+ * in a queue: queuedVersion). It runs once, at start, before anything is
+ * served; a crash in the middle of it would lose the local table's items.
+ */
+async function addMissingIndexes(dynamo: DynamoDBClient, tableName: string, table: TableDefinition): Promise<void> {
+  const { Table } = await dynamo.send(new DescribeTableCommand({ TableName: tableName }));
+  const present = new Set((Table?.GlobalSecondaryIndexes ?? []).map((index) => index.IndexName));
+  if (table.globalIndexes.every((index) => present.has(index.indexName))) return;
+  const items: Record<string, AttributeValue>[] = [];
+  for await (const page of paginateScan({ client: dynamo }, { TableName: tableName, ConsistentRead: true })) items.push(...(page.Items ?? []));
+  await dynamo.send(new DeleteTableCommand({ TableName: tableName }));
+  await createTable(dynamo, tableName, table);
+  for (const item of items) {
+    if (item.status?.S === 'QUEUED' && item.versionId && !item.queuedVersion) item.queuedVersion = item.versionId;
+    await dynamo.send(new PutItemCommand({ TableName: tableName, Item: item }));
+  }
+}
+
+function createTable(dynamo: DynamoDBClient, tableName: string, table: TableDefinition) {
+  return dynamo.send(
+    new CreateTableCommand({
+      TableName: tableName,
+      BillingMode: 'PAY_PER_REQUEST',
+      AttributeDefinitions: attributeDefinitions(table),
+      KeySchema: [
+        { AttributeName: table.partitionKey.name, KeyType: 'HASH' },
+        ...(table.sortKey ? [{ AttributeName: table.sortKey.name, KeyType: 'RANGE' as const }] : []),
+      ],
+      ...(table.globalIndexes.length > 0 ? { GlobalSecondaryIndexes: table.globalIndexes.map(indexSchema) } : {}),
+    }),
+  );
+}
+
+/** Creates every table and the bucket named in `env`; existing ones get the indexes they lack and are otherwise left alone. */
 export async function createLocalResources(env: Record<string, string>): Promise<void> {
   const dynamo = new DynamoDBClient({});
   for (const table of Object.values(TABLES) as TableDefinition[]) {
     try {
-      await dynamo.send(
-        new CreateTableCommand({
-          TableName: env[table.envVar],
-          BillingMode: 'PAY_PER_REQUEST',
-          AttributeDefinitions: attributeDefinitions(table),
-          KeySchema: [
-            { AttributeName: table.partitionKey.name, KeyType: 'HASH' },
-            ...(table.sortKey ? [{ AttributeName: table.sortKey.name, KeyType: 'RANGE' as const }] : []),
-          ],
-          ...(table.globalIndexes.length > 0
-            ? {
-                GlobalSecondaryIndexes: table.globalIndexes.map((index) => ({
-                  IndexName: index.indexName,
-                  KeySchema: [
-                    { AttributeName: index.partitionKey.name, KeyType: 'HASH' as const },
-                    ...(index.sortKey ? [{ AttributeName: index.sortKey.name, KeyType: 'RANGE' as const }] : []),
-                  ],
-                  Projection: { ProjectionType: 'ALL' as const },
-                })),
-              }
-            : {}),
-        }),
-      );
+      await createTable(dynamo, env[table.envVar]!, table);
     } catch (error) {
       if (!(error instanceof ResourceInUseException)) throw error;
+      await addMissingIndexes(dynamo, env[table.envVar]!, table);
     }
   }
   dynamo.destroy();

@@ -1,15 +1,19 @@
 import { randomUUID } from 'node:crypto';
-import { ReceiveMessageCommand, SendMessageBatchCommand, SendMessageCommand } from '@aws-sdk/client-sqs';
-import { PutCommand } from '@aws-sdk/lib-dynamodb';
+import { ReceiveMessageCommand, SendMessageBatchCommand } from '@aws-sdk/client-sqs';
+import { CreateTableCommand, DescribeTableCommand } from '@aws-sdk/client-dynamodb';
+import { PutCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dynamo, sqs } from '../../core/aws';
 import { tableName } from '../../core/config';
 import { getVersion } from '../../core/functions';
+import { claimInvocation, createQueuedInvocation, newOwnerToken, type InvocationRecord } from '../../core/invocations';
 import { QUEUE_POSITION_CAP } from '../../core/limits';
 import type { FunctionVersionRecord, InvocationStatus } from '../../core/model';
 import { ENV } from '../../core/names';
 import { deployVersion, putVersion } from '../support/function-versions';
 import { newAccount, startTestStack, type TestStack } from '../support/stack';
+import { createLocalResources } from '../../local/resources';
+import { QUEUED_INDEX } from '../../core/tables';
 
 const SPEC = { gpu: 'L40S', instanceType: 'g6e.xlarge', minInstances: 1, maxInstances: 2 };
 
@@ -23,6 +27,12 @@ async function putInvocation(item: { accountId: string; functionId: string; vers
     }),
   );
   return requestId;
+}
+
+/** A QUEUED invocation of `version` accepted at `createdAt`, as the invocation service stores one. */
+function queuedRecord(version: FunctionVersionRecord, createdAt: string): InvocationRecord {
+  const { accountId, functionId, versionId } = version;
+  return { requestId: randomUUID(), accountId, functionId, versionId, status: 'QUEUED', createdAt, updatedAt: createdAt, expiresAt: Math.floor(Date.now() / 1000) + 3600 };
 }
 
 async function sendMessages(queueUrl: string, count: number): Promise<void> {
@@ -136,25 +146,68 @@ describe('queues', () => {
   });
 
   describe('position of a request (Q3)', () => {
-    it('estimates a queued request as behind every waiting message', async () => {
-      const version = await deployVersion(await putVersion(owner.accountId), { status: 'ACTIVE' });
-      const { queueUrl } = version.deployment!;
-      const requestId = await putInvocation({ accountId: owner.accountId, functionId: version.functionId, versionId: version.versionId, status: 'QUEUED' });
-      await sendMessages(queueUrl, 2);
-      await sqs().send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: JSON.stringify({ requestId }) }));
+    const position = async (requestId: string) => (await stack.call('GET', `/v2/nvcf/queues/${requestId}/position`, { key: owner.key })).json.positionInQueue;
 
-      const response = await stack.call('GET', `/v2/nvcf/queues/${requestId}/position`, { key: owner.key });
+    it('numbers queued requests in the order they were accepted; one that starts is at 0 and those behind it move up', async () => {
+      const version = await deployVersion(await putVersion(owner.accountId), { status: 'ACTIVE' });
+      const other = await deployVersion(await putVersion(owner.accountId), { status: 'ACTIVE' });
+      const accept = async (target: FunctionVersionRecord) => {
+        const accepted = await stack.call('POST', `/v2/nvcf/pexec/functions/${target.functionId}/versions/${target.versionId}`, {
+          key: owner.key,
+          body: { prompt: 'wait' },
+          headers: { 'nvcf-poll-seconds': '0' },
+        });
+        expect(accepted.statusCode).toBe(202);
+        return accepted.headers['nvcf-reqid'] as string;
+      };
+      const requestIds: string[] = [];
+      for (let i = 0; i < 5; i += 1) {
+        requestIds.push(await accept(version));
+        await accept(other); // another version's queue counts for nothing here
+      }
+
+      const response = await stack.call('GET', `/v2/nvcf/queues/${requestIds[2]}/position`, { key: owner.key });
       expect(response.statusCode).toBe(200);
       expect(response.json).toEqual({ functionId: version.functionId, functionVersionId: version.versionId, positionInQueue: 3 });
+      expect(await Promise.all(requestIds.map(position))).toEqual([1, 2, 3, 4, 5]);
+
+      const claim = await claimInvocation(requestIds[0]!, { owner: newOwnerToken(), attempt: 1, instanceId: 'i-1', leaseMs: 60_000 });
+      expect(claim.kind).toBe('claimed');
+      expect(await Promise.all(requestIds.map(position))).toEqual([0, 1, 2, 3, 4]);
+
+      expect((await stack.call('POST', `/v2/nvcf/pexec/cancel/${requestIds[2]}`, { key: owner.key })).statusCode).toBeLessThan(300);
+      expect(await Promise.all(requestIds.map(position))).toEqual([0, 1, 0, 2, 3]);
     });
 
-    it(`caps the estimate at ${QUEUE_POSITION_CAP}`, async () => {
+    it(`caps the position at ${QUEUE_POSITION_CAP}`, async () => {
       const version = await deployVersion(await putVersion(owner.accountId), { status: 'ACTIVE' });
-      const { queueUrl } = version.deployment!;
-      await sendMessages(queueUrl, QUEUE_POSITION_CAP + 10);
-      const requestId = await putInvocation({ accountId: owner.accountId, functionId: version.functionId, versionId: version.versionId, status: 'QUEUED' });
-      const response = await stack.call('GET', `/v2/nvcf/queues/${requestId}/position`, { key: owner.key });
-      expect(response.json.positionInQueue).toBe(QUEUE_POSITION_CAP);
+      const ahead = Array.from({ length: QUEUE_POSITION_CAP + 5 }, (_, i) => new Date(Date.now() - 60_000 + i).toISOString());
+      await Promise.all(ahead.map((createdAt) => createQueuedInvocation(queuedRecord(version, createdAt))));
+      const last = queuedRecord(version, new Date().toISOString());
+      await createQueuedInvocation(last);
+      expect(await position(last.requestId)).toBe(QUEUE_POSITION_CAP);
+    });
+
+    it('gives an invocations table kept from before queue positions (NVCF_DATA_DIR) the index they need', async () => {
+      const name = `old-invocations-${randomUUID().slice(0, 8)}`;
+      await dynamo().send(
+        new CreateTableCommand({
+          TableName: name,
+          BillingMode: 'PAY_PER_REQUEST',
+          AttributeDefinitions: [{ AttributeName: 'requestId', AttributeType: 'S' }],
+          KeySchema: [{ AttributeName: 'requestId', KeyType: 'HASH' }],
+        }),
+      );
+      const version = await putVersion(owner.accountId);
+      const queued = [queuedRecord(version, new Date(Date.now() - 1000).toISOString()), queuedRecord(version, new Date().toISOString())];
+      for (const record of queued) await dynamo().send(new PutCommand({ TableName: name, Item: record }));
+
+      await createLocalResources({ ...stack.env, [ENV.invocationsTable]: name });
+
+      const { Table } = await dynamo().send(new DescribeTableCommand({ TableName: name }));
+      expect(Table?.GlobalSecondaryIndexes?.map((index) => index.IndexName)).toEqual([QUEUED_INDEX]);
+      const kept = await dynamo().send(new QueryCommand({ TableName: name, IndexName: QUEUED_INDEX, KeyConditionExpression: 'queuedVersion = :v', ExpressionAttributeValues: { ':v': version.versionId } }));
+      expect(kept.Items?.map((item) => item.requestId)).toEqual(queued.map((record) => record.requestId));
     });
 
     it('puts a request that has started or finished at position 0', async () => {
