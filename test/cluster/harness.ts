@@ -1,6 +1,7 @@
 /**
  * The controller loop on a real control plane, shared by the cluster suite's
- * controller tests: the emulators' stack (deployment routes, DynamoDB, SQS),
+ * controller tests: the emulators' stack as on EKS (deployment routes,
+ * DynamoDB, SQS; EKS's own API is test/support/fake-eks.ts),
  * a control plane with the template's objects, KEDA's CRDs and kwok nodes
  * shaped like the nodegroups, our Controller with the Kubernetes runtime
  * acting with its own ServiceAccount's token (helm too), and a real gpu-agent
@@ -20,6 +21,7 @@ import { HelmCli } from '../../gpu-agent/controller/k8s/helm';
 import { agentEnvironment, workloadName } from '../../gpu-agent/controller/k8s/objects';
 import { KubernetesRuntime } from '../../gpu-agent/controller/kubernetes';
 import { Controller } from '../../gpu-agent/controller/reconcile';
+import { startFakeEks, type FakeNodegroup } from '../support/fake-eks';
 import { helmBinary } from '../support/helm-binary';
 import { CONTEXT } from '../support/k8s-fixtures';
 import { startEcho, stopAllProcesses } from '../support/processes';
@@ -28,11 +30,14 @@ import { startControlPlane, type ControlPlane } from './control-plane';
 import { adminConfig, applyTemplateObjects, CONTROLLER, createReadyNodes, eventually, gpuNode, installKedaCrds, serviceAccountConfig, systemNode, writeKubeconfig } from './platform';
 import { PodWorkers } from './pod-workers';
 
-const GPUS = [
-  { gpu: 'L40S', instanceTypes: ['g6e.xlarge'] },
-  { gpu: 'L4', instanceTypes: ['g6.xlarge'] },
+const CLUSTER = 'nvcf-gpus';
+/** The CDK app's nodegroups as EKS describes them to the deployment routes; kwok's nodes below are theirs. */
+const NODEGROUPS: FakeNodegroup[] = [
+  { name: 'system', labels: { 'nvcf.io/node-role': 'system' }, instanceTypes: ['m7g.large'], scaling: { minSize: 1, maxSize: 2, desiredSize: 1 } },
+  { name: 'gpu-l40s', labels: { 'nvcf.io/gpu': 'L40S' }, instanceTypes: ['g6e.xlarge'], scaling: { minSize: 0, maxSize: 2, desiredSize: 0 } },
+  { name: 'gpu-l4', labels: { 'nvcf.io/gpu': 'L4' }, instanceTypes: ['g6.xlarge'], scaling: { minSize: 0, maxSize: 1, desiredSize: 0 } },
   // Offered by the platform, but no node of it joins the cluster.
-  { gpu: 'A10G', instanceTypes: ['g5.xlarge'] },
+  { name: 'gpu-a10g', labels: { 'nvcf.io/gpu': 'A10G' }, instanceTypes: ['g5.xlarge'], scaling: { minSize: 0, maxSize: 1, desiredSize: 0 } },
 ];
 export const NS = K8S.functionsNamespace;
 
@@ -73,7 +78,10 @@ export interface Harness {
 const deploymentPath = (version: Pick<FunctionVersionRecord, 'functionId' | 'versionId'>) => `/v2/nvcf/deployments/functions/${version.functionId}/versions/${version.versionId}`;
 
 export async function startHarness(options: { wrapApi?: (api: KubernetesApi) => KubernetesApi } = {}): Promise<Harness> {
-  const stack = await startTestStack({ [ENV.gpus]: JSON.stringify(GPUS) });
+  // EKS's API is the one fake left here: the routes read the GPU offers from it and size nodegroups through it.
+  const eks = await startFakeEks(CLUSTER, NODEGROUPS);
+  const stack = await startTestStack({ [ENV.clusterName]: CLUSTER, AWS_ENDPOINT_URL_EKS: eks.url });
+  delete process.env[ENV.gpus];
   const owner = await newAccount();
   const plane = await startControlPlane();
   const admin = adminConfig(plane);
@@ -146,6 +154,7 @@ export async function startHarness(options: { wrapApi?: (api: KubernetesApi) => 
       await stopAllProcesses();
       await plane.stop();
       await stack.stop();
+      await eks.close();
       rmSync(scratch, { recursive: true, force: true });
     },
   };
