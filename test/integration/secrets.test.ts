@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { changeStatus, getVersion } from '../../core/functions';
-import { MAX_SECRET_VALUE_LENGTH, MAX_SECRETS } from '../../core/limits';
+import { MAX_SECRET_VALUE_LENGTH, MAX_SECRETS, MAX_SECRETS_FILE_BYTES } from '../../core/limits';
 import { ENV } from '../../core/names';
 import { SCOPES } from '../../core/routes';
 import { openSecrets } from '../../core/secrets';
@@ -133,6 +133,16 @@ describe('secrets', () => {
     expect(response.headers['content-type']).toBe('application/problem+json');
     expect(response.json.detail).toContain(detail);
     expect(await fileOf(fn)).toEqual({ API_TOKEN: CREATED_MARKER });
+  });
+
+  it('stores a set at its size limit on the version item (DynamoDB holds 400 KB), and refuses a larger one', async () => {
+    const big = (count: number) => Array.from({ length: count }, (_, i) => ({ name: `BIG${i}`, value: 'x'.repeat(32_000) }));
+    // Four values of 32 000 characters make a secrets.json just under MAX_SECRETS_FILE_BYTES.
+    const fn = await created(big(4));
+    expect(Object.keys(await fileOf(fn))).toEqual(['BIG0', 'BIG1', 'BIG2', 'BIG3']);
+    const refused = await putSecrets(fn, { secrets: big(5) });
+    expect(refused.statusCode).toBe(400);
+    expect(refused.json.detail).toContain(`at most ${MAX_SECRETS_FILE_BYTES} bytes are allowed per function version`);
   });
 
   it('refuses a body that is not JSON without quoting it back', async () => {
