@@ -140,6 +140,9 @@ describe('secrets', () => {
     // Four values of 32 000 characters make a secrets.json just under MAX_SECRETS_FILE_BYTES.
     const fn = await created(big(4));
     expect(Object.keys(await fileOf(fn))).toEqual(['BIG0', 'BIG1', 'BIG2', 'BIG3']);
+    // The same through the PUT's UpdateItem, which DynamoDB limits alike.
+    expect((await putSecrets(fn, { secrets: big(4).reverse() })).statusCode).toBe(204);
+    expect(Object.keys(await fileOf(fn))).toEqual(['BIG3', 'BIG2', 'BIG1', 'BIG0']);
     const refused = await putSecrets(fn, { secrets: big(5) });
     expect(refused.statusCode).toBe(400);
     expect(refused.json.detail).toContain(`at most ${MAX_SECRETS_FILE_BYTES} bytes are allowed per function version`);
