@@ -6,7 +6,7 @@
  * "Local embedded stack".
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -53,11 +53,10 @@ function readPort(): number {
   return port;
 }
 
-async function readImageMap(): Promise<{ images: ImageMap; path: string }> {
-  const path = resolve(process.env.NVCF_LOCAL_IMAGES || join(ROOT, 'examples', 'local-images.json'));
+function parseImageMap(path: string, text: string): ImageMap {
   let raw: unknown;
   try {
-    raw = JSON.parse(await readFile(path, 'utf8'));
+    raw = JSON.parse(text);
   } catch (error) {
     throw new ConfigError(`NVCF_LOCAL_IMAGES: cannot read ${path} as JSON: ${(error as Error).message}`);
   }
@@ -65,7 +64,44 @@ async function readImageMap(): Promise<{ images: ImageMap; path: string }> {
   if (!parsed.success) {
     throw new ConfigError(`NVCF_LOCAL_IMAGES: ${path} is not an image map: ${describeIssues(parsed.error)}; expected {"<containerImage>": {"command": ["..."], "env": {}}}`);
   }
-  return { images: parsed.data, path };
+  return parsed.data;
+}
+
+function readImageMapFile(path: string): ImageMap {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new ConfigError(`NVCF_LOCAL_IMAGES: cannot read ${path}: ${(error as Error).message}`);
+  }
+  return parseImageMap(path, text);
+}
+
+/**
+ * The image map NVCF_LOCAL_IMAGES names, read at start (a broken one stops the
+ * start) and again whenever the file changes; a change that breaks it is
+ * reported and the map read before is kept.
+ */
+function watchedImageMap(): { path: string; current: () => ImageMap } {
+  const path = resolve(process.env.NVCF_LOCAL_IMAGES || join(ROOT, 'examples', 'local-images.json'));
+  const modified = () => statSync(path, { throwIfNoEntry: false })?.mtimeMs;
+  let images = readImageMapFile(path);
+  let readAt = modified();
+  return {
+    path,
+    current: () => {
+      const now = modified();
+      if (now === readAt) return images;
+      readAt = now;
+      try {
+        images = readImageMapFile(path);
+        say(`image map re-read from ${path}`);
+      } catch (error) {
+        say(`${(error as Error).message}; keeping the image map read before`);
+      }
+      return images;
+    },
+  };
 }
 
 /** NVCF_LOCAL_HEALTH_TIMEOUT_SECONDS: how long an instance has to pass its health check. */
@@ -180,7 +216,7 @@ function watchedVersions(): () => Promise<FunctionVersionRecord[]> {
 
 async function main(): Promise<void> {
   const port = readPort();
-  const { images, path: imagesPath } = await readImageMap();
+  const { current: images, path: imagesPath } = watchedImageMap();
   const gpus = readGpus();
   const healthTimeoutSeconds = readHealthTimeout();
   const dataDir = process.env.NVCF_DATA_DIR ? resolve(process.env.NVCF_DATA_DIR) : undefined;

@@ -36,7 +36,8 @@ export type InstanceEvent =
   | { kind: 'unhealthy'; workload: Workload; instanceId: string; port: number; healthTimeoutSeconds: number; logDir: string };
 
 export interface ProcessRuntimeOptions {
-  images: ImageMap;
+  /** The image map as it stands now: read whenever a workload is applied, so that it may change while the stack runs. */
+  images: () => ImageMap;
   /** Working directory of the function commands (relative paths in the image map resolve from here). */
   imagesDir: string;
   /** How to start a worker: program and arguments, e.g. node with tsx and gpu-agent/main.ts worker. */
@@ -87,6 +88,8 @@ interface Entry {
   demand: { at: number; instances: number }[];
   /** No replacement starts before this time (back-off after crashes). */
   restartAfter: number;
+  /** What stands in for the container: the image map's entry when the workload was applied. */
+  command?: ImageMap[string];
   failure?: string;
 }
 
@@ -145,10 +148,11 @@ export class ProcessRuntime implements Runtime {
     const previous = this.entries.get(workload.key);
     const entry: Entry = { workload, fingerprint: workloadFingerprint(workload), instances: new Map(), demand: [], crashes: [], restartAfter: 0 };
     const image = imageOf(workload);
+    entry.command = image === undefined ? undefined : this.options.images()[image];
     if (!image) entry.failure = 'Helm functions need the EKS deployment; the local stack runs container and model-only functions';
-    else if (!this.options.images[image]) {
+    else if (!entry.command) {
       const what = workload.version.containerImage ? 'container image' : 'image of model-only functions (NVIDIA Triton)';
-      entry.failure = `${what} "${image}" is not in the local image map; add {"${image}": {"command": [...]}} to the file NVCF_LOCAL_IMAGES names`;
+      entry.failure = `${what} "${image}" is not in the local image map; add {"${image}": {"command": [...]}} to the file NVCF_LOCAL_IMAGES names, then undeploy and deploy again (no restart needed)`;
     }
     this.entries.set(workload.key, entry);
     if (previous) await Promise.all([...previous.instances.values()].map((instance) => this.stopInstance(previous, instance)));
@@ -191,7 +195,7 @@ export class ProcessRuntime implements Runtime {
   private async startInstance(entry: Entry): Promise<void> {
     const { workload } = entry;
     const { version } = workload;
-    const image = this.options.images[imageOf(workload)!]!;
+    const image = entry.command!;
     const id = `local-${randomUUID().slice(0, 8)}`;
     const port = await freePort();
     const dir = join(this.options.workDir, 'instances', id);

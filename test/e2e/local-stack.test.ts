@@ -270,6 +270,23 @@ describe('npm start', () => {
     expect(stack.output()).toMatch(/deployment ERROR: echo-e2e .*not in the local image map/);
   }, 60_000);
 
+  it('reads an image map entry added while the stack runs: a version that was ERROR for the lack of it deploys once deployed again', async () => {
+    const call = api(stack);
+    const image = `nvcr.io/nvcf-examples/added-later-${randomUUID().slice(0, 8)}:1.0`;
+    const { functionId, versionId, deployment } = await deploy(call, image, { minInstances: 1, maxInstances: 1 }, 'ERROR');
+    expect(deployment.healthInfo[0].error).toContain('then undeploy and deploy again (no restart needed)');
+
+    const map = JSON.parse(await readFile(imageMap, 'utf8'));
+    await writeFile(imageMap, JSON.stringify({ ...map, [image]: map[ECHO_IMAGE] }));
+    const path = `/v2/nvcf/deployments/functions/${functionId}/versions/${versionId}`;
+    expect((await call('DELETE', path)).status).toBe(200);
+    expect((await call('POST', path, { body: { deploymentSpecifications: [{ gpu: 'LOCAL', minInstances: 1, maxInstances: 1 }] } })).status).toBe(200);
+    await waitFor('the version to become ACTIVE', async () => (await call('GET', path)).json.deployment.functionStatus === 'ACTIVE', 30_000);
+
+    expect((await call('POST', `/v2/nvcf/pexec/functions/${functionId}`, { body: { message: 'mapped now' } })).json).toBe('mapped now');
+    expect(stack.output()).toContain(`image map re-read from ${imageMap}`);
+  }, 90_000);
+
   it('shows a failing health check while DEPLOYING, then ERROR, and starts no more instances of the ERROR version', async () => {
     const call = api(stack);
     const { functionId, versionId } = await deploy(call, ECHO_IMAGE, { minInstances: 1, maxInstances: 1 }, 'DEPLOYING', '/status/404');
