@@ -3,7 +3,7 @@
  * the ApiKeys table through the AWS SDK's normal credential chain, so it works
  * against any environment the SDK can reach (AWS, or the emulators when
  * AWS_ENDPOINT_URL_DYNAMODB points at them), and finds a running local stack
- * (`npm start`) by its PORT and NVCF_DATA_DIR.
+ * (`npm start`) by its PORT.
  *
  * Exit codes: 0 done, 1 the operation failed, 2 usage error.
  */
@@ -24,7 +24,7 @@ The ApiKeys table is --table, else the ${ENV.apiKeysTable} environment variable;
 the stack output ApiKeysTableName:
   export ${ENV.apiKeysTable}=$(aws cloudformation describe-stacks --stack-name Nvcf \\
     --query "Stacks[0].Outputs[?OutputKey=='ApiKeysTableName'].OutputValue" --output text)
-Without either, the local stack (npm start) running with the same PORT and NVCF_DATA_DIR is used.`;
+Without either, the local stack (npm start) running with the same PORT is used.`;
 
 /** A mistake in the command line: reported with the usage text and exit code 2. */
 class UsageError extends Error {}
@@ -68,7 +68,7 @@ function parseScopes(list: string | undefined): Scope[] | undefined {
 
 /**
  * Points core/config at the ApiKeys table: --table wins over the environment,
- * and without either the local stack running with this PORT (and NVCF_DATA_DIR) is used.
+ * and without either the local stack running with this PORT is used.
  */
 async function selectTable(table: string | undefined): Promise<void> {
   if (table) process.env[ENV.apiKeysTable] = table;
@@ -80,7 +80,7 @@ async function selectTable(table: string | undefined): Promise<void> {
   }
   throw new UsageError(
     `no ApiKeys table given: set ${ENV.apiKeysTable} to the table's name (stack output ApiKeysTableName) or pass --table <name>; ` +
-      `no local stack (npm start) runs with PORT=${process.env.PORT || DEFAULT_LOCAL_PORT}${process.env.NVCF_DATA_DIR ? ` and NVCF_DATA_DIR=${process.env.NVCF_DATA_DIR}` : ''}`,
+      `no local stack (npm start) runs with PORT=${process.env.PORT || DEFAULT_LOCAL_PORT}`,
   );
 }
 

@@ -1,9 +1,9 @@
 /**
  * How admin commands find a running local stack: while it runs, `npm start`
  * writes the SDK environment that reaches its emulators (endpoints, table and
- * bucket names) to a file named after its port, in NVCF_DATA_DIR when set,
- * else in the system's temp directory. `npm run keys` with the same PORT (and
- * NVCF_DATA_DIR) reads it.
+ * bucket names) to a file named after its port in the system's temp
+ * directory (readable by its user only). `npm run keys` with the same PORT
+ * reads it, whatever NVCF_DATA_DIR either was given: one stack listens on a port.
  */
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -13,7 +13,7 @@ export const DEFAULT_LOCAL_PORT = 8700;
 
 export function discoveryFile(env: NodeJS.ProcessEnv = process.env): string {
   const port = env.PORT || String(DEFAULT_LOCAL_PORT);
-  return join(env.NVCF_DATA_DIR || tmpdir(), `nvcf-local-${port}.json`);
+  return join(tmpdir(), `nvcf-local-${port}.json`);
 }
 
 export async function publishLocalStack(stackEnv: Record<string, string>, env: NodeJS.ProcessEnv = process.env): Promise<() => Promise<void>> {
@@ -22,7 +22,7 @@ export async function publishLocalStack(stackEnv: Record<string, string>, env: N
   return () => rm(file, { force: true });
 }
 
-/** The environment of the local stack running with this PORT/NVCF_DATA_DIR, or undefined when none runs. */
+/** The environment of the local stack running with this PORT, or undefined when none runs. */
 export async function findLocalStack(env: NodeJS.ProcessEnv = process.env): Promise<Record<string, string> | undefined> {
   let published: { pid: number; env: Record<string, string> };
   try {

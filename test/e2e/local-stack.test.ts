@@ -216,6 +216,17 @@ describe('npm start', () => {
     expect(stack.output()).toMatch(/deployment ACTIVE: echo/);
   }, 150_000);
 
+  it('is found by the keys CLI from its PORT alone, though it keeps its state in NVCF_DATA_DIR', async () => {
+    const env = { ...process.env, PORT: String(port) };
+    delete env.NVCF_DATA_DIR;
+    const { stdout, stderr } = await run('npm', ['run', '--silent', 'keys', '--', 'create', '--account', 'team-b'], { cwd: ROOT, env });
+    const key = stdout.trim();
+    expect(key).toMatch(/^nvapi-/);
+    expect(stderr).toContain('created an API key for account team-b');
+    const listed = await fetch(`${stack.url}/v2/nvcf/functions`, { headers: { authorization: `Bearer ${key}` } });
+    expect(listed.status).toBe(200);
+  }, 60_000);
+
   it('replaces a killed function command and completes its invocation exactly once', async () => {
     const call = api(stack);
     const { functionId, versionId } = await deployEcho(call, { minInstances: 1, maxInstances: 1 });
