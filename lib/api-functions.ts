@@ -9,7 +9,7 @@ import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
-import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
+import { LogLevel, NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import { fileURLToPath } from 'node:url';
@@ -106,6 +106,8 @@ export function createApiLambda(
       sourceMap: true,
       sourcesContent: false,
       forceDockerBundling: false,
+      // esbuild's per-bundle size listing would bury what synth says; its warnings and errors still show.
+      logLevel: LogLevel.WARNING,
     },
   });
 }
@@ -203,6 +205,10 @@ export class ApiFunctions extends Construct {
     const indexReason = 'Grants the byAccount global secondary index of this one table; index ARNs can only be granted with the /index/* suffix.';
     for (const name of ['functions', 'deployments', 'queues', 'sweeper'] as const) ack(name, index('functions'), indexReason);
     ack('assets', index('assets'), indexReason);
+    // Only Q3 queries it; the writers' table grants include the index ARN whether they use it or not.
+    for (const name of ['deployments', 'queues', 'sweeper'] as const) {
+      ack(name, index('invocations'), 'Grants the byQueue global secondary index of the Invocations table (queue positions); index ARNs can only be granted with the /index/* suffix.');
+    }
 
     const queueReason =
       'Queues are created and deleted at run time, a pair per deployment of a function version, so their names are unknown at deploy time; the grant is limited to the platform queue prefix in this account and region.';

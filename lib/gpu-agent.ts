@@ -138,6 +138,11 @@ export class GpuAgent extends Construct {
     acknowledgeFunctionsIndex(identity, data);
     acknowledgeWildcard(
       policy,
+      `${tables.invocations.tableArn}/index/*`,
+      'The Invocations table grant includes its byQueue global secondary index (queue positions), which can only be named with the /index/* suffix; the worker reads and writes the table itself.',
+    );
+    acknowledgeWildcard(
+      policy,
       queueArnPattern(this),
       'The agent serves the version queues, which are created at run time; the grant is limited to the platform queue prefix in this account and region.',
     );

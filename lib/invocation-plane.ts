@@ -198,7 +198,7 @@ export class InvocationPlane extends Construct {
     role.addToPrincipalPolicy(listBucketStatement(bucket, ['assets']));
 
     const { policy } = this.identity;
-    for (const table of [tables.functions, tables.assets]) {
+    for (const table of [tables.functions, tables.assets, tables.invocations]) {
       acknowledgeWildcard(policy, `${table.tableArn}/index/*`, 'Table grants include the table\'s global secondary index ARNs, which can only be named with the /index/* suffix; the service queries the table itself.');
     }
     acknowledgeWildcard(policy, queueArnPattern(this), 'Calls are sent to the deployment queues, which are created at run time; the grant is limited to the platform queue prefix in this account and region.');

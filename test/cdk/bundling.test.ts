@@ -5,8 +5,9 @@
  */
 import { Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
+import { execFileSync } from 'node:child_process';
 import { readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, expect, it } from 'vitest';
 import { PROJECT_ROOT, createApiLambda } from '../../lib/api-functions';
@@ -36,4 +37,20 @@ it('bundles the authorizer into an ESM file that imports the runtime’s AWS SDK
   const result = await handler({ version: '2.0', type: 'REQUEST', routeKey: 'GET /v2/nvcf/functions', headers: {}, identitySource: [] });
 
   expect(result).toEqual({ isAuthorized: true, context: { authenticated: 'false', reason: expect.stringContaining('Bearer') } });
+});
+
+it('ends npm run synth with where each template went and its resource count (bin/synth-summary.ts)', () => {
+  const summary = testApp();
+  try {
+    const stack = new Stack(summary.app, 'Summary', { env: ENV });
+    createApiLambda(stack, 'gpus', { config: resolveConfig({ gpuCluster: false }), environment: {} });
+    const resources = Object.keys(summary.app.synth().getStackByName('Summary').template.Resources).length;
+
+    const output = execFileSync(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'bin', 'synth-summary.ts'), summary.outdir], { cwd: PROJECT_ROOT, encoding: 'utf8' });
+
+    expect(resources).toBeGreaterThan(0);
+    expect(output).toBe(`synthesized Summary: ${relative(PROJECT_ROOT, join(summary.outdir, 'Summary.template.json'))} (${resources} resources)\n`);
+  } finally {
+    summary.dispose();
+  }
 });
