@@ -6,6 +6,7 @@ export default defineConfig({
     // The cluster suite needs binaries built with Go: npm run test:cluster runs it (test/cluster/vitest.config.ts).
     exclude: [...configDefaults.exclude, 'test/cluster/**'],
     pool: 'forks',
+    globalSetup: ['test/support/temp-dir.ts'],
     testTimeout: 30_000,
     hookTimeout: 60_000,
     // Lambda code reads its configuration from process.env; keep each file's environment to itself.

@@ -42,7 +42,8 @@ interface LocalStack {
 async function startStack(env: Record<string, string>): Promise<LocalStack> {
   const child = spawn('npm', ['start', '--silent'], {
     cwd: ROOT,
-    env: { ...process.env, NVCF_E2E_MARKER: MARKER, ...env },
+    // Its temporary files (state, instance directories, discovery file) under this test's directory, removed with it even after a SIGKILL.
+    env: { ...process.env, NVCF_E2E_MARKER: MARKER, TMPDIR: workDir, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
   });
@@ -217,7 +218,7 @@ describe('npm start', () => {
   }, 150_000);
 
   it('is found by the keys CLI from its PORT alone, though it keeps its state in NVCF_DATA_DIR', async () => {
-    const env = { ...process.env, PORT: String(port) };
+    const env = { ...process.env, PORT: String(port), TMPDIR: workDir };
     delete env.NVCF_DATA_DIR;
     const { stdout, stderr } = await run('npm', ['run', '--silent', 'keys', '--', 'create', '--account', 'team-b'], { cwd: ROOT, env });
     const key = stdout.trim();
