@@ -19,10 +19,21 @@ const SECOND = `second-marker-${randomBytes(6).toString('hex')}`;
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 const apiKey = `nvapi-${randomBytes(32).toString('base64url')}`;
 
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 describe('secrets on npm start', () => {
   let child: ChildProcess;
   let output = '';
   let url: string;
+  /** The stack's own process, as its ready line prints it. */
+  let stackPid: number;
   const answers: string[] = [];
 
   beforeAll(async () => {
@@ -36,22 +47,21 @@ describe('secrets on npm start', () => {
     });
     child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
     child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    url = await waitFor(
+    const ready = await waitFor(
       'npm start to print that the API is ready',
       () => {
         if (child.exitCode !== null) throw new Error(`npm start exited ${child.exitCode}:\n${output}`);
-        return /NVCF local stack ready at (http:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1];
+        return /NVCF local stack ready at (http:\/\/127\.0\.0\.1:\d+) \(pid (\d+)/.exec(output) ?? undefined;
       },
       60_000,
     );
+    url = ready[1]!;
+    stackPid = Number(ready[2]);
   }, 90_000);
 
-  afterAll(async () => {
-    if (child?.pid && child.exitCode === null) {
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      process.kill(-child.pid, 'SIGTERM');
-      await exited;
-    }
+  // Only if the test did not get to stop the stack itself.
+  afterAll(() => {
+    for (const pid of [stackPid, -child.pid!]) if (pid && alive(pid)) process.kill(pid, 'SIGKILL');
   });
 
   async function call(method: string, path: string, body?: unknown) {
@@ -100,6 +110,11 @@ describe('secrets on npm start', () => {
     const instanceDir = dirname(dirname(second.json.file));
     const logs = (await Promise.all(['command.log', 'worker.log'].map((name) => readFile(join(instanceDir, name), 'utf8')))).join('\n');
     expect(logs).toContain('secrets example listening');
+    // Stopped as a user stops it: the instance's command goes with it, and nothing printed on the way out names a value.
+    process.kill(stackPid, 'SIGTERM');
+    await waitFor('the stack to stop', () => !alive(stackPid), 60_000);
+    expect(alive(second.json.pid)).toBe(false);
+    expect(output).toMatch(/ stopped\n$/);
     for (const marker of [FIRST, SECOND]) {
       expect(answers.join('\n')).not.toContain(marker);
       expect(output).not.toContain(marker);
