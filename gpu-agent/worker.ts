@@ -1,7 +1,9 @@
 /**
  * The gpu-agent worker: one per instance, beside the function container.
  *
- * 1. Reads its configuration (gpu-agent/worker/config.ts) and the version.
+ * 1. Reads its configuration (gpu-agent/worker/config.ts) and the version;
+ *    with a secrets file configured, writes it and keeps it current (every
+ *    30 s it rewrites the file when the version's secrets changed; secrets-file.ts).
  * 2. Records the instance STARTING and waits for the container's health
  *    check, reporting the last answer in the DEPLOYING version's healthInfo
  *    every 10 s; never healthy within the health timeout → the version
