@@ -153,7 +153,8 @@ export class KubernetesRuntime implements Runtime {
       // helm reads its release records (Secrets) through this binding, from `helm status` on.
       if (installed) await this.api.apply(helmAccessBinding(workload));
       const current = installed?.metadata.annotations?.[K8S.fingerprintAnnotation] === workloadFingerprint(workload);
-      if (current && (await this.helm.status(release)) === 'deployed') return true;
+      const status = installed ? await this.helm.status(release) : undefined;
+      if (current && status === 'deployed') return true;
       const rejection = rejectRenderedChart(await this.helm.template(release), release.namespace);
       if (rejection) {
         this.recordFailure(workload, `Helm chart ${release.chart}: ${rejection}`, false);
@@ -164,6 +165,7 @@ export class KubernetesRuntime implements Runtime {
       await this.api.apply(helmAccessBinding(workload));
       // Before the chart, which may mount it; a change of the secrets changes the fingerprint and comes here again.
       await this.api.apply(helmSecretsObject(workload, await this.secretsFileOf(workload)));
+      await this.clearInterruptedRelease(release, status);
       await this.helm.upgrade(release);
       await this.api.apply(helmNamespaceObject(workload, { chartInstalled: true }));
       return true;
@@ -176,6 +178,19 @@ export class KubernetesRuntime implements Runtime {
       this.recordFailure(workload, `Helm chart ${release.chart}: ${error.message}`, error.transient);
       return false;
     }
+  }
+
+  /**
+   * A release helm left `pending-*` refuses every later upgrade ("another
+   * operation is in progress") for ever. helm runs only inside this
+   * controller's passes, one at a time, and the controller is one replica
+   * (Recreate): a pending release seen here was left by a helm that died with
+   * its controller (the pod replaced mid-upgrade). Back to the last deployed
+   * revision, or for a first install that never finished, away.
+   */
+  private async clearInterruptedRelease(release: HelmRelease, status: string | undefined): Promise<void> {
+    if (status === 'pending-upgrade' || status === 'pending-rollback') await this.helm.rollback(release);
+    else if (status === 'pending-install') await this.helm.uninstall(release);
   }
 
   /** The version's secrets file for its chart (`{}` without secrets); the controller's identity may open them for this. */

@@ -6,8 +6,10 @@
  * admission policy. The same chart written outside nvcf-fn-* is refused by
  * the policy's real CEL evaluation; a chart whose Role asks for more than the
  * controller holds is refused by RBAC and reported in healthInfo; a chart
- * namespace deleted behind the controller's back comes back.
+ * namespace deleted behind the controller's back comes back; a release a
+ * dying helm left pending-upgrade is rolled back and upgraded.
  */
+import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import * as k8s from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -190,6 +192,38 @@ describe('a chart whose Role grants more than the controller holds', () => {
     expect(info!.error).toMatch(/^Helm chart .*with-rbac: helm upgrade failed: .*is forbidden: .*attempting to grant RBAC permissions not currently held/s);
     // No worker for a chart that did not install.
     expect((await h.leftInFunctionsNamespace(keyOf(version))).Deployment).toEqual([]);
+    await undeployAndExpectNothingLeft(version);
+  });
+});
+
+describe('a release left pending-upgrade by a helm that died mid-upgrade (its controller pod replaced)', () => {
+  it('is rolled back and upgraded by the next pass instead of refusing every upgrade for ever', async () => {
+    const version = await helmVersion(ECHO_CHART, 'echo');
+    await h.deploy(version, { gpu: 'L4', instanceType: 'g6.xlarge', configuration: { gpu: 'L4' } });
+    await eventually(() => h.reconcile());
+    const release = { release: workloadName(keyOf(version)), namespace: helmNamespace(keyOf(version)) };
+    const helm = new HelmCli(helmBinary());
+    // An upgrade that waits for a pod that cannot be scheduled, killed while it waits, as the controller's pod would be.
+    const dying = spawn(helmBinary(), ['upgrade', release.release, ECHO_CHART, '--namespace', release.namespace, '--wait', '--timeout', '5m', '--set', 'gpu=none'], { env: process.env, stdio: 'ignore' });
+    await eventually(async () => {
+      if ((await helm.status(release)) !== 'pending-upgrade') throw new Error('upgrade not pending yet');
+    });
+    dying.kill('SIGKILL');
+    await new Promise((resolve) => dying.once('close', resolve));
+
+    // The next pass that must upgrade (here the resync; on EKS also the restarted controller's first pass).
+    h.clockSkewMs = 601_000;
+    try {
+      await h.reconcile();
+    } finally {
+      h.clockSkewMs = 0;
+    }
+    expect(h.applied).toEqual([keyOf(version)]);
+    expect(await helm.status(release)).toBe('deployed');
+    const chart = await apps.readNamespacedDeployment({ name: `${release.release}-echo`, namespace: release.namespace });
+    expect(chart.spec?.template.spec?.nodeSelector).toEqual({ 'nvcf.io/gpu': 'L4' });
+    await h.reconcile();
+    expect((await h.statusOf(version)).status).not.toBe('ERROR');
     await undeployAndExpectNothingLeft(version);
   });
 });

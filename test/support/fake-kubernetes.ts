@@ -96,4 +96,8 @@ export class FakeHelm implements Helm {
     this.calls.push(`uninstall ${release}`);
     this.installed.delete(`${namespace}/${release}`);
   }
+
+  async rollback({ release }: Pick<HelmRelease, 'release' | 'namespace'>): Promise<void> {
+    this.calls.push(`rollback ${release}`);
+  }
 }

@@ -35,6 +35,8 @@ export interface Helm {
   status(release: Pick<HelmRelease, 'release' | 'namespace'>): Promise<string | undefined>;
   /** Uninstalls the release; a missing release is not an error. */
   uninstall(release: Pick<HelmRelease, 'release' | 'namespace'>): Promise<void>;
+  /** Rolls the release back to its previous revision, which also ends a `pending-upgrade` or `pending-rollback` left by a helm that died. */
+  rollback(release: Pick<HelmRelease, 'release' | 'namespace'>): Promise<void>;
 }
 
 /** helm exited with an error; `message` carries what helm said, for the version's healthInfo. */
@@ -124,6 +126,10 @@ export class HelmCli implements Helm {
 
   async uninstall({ release, namespace }: Pick<HelmRelease, 'release' | 'namespace'>): Promise<void> {
     await this.run(['uninstall', release, '--namespace', namespace, '--ignore-not-found']);
+  }
+
+  async rollback({ release, namespace }: Pick<HelmRelease, 'release' | 'namespace'>): Promise<void> {
+    await this.run(['rollback', release, '--namespace', namespace]);
   }
 
   private run(args: string[], values?: Record<string, unknown>): Promise<string> {
