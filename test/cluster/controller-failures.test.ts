@@ -99,7 +99,7 @@ describe('kube-apiserver restarting in the middle of a pass', () => {
   });
 });
 
-describe('two controllers reconciling at once (a rollout of the controller overlaps its replicas)', () => {
+describe('two controllers reconciling at once (its Deployment is one replica, Recreate, but one can be run by hand beside it)', () => {
   it('make one set of objects between them, and neither meets a conflict', async () => {
     const version = await putVersion(h.owner.accountId);
     await h.deploy(version, {});
