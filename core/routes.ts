@@ -3,6 +3,7 @@
  * scope a caller needs. lib/ creates API Gateway routes from it and local/
  * dispatches with it, so both serve exactly the same API.
  */
+import { notFound, Problem } from './problem';
 
 export const SCOPES = [
   'register_function',
@@ -155,4 +156,27 @@ export function matchRoute(method: string, path: string): RouteMatch | { allowed
   const hit = best.find((c) => c.route.method === method.toUpperCase());
   if (!hit) return { allowed: best.map((c) => c.route.method) };
   return { route: hit.route, pathParameters: hit.params };
+}
+
+/** API Gateway's catch-all route key: requests that no route of the table matches. */
+export const DEFAULT_ROUTE_KEY = '$default';
+/**
+ * The Lambda API Gateway's `$default` route goes to: the smallest one, which
+ * for this answer reads nothing and needs no grant.
+ */
+export const UNMATCHED_HANDLER: ApiHandlerName = 'gpus';
+
+/**
+ * The answer to a request no route serves, as problem+json: 405 with `Allow`
+ * when only the method is wrong, 404 otherwise (also for a route of the table
+ * this installation does not serve, e.g. pexec without a GPU cluster).
+ */
+export function unmatchedRequest(method: string, path: string): Problem {
+  const match = matchRoute(method, path);
+  if (match && 'allowed' in match) {
+    const allowed = [...new Set(match.allowed)].join(', ');
+    return new Problem(405, `${path} does not take ${method.toUpperCase()}; it takes ${allowed}`, { headers: { allow: allowed } });
+  }
+  if (match) return notFound(`${match.route.method} ${match.route.path} is not served by this installation (the invocation routes need a GPU cluster)`);
+  return notFound(`no route ${method.toUpperCase()} ${path}; the NVCF API is under /v2/nvcf/ (see the API notes in docs/)`);
 }

@@ -10,7 +10,8 @@ import { HttpLambdaAuthorizer, HttpLambdaResponseType } from 'aws-cdk-lib/aws-ap
 import { type HttpAlbIntegration, HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
-import { API_HANDLERS, CORS, INVOCATION_SERVICE, ROUTES, type ApiHandlerName } from '../core/routes';
+import { API_HANDLERS, CORS, INVOCATION_SERVICE, ROUTES, UNMATCHED_HANDLER, type ApiHandlerName } from '../core/routes';
+import { acknowledge } from './iam';
 import type { ApiFunctions } from './api-functions';
 import type { ResolvedConfig } from './config';
 
@@ -111,6 +112,19 @@ export class NvcfHttpApi extends Construct {
         authorizer,
       });
     }
+
+    // Anything else gets problem+json (404, or 405 on a known path) instead of API Gateway's bare {"message":"Not Found"}.
+    // No authorizer: a missing key would answer 401 for a path that exists for nobody.
+    const unmatched = new apigw.HttpRoute(this, 'RouteDefault', {
+      httpApi: this.api,
+      routeKey: apigw.HttpRouteKey.DEFAULT,
+      integration: integrations[UNMATCHED_HANDLER],
+    });
+    acknowledge(
+      unmatched,
+      'AwsSolutions-APIG4',
+      'The catch-all $default route only answers 404/405 problem+json for requests no route serves; it reads and returns no data, and every route that does is behind the API-key authorizer.',
+    );
   }
 
   /** Base URL of the API, e.g. `https://abc123.execute-api.us-east-1.amazonaws.com/`. */

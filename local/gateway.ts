@@ -20,7 +20,8 @@ import type {
   Context,
 } from 'aws-lambda';
 import { LAMBDA_REQUEST_PAYLOAD_BYTES, LAMBDA_RESPONSE_PAYLOAD_BYTES, MiB } from '../core/limits';
-import { CORS, INVOCATION_SERVICE, matchRoute, type ApiHandlerName } from '../core/routes';
+import { CORS, INVOCATION_SERVICE, matchRoute, unmatchedRequest, type ApiHandlerName } from '../core/routes';
+import { problemResponse } from '../lambdas/http/responses';
 import type { AuthorizerContext } from '../lambdas/http/request';
 
 /** API Gateway refuses payloads over 10 MB before any Lambda runs. */
@@ -158,9 +159,9 @@ export class LocalGateway {
 
   private async route(request: GatewayRequest): Promise<GatewayResponse> {
     const match = matchRoute(request.method, request.path);
-    // API Gateway answers an unknown path and a wrong method alike.
+    // The stack's $default route answers an unknown path (404) and a wrong method (405) as problem+json, before any authorizer.
     // Invocation routes go to the invocation service, which the HTTP front (local/http-server.ts) serves before the gateway.
-    if (!match || 'allowed' in match || match.route.handler === INVOCATION_SERVICE) return gatewayError(404, 'Not Found');
+    if (!match || 'allowed' in match || match.route.handler === INVOCATION_SERVICE) return this.unmatched(request);
     if ((request.body?.length ?? 0) > GATEWAY_MAX_PAYLOAD_BYTES) return gatewayError(413, 'Request Entity Too Large');
 
     const headers = normaliseHeaders(request.headers);
@@ -240,6 +241,12 @@ export class LocalGateway {
       headers: responseHeadersOf(result.headers),
       body: Buffer.from(result.body ?? '', result.isBase64Encoded ? 'base64' : 'utf8'),
     };
+  }
+
+  private unmatched(request: GatewayRequest): GatewayResponse {
+    const problem = unmatchedRequest(request.method, request.path);
+    const response = problemResponse(problem.toBody(request.path, randomUUID()), problem.headers);
+    return { statusCode: response.statusCode, headers: response.headers, body: Buffer.from(response.body ?? '') };
   }
 
   private async authorize(authorization: string, event: APIGatewayRequestAuthorizerEventV2): Promise<AuthorizerContext | undefined> {

@@ -8,7 +8,7 @@ import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
 import { Problem, forbidden, notFound, unauthorized } from '../../core/problem';
-import { ROUTES, SCOPES, routeByKey, type ApiHandlerName, type Scope } from '../../core/routes';
+import { DEFAULT_ROUTE_KEY, ROUTES, SCOPES, routeByKey, unmatchedRequest, type ApiHandlerName, type Scope } from '../../core/routes';
 import { logger } from './logger';
 import { lowerCaseHeaders, rawBody, type ApiEvent, type ApiRequest, type Caller } from './request';
 import { problemResponse, type ApiResponse } from './responses';
@@ -51,6 +51,8 @@ export function createApiHandler(name: ApiHandlerName, implementations: RouteImp
   }
 
   const dispatch = async (event: ApiEvent): Promise<ApiResponse> => {
+    // API Gateway's catch-all route (lib/http-api.ts) runs no authorizer: a path that does not exist is one for every caller.
+    if (event.routeKey === DEFAULT_ROUTE_KEY) throw unmatchedRequest(event.requestContext.http.method, event.rawPath);
     const route = routeByKey(event.routeKey);
     if (!route || route.handler !== name) throw notFound(`no route ${event.routeKey}`);
     const caller = callerOf(event);

@@ -306,7 +306,7 @@ describe('HTTP API', () => {
       (r) => r.Type === 'AWS::ApiGatewayV2::Route',
     );
     const lambdaRoutes = ROUTES.filter((route) => route.handler !== INVOCATION_SERVICE);
-    expect(routes.map((r) => r.Properties.RouteKey).sort()).toEqual(lambdaRoutes.map(routeKey).sort());
+    expect(routes.map((r) => r.Properties.RouteKey).filter((key) => key !== '$default').sort()).toEqual(lambdaRoutes.map(routeKey).sort());
     for (const route of lambdaRoutes) {
       const resource = routes.find((r) => r.Properties.RouteKey === routeKey(route))!;
       const integration = template.Resources[resource.Properties.Target['Fn::Join'][1][1].Ref];
@@ -314,9 +314,9 @@ describe('HTTP API', () => {
     }
   });
 
-  it('puts every route behind the API-key authorizer', () => {
+  it('puts every route of the table behind the API-key authorizer', () => {
     const authorizerId = Object.keys(synth.template.findResources('AWS::ApiGatewayV2::Authorizer'))[0];
-    for (const route of Object.values(synth.template.findResources('AWS::ApiGatewayV2::Route'))) {
+    for (const route of Object.values(synth.template.findResources('AWS::ApiGatewayV2::Route')).filter((r) => r.Properties.RouteKey !== '$default')) {
       expect(route.Properties).toMatchObject({ AuthorizationType: 'CUSTOM', AuthorizerId: { Ref: authorizerId } });
     }
   });
@@ -374,9 +374,20 @@ describe('HTTP API', () => {
     });
   });
 
-  it('leaves preflight OPTIONS to API Gateway: no OPTIONS, ANY or $default route that would send it to the authorizer', () => {
+  it('leaves preflight OPTIONS to API Gateway: no OPTIONS or ANY route, and no authorizer on $default that would send it there', () => {
     const routeKeys = Object.values(synth.template.findResources('AWS::ApiGatewayV2::Route')).map((r) => r.Properties.RouteKey as string);
-    expect(routeKeys.filter((key) => /^(OPTIONS|ANY) /.test(key) || key === '$default')).toEqual([]);
+    expect(routeKeys.filter((key) => /^(OPTIONS|ANY) /.test(key))).toEqual([]);
+  });
+
+  it('sends requests no route serves to the $default route: the gpus Lambda, without the authorizer (problem+json 404/405, not a misleading 401)', () => {
+    const template = synth.template.toJSON();
+    const [route, ...others] = Object.values<{ Type: string; Properties: { RouteKey: string; AuthorizationType?: string; Target: { 'Fn::Join': [string, [string, { Ref: string }]] } } }>(
+      template.Resources,
+    ).filter((r) => r.Type === 'AWS::ApiGatewayV2::Route' && r.Properties.RouteKey === '$default');
+    expect(others).toEqual([]);
+    expect(route!.Properties.AuthorizationType ?? 'NONE').toBe('NONE');
+    const integration = template.Resources[route!.Properties.Target['Fn::Join'][1][1].Ref];
+    expect(integration.Properties).toMatchObject({ IntegrationType: 'AWS_PROXY', PayloadFormatVersion: '2.0', IntegrationUri: { 'Fn::GetAtt': [fnId('gpus'), 'Arn'] } });
   });
 });
 

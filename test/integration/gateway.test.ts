@@ -19,9 +19,25 @@ describe('local API gateway', () => {
     expect(response.json).toEqual({ message: 'Unauthorized' });
   });
 
-  it('answers 404 for a path outside the route table', async () => {
-    const response = await stack.call('GET', '/v2/nvcf/nothing-here', { key: 'nvapi-x' });
-    expect(response.statusCode).toBe(404);
+  it('answers 404 problem+json for a path outside the route table, with or without a key (as the stack\'s $default route)', async () => {
+    for (const key of ['nvapi-x', undefined]) {
+      const response = await stack.call('GET', '/v2/nvcf/nothing-here', key ? { key } : {});
+      expect(response.statusCode).toBe(404);
+      expect(response.headers['content-type']).toBe('application/problem+json');
+      expect(response.json).toMatchObject({
+        type: 'urn:nvcf:problem-details:not-found',
+        title: 'Not Found',
+        status: 404,
+        detail: 'no route GET /v2/nvcf/nothing-here; the NVCF API is under /v2/nvcf/ (see the API notes in docs/)',
+      });
+    }
+  });
+
+  it('answers 405 problem+json with Allow for a known path and a method it does not take', async () => {
+    const response = await stack.call('PATCH', '/v2/nvcf/assets', { key: 'nvapi-x' });
+    expect(response.statusCode).toBe(405);
+    expect(response.headers.allow).toBe('POST, GET');
+    expect(response.json).toMatchObject({ status: 405, title: 'Method Not Allowed', detail: '/v2/nvcf/assets does not take PATCH; it takes POST, GET' });
   });
 
   it('answers a browser’s CORS preflight itself, without a key, as NVCF allows any origin', async () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { API_HANDLERS, ROUTES, matchRoute, routeKey } from '../../core/routes';
+import { API_HANDLERS, ROUTES, UNMATCHED_HANDLER, matchRoute, routeKey, unmatchedRequest } from '../../core/routes';
 
 describe('route table', () => {
   it('has one route per method and path', () => {
@@ -32,5 +32,30 @@ describe('route table', () => {
 
   it('matches nothing outside the API', () => {
     expect(matchRoute('GET', '/v2/nvcf/unknown')).toBeUndefined();
+  });
+});
+
+describe('the $default route (requests no route serves)', () => {
+  const defaultEvent = (method: string, path: string) =>
+    ({ version: '2.0', routeKey: '$default', rawPath: path, rawQueryString: '', headers: {}, isBase64Encoded: false, requestContext: { requestId: 'r-1', http: { method, path } } }) as never;
+  const context = { getRemainingTimeInMillis: () => 10_000, functionName: 'gpus', awsRequestId: 'r-1' } as never;
+
+  it('answers 404 problem+json from the Lambda API Gateway sends it to, without any authorizer context', async () => {
+    const { handler } = await import(`../../lambdas/${UNMATCHED_HANDLER}`);
+    const response = await handler(defaultEvent('GET', '/v2/nvcf/nothing'), context);
+    expect(response.statusCode).toBe(404);
+    expect(response.headers['content-type']).toBe('application/problem+json');
+    expect(JSON.parse(response.body)).toMatchObject({ type: 'urn:nvcf:problem-details:not-found', title: 'Not Found', status: 404, instance: '/v2/nvcf/nothing' });
+  });
+
+  it('answers 405 with Allow for a known path and another method', async () => {
+    const { handler } = await import(`../../lambdas/${UNMATCHED_HANDLER}`);
+    const response = await handler(defaultEvent('PUT', '/v2/nvcf/functions'), context);
+    expect(response.statusCode).toBe(405);
+    expect(response.headers.allow).toBe('POST, GET');
+  });
+
+  it('says a route of the table this installation does not serve is not served here', () => {
+    expect(unmatchedRequest('POST', '/v2/nvcf/pexec/functions/f-1').detail).toContain('need a GPU cluster');
   });
 });
