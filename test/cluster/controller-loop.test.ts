@@ -71,7 +71,6 @@ describe('a container function, deployed, updated and undeployed through the con
   it('rolls a PUT of the deployment one instance at a time without a surge pod (maxSurge 0) on full nodes, and keeps the replicas KEDA set', async () => {
     const live = new Set<string>();
     let mostLive = 0;
-    let unschedulable = 0;
     const watching = await new k8s.Watch(h.admin).watch(
       `/api/v1/namespaces/${NS}/pods`,
       { labelSelector: `${K8S.workloadLabel}=${key()}` },
@@ -80,7 +79,6 @@ describe('a container function, deployed, updated and undeployed through the con
         if (type === 'DELETED' || pod.metadata?.deletionTimestamp) live.delete(name);
         else live.add(name);
         mostLive = Math.max(mostLive, live.size);
-        if (pod.status?.conditions?.some((c) => c.type === 'PodScheduled' && c.reason === 'Unschedulable')) unschedulable++;
       },
       () => undefined,
     );
@@ -98,8 +96,8 @@ describe('a container function, deployed, updated and undeployed through the con
     } finally {
       watching.abort();
     }
+    // Never a third pod beside the two (a replacement may wait a moment for the GPU its terminating predecessor still holds).
     expect(mostLive).toBe(2);
-    expect(unschedulable).toBe(0);
     const deployment = await h.admin.makeApiClient(k8s.AppsV1Api).readNamespacedDeployment({ name: workloadName(key()), namespace: NS });
     expect(deployment.spec?.strategy?.rollingUpdate).toMatchObject({ maxSurge: 0, maxUnavailable: 1 });
     // The controller's apply does not own replicas: what KEDA set stays.
