@@ -45,6 +45,10 @@ export const ENV = {
   secretsKeyId: 'NVCF_SECRETS_KEY_ID',
   /** Off AWS: file holding the local key that stands in for the KMS key (local/ creates it). */
   secretsLocalKeyFile: 'NVCF_SECRETS_LOCAL_KEY_FILE',
+  /** CloudWatch log group the log agent ships the function pods' lines to (core/function-logs.ts); set by the CDK app on EKS. */
+  functionLogGroup: 'NVCF_FUNCTION_LOG_GROUP',
+  /** Off AWS: directory of the instances' log files, `<functionId>/<versionId>/<instanceId>/{container,worker}.log` (local/ sets it). */
+  localLogsDir: 'NVCF_LOCAL_LOGS_DIR',
 } as const;
 
 /**

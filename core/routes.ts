@@ -19,7 +19,7 @@ export const SCOPES = [
 export type Scope = (typeof SCOPES)[number];
 
 /** The Lambdas that serve routes (the authorizer serves none). */
-export const API_HANDLERS = ['functions', 'deployments', 'assets', 'queues', 'gpus'] as const;
+export const API_HANDLERS = ['functions', 'deployments', 'assets', 'queues', 'gpus', 'logs'] as const;
 export type ApiHandlerName = (typeof API_HANDLERS)[number];
 
 /**
@@ -81,6 +81,11 @@ export const ROUTES: readonly RouteDefinition[] = [
 
   { ref: 'G1', method: 'GET', path: '/v2/nvcf/clusterGroups', handler: 'gpus', scope: 'list_cluster_groups' },
   { ref: 'G2', method: 'GET', path: '/v2/nvcf/supportedGpus', handler: 'gpus', scope: 'register_function' },
+
+  // Our extension (NVCF has none): a version's instance logs. Reading a function is what list_functions grants, and a
+  // key that may read a function's definition and status may read how it runs; a scope of its own would leave every
+  // existing key without logs.
+  { ref: 'L1', method: 'GET', path: `/v2/nvcf/logs/functions/${VERSION}`, handler: 'logs', scope: 'list_functions' },
 ];
 
 /** API Gateway's route key, e.g. `GET /v2/nvcf/functions`. */

@@ -19,6 +19,7 @@ import type { TableName } from '../core/tables';
 import type { ResolvedConfig } from './config';
 import { gpuOffers } from './config';
 import type { DataStore } from './data-store';
+import type { FunctionLogs } from './function-logs';
 import type { GpuCluster } from './gpu-cluster';
 import { acknowledge, acknowledgeWildcard, objectStatement, queueArnPattern, queueStatement, secretsKeyStatement, type BucketPrefix } from './iam';
 
@@ -39,6 +40,7 @@ const DESCRIPTIONS: Record<LambdaName, string> = {
   assets: 'NVCF API: assets and their presigned uploads',
   queues: 'NVCF API: queue depth and queue position',
   gpus: 'NVCF API: supportedGpus and clusterGroups',
+  logs: 'NVCF API: function logs (reads the function log group)',
   authorizer: 'NVCF API: resolves Bearer API keys to an account and scopes',
   sweeper: 'NVCF: errors dead-lettered invocations, deletes unused queues, sizes GPU nodegroups (every minute)',
 };
@@ -49,6 +51,8 @@ const TIMEOUTS: Record<LambdaName, Duration> = {
   assets: Duration.seconds(10),
   queues: Duration.seconds(10),
   gpus: Duration.seconds(10),
+  // Up to 1000 lines may take several FilterLogEvents pages.
+  logs: Duration.seconds(20),
   authorizer: Duration.seconds(5),
   // A pass ends before the next one starts.
   sweeper: Duration.seconds(55),
@@ -117,6 +121,8 @@ export interface ApiFunctionsProps {
   readonly data: DataStore;
   /** The GPU cluster, when the stack has one. */
   readonly cluster?: GpuCluster;
+  /** The function log group and its agent, with the cluster. */
+  readonly functionLogs?: FunctionLogs;
 }
 
 export class ApiFunctions extends Construct {
@@ -124,7 +130,7 @@ export class ApiFunctions extends Construct {
   /** The EventBridge rule that runs the sweeper every SWEEP_INTERVAL. */
   readonly sweepSchedule: events.Rule;
 
-  constructor(scope: Construct, id: string, { config, data, cluster }: ApiFunctionsProps) {
+  constructor(scope: Construct, id: string, { config, data, cluster, functionLogs }: ApiFunctionsProps) {
     super(scope, id);
 
     const environment: Record<string, string> = {
@@ -141,6 +147,26 @@ export class ApiFunctions extends Construct {
       targets: [new targets.LambdaFunction(this.functions.sweeper)],
     });
     this.grant(data, cluster);
+    this.grantLogs(data, functionLogs);
+  }
+
+  /**
+   * The logs Lambda checks the caller owns the version (Functions table) and
+   * reads the function log group; without a cluster there is no group and it
+   * answers no lines.
+   */
+  private grantLogs(data: DataStore, functionLogs: FunctionLogs | undefined): void {
+    const role = this.functions.logs.role!;
+    // The table alone: a grant() would add its indexes, which GetItem never reads.
+    role.addToPrincipalPolicy(new iam.PolicyStatement({ actions: ['dynamodb:GetItem'], resources: [data.tables.functions.tableArn] }));
+    if (!functionLogs) return;
+    this.functions.logs.addEnvironment(ENV.functionLogGroup, functionLogs.logGroup.logGroupName);
+    role.addToPrincipalPolicy(functionLogs.readStatement());
+    acknowledgeWildcard(
+      role.node.findChild('DefaultPolicy'),
+      functionLogs.logGroup.logGroupArn,
+      'FilterLogEvents on the one function log group; its ARN ends in :* as CloudWatch Logs writes group ARNs, and the streams read are chosen by prefix per version.',
+    );
   }
 
   /** Least privilege per Lambda; the tests pin each line. */

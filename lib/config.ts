@@ -54,6 +54,11 @@ export interface GpuNodegroupProps {
 /** Versions of the Helm charts installed on the cluster; pinned so that deploys are repeatable. */
 export interface ChartVersions {
   /**
+   * AWS for Fluent Bit (https://aws.github.io/eks-charts), ships the function pods' logs to CloudWatch Logs.
+   * @default '0.2.1'
+   */
+  readonly awsForFluentBit?: string;
+  /**
    * KEDA (https://kedacore.github.io/charts), scales instances on queue depth.
    * @default '2.21.1'
    */
@@ -222,6 +227,12 @@ export interface NvcfConfigProps {
    */
   readonly logRetentionDays?: number;
   /**
+   * Retention of the function logs (the instances' stdout/stderr the log agent ships from the
+   * GPU cluster into one log group), in days (one of CloudWatch's retention values).
+   * @default 14
+   */
+  readonly functionLogRetentionDays?: number;
+  /**
    * Memory of the API Lambdas in MB.
    * @default 512
    */
@@ -272,6 +283,7 @@ export interface ResolvedConfig {
   readonly throttlingBurstLimit: number;
   readonly logLevel: LogLevel;
   readonly logRetentionDays: number;
+  readonly functionLogRetentionDays: number;
   readonly lambdaMemoryMb: number;
   readonly bundleAwsSdk: boolean;
   readonly alarmEmail?: string;
@@ -299,7 +311,7 @@ export const DEFAULTS = {
   systemMaxNodes: 3,
   natGateways: 1,
   clusterAdminRoleArns: [],
-  chartVersions: { keda: '2.21.1', nvidiaDevicePlugin: '0.18.2', awsLoadBalancerController: '1.14.0', metricsServer: '3.13.0' },
+  chartVersions: { awsForFluentBit: '0.2.1', keda: '2.21.1', nvidiaDevicePlugin: '0.18.2', awsLoadBalancerController: '1.14.0', metricsServer: '3.13.0' },
   invocationReplicas: 2,
   tritonImage: DEFAULT_TRITON_IMAGE,
   dataRemovalPolicy: RemovalPolicy.RETAIN,
@@ -312,6 +324,7 @@ export const DEFAULTS = {
   throttlingBurstLimit: 200,
   logLevel: 'INFO',
   logRetentionDays: 30,
+  functionLogRetentionDays: 14,
   lambdaMemoryMb: 512,
   bundleAwsSdk: false,
   oldestMessageAgeAlarmSeconds: 900,
@@ -474,6 +487,10 @@ export function resolveConfig(props: NvcfConfigProps = {}): ResolvedConfig {
 
   const logRetentionDays = props.logRetentionDays ?? DEFAULTS.logRetentionDays;
   if (!RETENTION_DAYS.includes(logRetentionDays)) fail(`logRetentionDays must be one of ${RETENTION_DAYS.join(', ')}, got ${JSON.stringify(logRetentionDays)}`);
+  const functionLogRetentionDays = props.functionLogRetentionDays ?? DEFAULTS.functionLogRetentionDays;
+  if (!RETENTION_DAYS.includes(functionLogRetentionDays)) {
+    fail(`functionLogRetentionDays must be one of ${RETENTION_DAYS.join(', ')}, got ${JSON.stringify(functionLogRetentionDays)}`);
+  }
 
   const alarmEmail = props.alarmEmail;
   if (alarmEmail !== undefined && (typeof alarmEmail !== 'string' || !/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(alarmEmail))) {
@@ -526,6 +543,7 @@ export function resolveConfig(props: NvcfConfigProps = {}): ResolvedConfig {
     throttlingBurstLimit,
     logLevel: oneOf('logLevel', props.logLevel ?? DEFAULTS.logLevel, LOG_LEVELS),
     logRetentionDays,
+    functionLogRetentionDays,
     lambdaMemoryMb: integer('lambdaMemoryMb', props.lambdaMemoryMb ?? DEFAULTS.lambdaMemoryMb, 128, 10240),
     bundleAwsSdk: props.bundleAwsSdk ?? DEFAULTS.bundleAwsSdk,
     alarmEmail,

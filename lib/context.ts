@@ -39,6 +39,7 @@ export const CONTEXT_KEYS = {
   throttlingBurstLimit: 'number',
   logLevel: 'string',
   logRetentionDays: 'number',
+  functionLogRetentionDays: 'number',
   lambdaMemoryMb: 'number',
   bundleAwsSdk: 'boolean',
   alarmEmail: 'string',

@@ -9,6 +9,7 @@ import { TABLES, type TableName } from '../core/tables';
 import { ApiFunctions } from './api-functions';
 import { resolveConfig, type NvcfConfigProps, type ResolvedConfig } from './config';
 import { DataStore } from './data-store';
+import { FunctionLogs } from './function-logs';
 import { GpuAgent } from './gpu-agent';
 import { GpuCluster } from './gpu-cluster';
 import { NvcfHttpApi } from './http-api';
@@ -35,6 +36,7 @@ export class NvcfStack extends Stack {
   readonly gpuCluster?: GpuCluster;
   readonly agent?: GpuAgent;
   readonly invocation?: InvocationPlane;
+  readonly functionLogs?: FunctionLogs;
   readonly functions: ApiFunctions;
   readonly api: NvcfHttpApi;
   readonly monitoring: Monitoring;
@@ -52,8 +54,9 @@ export class NvcfStack extends Stack {
       this.gpuCluster = new GpuCluster(this, 'GpuCluster', { config: this.config });
       this.agent = new GpuAgent(this, 'GpuAgent', { config: this.config, data: this.data, gpuCluster: this.gpuCluster });
       this.invocation = new InvocationPlane(this, 'Invocation', { config: this.config, data: this.data, gpuCluster: this.gpuCluster, agent: this.agent });
+      this.functionLogs = new FunctionLogs(this, 'FunctionLogs', { config: this.config, gpuCluster: this.gpuCluster });
     }
-    this.functions = new ApiFunctions(this, 'Functions', { config: this.config, data: this.data, cluster: this.gpuCluster });
+    this.functions = new ApiFunctions(this, 'Functions', { config: this.config, data: this.data, cluster: this.gpuCluster, functionLogs: this.functionLogs });
     this.api = new NvcfHttpApi(this, 'Http', { config: this.config, functions: this.functions, invocationService: this.invocation?.apiIntegration });
     this.monitoring = new Monitoring(this, 'Monitoring', { config: this.config, api: this.api, functions: this.functions, invocation: this.invocation });
 

@@ -63,6 +63,7 @@ const API_LAMBDAS: Record<ApiHandlerName, () => Promise<{ handler: unknown }>> =
   assets: () => import('../lambdas/assets'),
   queues: () => import('../lambdas/queues'),
   gpus: () => import('../lambdas/gpus'),
+  logs: () => import('../lambdas/logs'),
 };
 
 const TEXT_TYPES = /^(text\/|application\/(json|xml|javascript|x-www-form-urlencoded)|[^;]*\+json)/i;

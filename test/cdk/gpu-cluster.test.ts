@@ -332,6 +332,7 @@ describe('Kubernetes objects', () => {
       'keda/keda-operator',
       'kube-system/aws-load-balancer-controller',
       'kube-system/cluster-autoscaler',
+      'kube-system/nvcf-log-agent',
       'nvcf-functions/nvcf-worker',
       'nvcf-system/nvcf-gpu-agent',
       'nvcf-system/nvcf-invocation',
