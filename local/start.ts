@@ -186,6 +186,7 @@ function describeInstance(event: InstanceEvent): string {
   const what = `instance ${event.instanceId} of ${version.name} version ${version.versionId} (${spec.gpu}, port ${event.port})`;
   if (event.kind === 'crashed') return `${what} crashed: its ${event.process} ${event.exit}; logs in ${event.logDir}`;
   if (event.kind === 'unhealthy') return `${what} did not become healthy within ${event.healthTimeoutSeconds} s; logs in ${event.logDir}`;
+  if (event.kind === 'started') return `${what} started; logs in ${event.logDir} (or GET /v2/nvcf/logs/functions/${version.functionId}/versions/${version.versionId})`;
   return `${what} ${event.kind}`;
 }
 
@@ -252,12 +253,16 @@ async function main(): Promise<void> {
   const server = await serveGateway(gateway, port, (error) => say(`internal error: ${String(error)}`), invocationService);
 
   const workDir = await mkdtemp(join(tmpdir(), 'nvcf-local-'));
+  // Instance logs outlive the stack with NVCF_DATA_DIR, like the rest of its state; the logs route reads them from here.
+  const logsDir = dataDir ? join(dataDir, 'logs') : join(workDir, 'logs');
+  process.env[ENV.localLogsDir] = logsDir;
   const runtime = new ProcessRuntime({
     images,
     imagesDir: dirname(imagesPath),
     workerCommand: [process.execPath, '--import', 'tsx', '--import', join(ROOT, 'local', 'localhost-dns.mjs'), join(ROOT, 'gpu-agent', 'main.ts'), 'worker'],
     workerBaseEnv: stackEnv,
     workDir,
+    logsDir,
     platform: { backend: 'local', environment: 'local', region: stackEnv.AWS_REGION! },
     onEvent: (event) => say(describeInstance(event)),
     leaseSeconds: LEASE_SECONDS,

@@ -11,7 +11,9 @@ import { createWriteStream } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import * as z from 'zod';
+import { formatLocalLogLine, localInstanceLogDir, localLogFileName } from '../../core/function-logs';
 import { DEFAULT_TRITON_IMAGE, ENV } from '../../core/names';
 import { deliverSecrets, SECRETS_FILE_NAME } from '../secrets-file';
 import { WORKER_ENV, WORKER_EXIT_UNHEALTHY } from '../worker/config';
@@ -30,7 +32,8 @@ export const imageMapSchema = z.record(
 export type ImageMap = z.infer<typeof imageMapSchema>;
 
 export type InstanceEvent =
-  | { kind: 'started' | 'ready' | 'stopped'; workload: Workload; instanceId: string; port: number }
+  | { kind: 'ready' | 'stopped'; workload: Workload; instanceId: string; port: number }
+  | { kind: 'started'; workload: Workload; instanceId: string; port: number; logDir: string }
   | { kind: 'crashed'; workload: Workload; instanceId: string; port: number; process: 'command' | 'worker'; exit: string; logDir: string }
   /** Its worker gave up on the container's health check (and, while DEPLOYING, put the version in ERROR). */
   | { kind: 'unhealthy'; workload: Workload; instanceId: string; port: number; healthTimeoutSeconds: number; logDir: string };
@@ -44,8 +47,10 @@ export interface ProcessRuntimeOptions {
   workerCommand: string[];
   /** Environment of the workers beside their own configuration: AWS endpoints, table and bucket names. */
   workerBaseEnv: Record<string, string>;
-  /** Per-instance directories (asset dir, large-output dir, logs) go below it. */
+  /** Per-instance directories (asset dir, large-output dir) go below it. */
   workDir: string;
+  /** The instances' log files go below it, kept after they stop (core/function-logs.ts names them); default `<workDir>/logs`. */
+  logsDir?: string;
   platform: PlatformContext;
   onEvent?: (event: InstanceEvent) => void;
   /** Visibility a job keeps on its message: how soon a crashed worker's job is retried. */
@@ -72,6 +77,7 @@ interface Instance {
   id: string;
   port: number;
   dir: string;
+  logDir: string;
   command: ChildProcess;
   worker: ChildProcess;
   ready: boolean;
@@ -239,17 +245,21 @@ export class ProcessRuntime implements Runtime {
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true,
     });
-    for (const [name, child] of [['command', command], ['worker', worker]] as const) {
-      const log = createWriteStream(join(dir, `${name}.log`));
-      child.stdout!.pipe(log);
-      child.stderr!.pipe(log);
+    // One file per process, the worker's apart from the container's: each line with its time and stream (core/function-logs.ts).
+    const logDir = localInstanceLogDir(this.options.logsDir ?? join(this.options.workDir, 'logs'), version.functionId, version.versionId, id);
+    await mkdir(logDir, { recursive: true });
+    for (const [source, child] of [['container', command], ['worker', worker]] as const) {
+      const log = createWriteStream(join(logDir, localLogFileName(source)), { flags: 'a' });
+      for (const stream of ['stdout', 'stderr'] as const) {
+        createInterface({ input: child[stream]!, crlfDelay: Infinity }).on('line', (line) => log.write(formatLocalLogLine(stream, line)));
+      }
       // A program that cannot be started (ENOENT) reports here and exits; the exit handler below does the rest.
-      child.once('error', (error) => log.write(`${String(error)}\n`));
+      child.once('error', (error) => log.write(formatLocalLogLine('stderr', String(error))));
     }
 
-    const instance: Instance = { id, port, dir, command, worker, ready: false };
+    const instance: Instance = { id, port, dir, logDir, command, worker, ready: false };
     entry.instances.set(id, instance);
-    this.options.onEvent?.({ kind: 'started', workload, instanceId: id, port });
+    this.options.onEvent?.({ kind: 'started', workload, instanceId: id, port, logDir });
     command.once('exit', () => this.crashed(entry, instance, 'command'));
     worker.once('exit', () => this.crashed(entry, instance, 'worker'));
     void this.watchHealth(entry, instance);
@@ -278,7 +288,7 @@ export class ProcessRuntime implements Runtime {
     const unhealthy = which === 'worker' && child.exitCode === WORKER_EXIT_UNHEALTHY;
     const exit = describeExit(child);
     const { workload } = entry;
-    const { id: instanceId, port, dir: logDir } = instance;
+    const { id: instanceId, port, logDir } = instance;
     this.options.onEvent?.(
       unhealthy
         ? { kind: 'unhealthy', workload, instanceId, port, healthTimeoutSeconds: this.healthTimeoutSeconds, logDir }
