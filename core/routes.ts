@@ -40,7 +40,7 @@ export interface RouteDefinition {
   path: string;
   handler: RouteTarget;
   scope: Scope;
-  /** Reference in nvcf-api.md (F1, D2, ...). */
+  /** Reference of the route (F1, D2, ...), as docs/api.md lists it. */
   ref: string;
 }
 
@@ -67,7 +67,7 @@ export const ROUTES: readonly RouteDefinition[] = [
   { ref: 'I1', method: 'POST', path: '/v2/nvcf/pexec/functions/{functionId}', handler: INVOCATION_SERVICE, scope: 'invoke_function' },
   { ref: 'I2', method: 'POST', path: `/v2/nvcf/pexec/functions/${VERSION}`, handler: INVOCATION_SERVICE, scope: 'invoke_function' },
   { ref: 'I3', method: 'GET', path: '/v2/nvcf/pexec/status/{requestId}', handler: INVOCATION_SERVICE, scope: 'invoke_function' },
-  // Our extension (nvcf-api.md §7): cancels a call that became durable.
+  // Our extension (docs/api.md "Cancel"): cancels a call that became durable.
   { ref: 'I6', method: 'POST', path: '/v2/nvcf/pexec/cancel/{requestId}', handler: INVOCATION_SERVICE, scope: 'invoke_function' },
 
   { ref: 'A1', method: 'POST', path: '/v2/nvcf/assets', handler: 'assets', scope: 'invoke_function' },

@@ -1,7 +1,7 @@
 /**
  * The AWS services of the control plane, emulated in-process on loopback:
  * dynalite (DynamoDB), fauxqs (SQS) and s3rver (S3). Used by `npm start` and by
- * the integration tests; quirks are described in TOOLCHAIN.md.
+ * the integration tests; their quirks are in docs/architecture.md ("Emulator behaviour").
  */
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import type { Server } from 'node:http';

@@ -15,7 +15,7 @@ import { problemResponse, type ApiResponse } from './responses';
 
 export type RouteImplementation = (req: ApiRequest) => Promise<ApiResponse>;
 
-/** Implementations keyed by the route's reference in nvcf-api.md (F1, D2, ...). */
+/** Implementations keyed by the route's reference (F1, D2, ...; core/routes.ts, docs/api.md). */
 export type RouteImplementations = Record<string, RouteImplementation>;
 
 function callerOf(event: ApiEvent): Caller {
