@@ -7,6 +7,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -20,6 +21,7 @@ import { sweepQueues } from '../core/sweeper';
 import { matchRoute } from '../core/routes';
 import { describeIssues, ourWords } from '../core/schema-messages';
 import { imageMapSchema, ProcessRuntime, type ImageMap, type InstanceEvent } from '../gpu-agent/controller/process-runtime';
+import { isHalted } from '../gpu-agent/controller/plan';
 import { Controller } from '../gpu-agent/controller/reconcile';
 import { InvocationService } from '../invocation/service';
 import { readSettings } from '../invocation/settings';
@@ -104,6 +106,13 @@ function watchedImageMap(): { path: string; current: () => ImageMap } {
   };
 }
 
+/** NVCF_LOCAL_LOG_LEVEL: `info` prints what changes what runs; `debug` also each invocation answered. */
+function readLogLevel(): 'info' | 'debug' {
+  const raw = process.env.NVCF_LOCAL_LOG_LEVEL?.trim().toLowerCase() || 'info';
+  if (raw !== 'info' && raw !== 'debug') throw new ConfigError(`NVCF_LOCAL_LOG_LEVEL must be info or debug, got "${process.env.NVCF_LOCAL_LOG_LEVEL}"`);
+  return raw;
+}
+
 /** NVCF_LOCAL_HEALTH_TIMEOUT_SECONDS: how long an instance has to pass its health check. */
 function readHealthTimeout(): number {
   const raw = process.env.NVCF_LOCAL_HEALTH_TIMEOUT_SECONDS?.trim() || String(DEFAULT_HEALTH_TIMEOUT_SECONDS);
@@ -183,6 +192,10 @@ function describeRequest(request: GatewayRequest, status: number, body: Buffer):
 
 function describeInstance(event: InstanceEvent): string {
   const { version, spec } = event.workload;
+  if (event.kind === 'scaling') {
+    const why = isHalted(event.workload) ? 'the version is ERROR' : `for its queue; min ${spec.minInstances}, max ${spec.maxInstances}`;
+    return `scaling ${version.name} version ${version.versionId} (${spec.gpu}) from ${event.from} to ${event.to} instance(s), ${why}`;
+  }
   const what = `instance ${event.instanceId} of ${version.name} version ${version.versionId} (${spec.gpu}, port ${event.port})`;
   if (event.kind === 'crashed') return `${what} crashed: its ${event.process} ${event.exit}; logs in ${event.logDir}`;
   if (event.kind === 'unhealthy') return `${what} did not become healthy within ${event.healthTimeoutSeconds} s; logs in ${event.logDir}`;
@@ -220,6 +233,7 @@ async function main(): Promise<void> {
   const { current: images, path: imagesPath } = watchedImageMap();
   const gpus = readGpus();
   const healthTimeoutSeconds = readHealthTimeout();
+  const logLevel = readLogLevel();
   const dataDir = process.env.NVCF_DATA_DIR ? resolve(process.env.NVCF_DATA_DIR) : undefined;
   if (dataDir) await mkdir(dataDir, { recursive: true });
   process.env.POWERTOOLS_LOG_LEVEL ??= 'WARN';
@@ -251,6 +265,16 @@ async function main(): Promise<void> {
   const invocationService = new InvocationService(readSettings(process.env, { attachHost: '127.0.0.1', attachPort: 0, invocationDomain: 'localhost' }));
   await invocationService.start();
   const server = await serveGateway(gateway, port, (error) => say(`internal error: ${String(error)}`), invocationService);
+  if (logLevel === 'debug') {
+    server.server.on('request', (request: IncomingMessage, response: ServerResponse) => {
+      if (!invocationService.handles(request)) return;
+      const startedAt = Date.now();
+      response.once('close', () => {
+        const ending = response.writableFinished ? `answered ${response.statusCode}` : `left by its caller after ${response.headersSent ? response.statusCode : 'no answer'}`;
+        say(`invocation ${request.method} ${request.url}: ${ending} in ${Date.now() - startedAt} ms`);
+      });
+    });
+  }
 
   const workDir = await mkdtemp(join(tmpdir(), 'nvcf-local-'));
   // Instance logs outlive the stack with NVCF_DATA_DIR, like the rest of its state; the logs route reads them from here.

@@ -35,6 +35,8 @@ export type InstanceEvent =
   | { kind: 'ready' | 'stopped'; workload: Workload; instanceId: string; port: number }
   | { kind: 'started'; workload: Workload; instanceId: string; port: number; logDir: string }
   | { kind: 'crashed'; workload: Workload; instanceId: string; port: number; process: 'command' | 'worker'; exit: string; logDir: string }
+  /** The controller asked for another number of instances: `from` run (or start), `to` will. */
+  | { kind: 'scaling'; workload: Workload; from: number; to: number }
   /** Its worker gave up on the container's health check (and, while DEPLOYING, put the version in ERROR). */
   | { kind: 'unhealthy'; workload: Workload; instanceId: string; port: number; healthTimeoutSeconds: number; logDir: string };
 
@@ -179,11 +181,11 @@ export class ProcessRuntime implements Runtime {
     entry.demand = [...entry.demand.filter((demand) => now - demand.at < SCALE_DOWN_DELAY_MS), { at: now, instances }];
     instances = Math.max(...entry.demand.map((demand) => demand.instances));
     const running = [...entry.instances.values()].filter((instance) => !instance.stopping);
-    for (const extra of running.slice(instances).reverse()) void this.stopInstance(entry, extra);
     const missing = instances - running.length;
-    if (missing > 0 && Date.now() >= entry.restartAfter) {
-      await Promise.all(Array.from({ length: missing }, () => this.startInstance(entry)));
-    }
+    const starting = missing > 0 && Date.now() >= entry.restartAfter;
+    if (missing < 0 || starting) this.options.onEvent?.({ kind: 'scaling', workload, from: running.length, to: instances });
+    for (const extra of running.slice(instances).reverse()) void this.stopInstance(entry, extra);
+    if (starting) await Promise.all(Array.from({ length: missing }, () => this.startInstance(entry)));
   }
 
   /** Stops every instance, letting workers finish or release their jobs. */

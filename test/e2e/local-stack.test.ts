@@ -193,9 +193,10 @@ describe('npm start', () => {
 
   beforeAll(async () => {
     port = await freePort();
-    stack = await startStack({ PORT: String(port), NVCF_API_KEY: apiKey, NVCF_LOCAL_IMAGES: imageMap, NVCF_DATA_DIR: dataDir(), NVCF_LOCAL_HEALTH_TIMEOUT_SECONDS: String(HEALTH_TIMEOUT_SECONDS) });
+    stack = await startStack({ PORT: String(port), NVCF_API_KEY: apiKey, NVCF_LOCAL_IMAGES: imageMap, NVCF_DATA_DIR: dataDir(), NVCF_LOCAL_HEALTH_TIMEOUT_SECONDS: String(HEALTH_TIMEOUT_SECONDS), NVCF_LOCAL_LOG_LEVEL: 'debug' });
   }, 90_000);
-  afterAll(async () => stack?.stop('SIGKILL'));
+  // SIGTERM: a clean stop ends the instances too, which run in process groups of their own.
+  afterAll(async () => stack?.stop('SIGTERM'), 90_000);
 
   it('runs the README quick start as written', async () => {
     const readme = await readFile(join(ROOT, 'README.md'), 'utf8');
@@ -218,7 +219,7 @@ describe('npm start', () => {
   }, 150_000);
 
   it('is found by the keys CLI from its PORT alone, though it keeps its state in NVCF_DATA_DIR', async () => {
-    const env = { ...process.env, PORT: String(port), TMPDIR: workDir };
+    const env: NodeJS.ProcessEnv = { ...process.env, PORT: String(port), TMPDIR: workDir };
     delete env.NVCF_DATA_DIR;
     const { stdout, stderr } = await run('npm', ['run', '--silent', 'keys', '--', 'create', '--account', 'team-b'], { cwd: ROOT, env });
     const key = stdout.trim();
@@ -227,6 +228,19 @@ describe('npm start', () => {
     const listed = await fetch(`${stack.url}/v2/nvcf/functions`, { headers: { authorization: `Bearer ${key}` } });
     expect(listed.status).toBe(200);
   }, 60_000);
+
+  it('says in the terminal when it scales a version up for a call and down once idle, and (debug) each invocation answered', async () => {
+    const call = api(stack);
+    const { functionId, versionId } = await deployEcho(call, { minInstances: 0, maxInstances: 1 });
+    const answered = await call('POST', `/v2/nvcf/pexec/functions/${functionId}`, { body: { message: 'wake up' } });
+    expect(answered.json).toBe('wake up');
+
+    const scaling = (from: number, to: number) => new RegExp(`scaling echo-e2e version ${versionId} \\(LOCAL\\) from ${from} to ${to} instance\\(s\\), for its queue; min 0, max 1`);
+    expect(stack.output()).toMatch(scaling(0, 1));
+    await waitFor('the invocation line', () => new RegExp(`invocation POST /v2/nvcf/pexec/functions/${functionId}: answered 200 in \\d+ ms`).test(stack.output()), 5000);
+    // Down once the demand has stayed lower for the scale-down delay (30 s, KEDA's cooldown on EKS).
+    await waitFor('the scale-down line', () => scaling(1, 0).test(stack.output()), 60_000);
+  }, 120_000);
 
   it('replaces a killed function command and completes its invocation exactly once', async () => {
     const call = api(stack);
