@@ -65,6 +65,7 @@ const CROSS_ACCOUNT: Record<string, CrossAccountCase> = {
   Q3: addresses(404, { ownerStatus: 200 }),
   G1: { kind: 'none', why: 'cluster groups are the platform’s, the same for every account' },
   G2: { kind: 'none', why: 'supported GPUs are the platform’s, the same for every account' },
+  L1: addresses(404, { ownerStatus: 200 }),
 };
 
 const label = (route: RouteDefinition) => `${route.ref} ${route.method} ${route.path}`;
