@@ -11,9 +11,9 @@ describe('NVCF_GPUS configuration', () => {
 
   it('names the field that is wrong', () => {
     expect(() => parseGpuConfiguration('[{"gpu":"L40S","instanceTypes":[]}]')).toThrow(
-      /NVCF_GPUS is not valid: ✖ must list at least one instance type → at \[0\]\.instanceTypes; expected e\.g\./,
+      /NVCF_GPUS is not valid: \[0\]\.instanceTypes: must list at least one instance type; expected e\.g\./,
     );
-    expect(() => parseGpuConfiguration('[{"gpu":"L 40","instanceTypes":["x"]}]')).toThrow(/must be a GPU name.* → at \[0\]\.gpu/);
+    expect(() => parseGpuConfiguration('[{"gpu":"L 40","instanceTypes":["x"]}]')).toThrow(/\[0\]\.gpu: must be a GPU name/);
   });
 
   it('refuses JSON that is not a list, an empty list and a GPU listed twice', () => {
