@@ -326,16 +326,7 @@ async function main(): Promise<void> {
   say(`images from ${imagesPath}${dataDir ? `; state in ${dataDir}` : '; state in memory'}`);
   say(`NVCF local stack ready at ${server.url} (pid ${process.pid}; SIGINT or SIGTERM to it, or to npm, stops it)`);
 
-  let stopRequestedAt = 0;
   const shutdown = async (signal: string) => {
-    if (stopping) {
-      // npm relays the terminal's signal to the process group it also reaches, so one Ctrl-C can arrive twice; only a later one forces.
-      if (Date.now() - stopRequestedAt < 1000) return;
-      say('stopping now');
-      runtime.kill();
-      process.exit(130);
-    }
-    stopRequestedAt = Date.now();
     stopping = true;
     say(`${signal}: stopping instances (a second signal stops at once)`);
     await Promise.all([reconciling(), sweeping()]);
@@ -353,7 +344,16 @@ async function main(): Promise<void> {
     if (!dataDir) await rm(keyDir, { recursive: true, force: true });
     say('stopped');
   };
-  const stop = (reason: string) =>
+  let stopRequestedAt = 0;
+  const stop = (reason: string) => {
+    if (stopRequestedAt > 0) {
+      // A signal to the process group reaches this process twice (directly, and relayed by npm): only a later one forces.
+      if (Date.now() - stopRequestedAt < 1000) return;
+      say('stopping now');
+      runtime.kill();
+      process.exit(130);
+    }
+    stopRequestedAt = Date.now();
     shutdown(reason).then(
       () => process.exit(0),
       (error) => {
@@ -361,11 +361,12 @@ async function main(): Promise<void> {
         process.exit(1);
       },
     );
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => void stop(signal));
+  };
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => stop(signal));
   // A supervisor killed without a chance to relay a signal (SIGKILL to npm) leaves this process to init: stop as if told to.
   const parent = process.ppid;
   setInterval(() => {
-    if (process.ppid !== parent && !stopping) void stop(`parent process ${parent} exited`);
+    if (process.ppid !== parent && !stopping) stop(`parent process ${parent} exited`);
   }, 1000).unref();
 }
 
