@@ -9,7 +9,7 @@ import { EKSClient } from '@aws-sdk/client-eks';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SQSClient } from '@aws-sdk/client-sqs';
 
-// Supported: Node >= 20.11 locally, nodejs22.x on Lambda. The SDK's notice that its releases after
+// Supported: Node >= 20.11 locally, nodejs24.x on Lambda. The SDK's notice that its releases after
 // January 2027 need Node 22 is about upgrading package-lock.json, not about this process: keep it out of every terminal.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
