@@ -187,49 +187,61 @@ function workerContainer(workload: Workload, context: ObjectContext, image: stri
   };
 }
 
-/** Writes the secrets file before the function container starts, with the worker's identity (the only one that may decrypt). */
-function writeSecretsContainer(workload: Workload, context: ObjectContext, image: string): Record<string, unknown> {
+/**
+ * An init container of the agent image, with the worker's identity, that
+ * runs `role` for the workload's version and writes into `volume`. Its
+ * one-line reason for a failure (never a secret value) reaches the pod
+ * status and so the version's healthInfo.
+ */
+function agentInitContainer(
+  { name, role, env, volume, mountPath }: { name: string; role: string; env: Record<string, string>; volume: string; mountPath: string },
+  context: ObjectContext,
+  image: string,
+): Record<string, unknown> {
   return {
-    name: WRITE_SECRETS_CONTAINER,
+    name,
     image,
-    args: [WRITE_SECRETS_ROLE],
-    env: toEnv({
-      ...context.agentEnv,
-      [WRITE_SECRETS_ENV.functionId]: workload.version.functionId,
-      [WRITE_SECRETS_ENV.versionId]: workload.version.versionId,
-      [WRITE_SECRETS_ENV.file]: SECRETS_FILE,
-    }),
-    // Its one-line reason (never a value) reaches the pod status and healthInfo, as the fetcher's does.
+    args: [role],
+    env: toEnv({ ...context.agentEnv, ...env }),
     terminationMessagePolicy: 'FallbackToLogsOnError',
     resources: AGENT_RESOURCES,
     securityContext: AGENT_SECURITY_CONTEXT,
     volumeMounts: [
-      { name: 'secrets', mountPath: SECRETS_DIR },
+      { name: volume, mountPath },
       { name: 'tmp', mountPath: '/tmp' },
     ],
   };
 }
 
-function fetchArtifactsContainer(workload: Workload, context: ObjectContext, image: string): Record<string, unknown> {
-  return {
-    name: FETCH_ARTIFACTS_CONTAINER,
+/** Writes the secrets file before the function container starts, with the worker's identity (the only one that may decrypt). */
+function writeSecretsContainer(workload: Workload, context: ObjectContext, image: string): Record<string, unknown> {
+  const { functionId, versionId } = workload.version;
+  return agentInitContainer(
+    {
+      name: WRITE_SECRETS_CONTAINER,
+      role: WRITE_SECRETS_ROLE,
+      env: { [WRITE_SECRETS_ENV.functionId]: functionId, [WRITE_SECRETS_ENV.versionId]: versionId, [WRITE_SECRETS_ENV.file]: SECRETS_FILE },
+      volume: 'secrets',
+      mountPath: SECRETS_DIR,
+    },
+    context,
     image,
-    args: [FETCH_ARTIFACTS_ROLE],
-    env: toEnv({
-      ...context.agentEnv,
-      [FETCH_ARTIFACTS_ENV.functionId]: workload.version.functionId,
-      [FETCH_ARTIFACTS_ENV.versionId]: workload.version.versionId,
-      [FETCH_ARTIFACTS_ENV.directory]: CONFIG_DIR,
-    }),
-    // The fetcher writes its one-line reason to the termination log; it ends up in the pod status and healthInfo.
-    terminationMessagePolicy: 'FallbackToLogsOnError',
-    resources: AGENT_RESOURCES,
-    securityContext: AGENT_SECURITY_CONTEXT,
-    volumeMounts: [
-      { name: 'config', mountPath: CONFIG_DIR },
-      { name: 'tmp', mountPath: '/tmp' },
-    ],
-  };
+  );
+}
+
+function fetchArtifactsContainer(workload: Workload, context: ObjectContext, image: string): Record<string, unknown> {
+  const { functionId, versionId } = workload.version;
+  return agentInitContainer(
+    {
+      name: FETCH_ARTIFACTS_CONTAINER,
+      role: FETCH_ARTIFACTS_ROLE,
+      env: { [FETCH_ARTIFACTS_ENV.functionId]: functionId, [FETCH_ARTIFACTS_ENV.versionId]: versionId, [FETCH_ARTIFACTS_ENV.directory]: CONFIG_DIR },
+      volume: 'config',
+      mountPath: CONFIG_DIR,
+    },
+    context,
+    image,
+  );
 }
 
 /** What the function container runs: the version's image, or Triton serving its models. */
