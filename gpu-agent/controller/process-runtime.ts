@@ -308,15 +308,15 @@ export class ProcessRuntime implements Runtime {
     void this.stopInstance(entry, instance, { crashed: true });
   }
 
-  /** A crashed instance keeps its directory, for its logs. */
+  /** Its logs stay (they live apart from its working directory); a crashed instance was reported already and gets no 'stopped'. */
   private stopInstance(entry: Entry, instance: Instance, { crashed = false } = {}): Promise<void> {
     instance.stopping ??= (async () => {
       // The worker first: it finishes its jobs (or releases them) while the command still serves them.
       await terminate(instance.worker, 60_000);
       await terminate(instance.command, 5_000);
       entry.instances.delete(instance.id);
-      if (crashed) return;
       await rm(instance.dir, { recursive: true, force: true }).catch(() => undefined);
+      if (crashed) return;
       this.options.onEvent?.({ kind: 'stopped', workload: entry.workload, instanceId: instance.id, port: instance.port });
     })();
     return instance.stopping;
