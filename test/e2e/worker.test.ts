@@ -322,7 +322,11 @@ describe('failures', () => {
     const done = await settle(requestId);
     expect(done.json).toBe('orphan');
     const record = await getInvocation(requestId);
-    expect(record).toMatchObject({ status: 'FULFILLED', attempt: 2, instanceId: 'second' });
+    expect(record).toMatchObject({ status: 'FULFILLED', instanceId: 'second' });
+    // Usually the second delivery; under load one more may meet the dead worker's lease still live and wait it out.
+    expect(record!.attempt).toBeGreaterThanOrEqual(2);
+    // The container ran it for the dead worker too (that answer went nowhere) and for the second; a delivery that met the lease ran nothing.
+    expect((await calls(requestId)).starts).toBe(2);
     const { Attributes } = await sqs().send(
       new GetQueueAttributesCommand({ QueueUrl: other.deployment!.queueUrl, AttributeNames: ['ApproximateNumberOfMessages', 'ApproximateNumberOfMessagesNotVisible'] }),
     );
