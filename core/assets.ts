@@ -15,7 +15,6 @@ import { conditionalWrite, dynamo, s3 } from './aws';
 import { bucketName, tableName } from './config';
 import { ASSET_MAX_BYTES, ASSET_TTL_SECONDS, MAX_DESCRIPTION_LENGTH, PRESIGNED_URL_SECONDS } from './limits';
 import { assetObjectKey } from './names';
-import { required } from './schema-messages';
 import { BY_ACCOUNT_INDEX } from './tables';
 
 /** S3 user-metadata key of the description; clients send it as `x-amz-meta-nvcf-asset-description`. */
@@ -31,10 +30,10 @@ const PRINTABLE_ASCII = /^[\x20-\x7E]*$/;
 /** Body of A1, `POST /v2/nvcf/assets`; both fields are required, as in NVCF. */
 export const createAssetRequestSchema = z.object(
   {
-    contentType: z.string(required).regex(MEDIA_TYPE, 'must be a media type of the form type/subtype, e.g. image/png (no parameters)'),
+    contentType: z.string().regex(MEDIA_TYPE, 'must be a media type of the form type/subtype, e.g. image/png (no parameters)'),
     // HTTP clients strip the ends of header values, so the stored description is trimmed the same way.
     description: z
-      .string(required)
+      .string()
       .trim()
       .min(1, 'must not be empty')
       .max(MAX_DESCRIPTION_LENGTH, `must be at most ${MAX_DESCRIPTION_LENGTH} characters`)

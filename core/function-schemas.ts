@@ -34,7 +34,6 @@ import {
   RESERVED_CONTAINER_PORTS,
 } from './limits';
 import type { FunctionVersionRecord } from './model';
-import { required } from './schema-messages';
 import { secretsDocument, type SecretEntry } from './secrets';
 
 /** NVCF's own wording for the artifact rule, which clients match on. */
@@ -75,9 +74,9 @@ export function isGrpcInferenceUrl(inferenceUrl: string): boolean {
 }
 
 
-const port = z.number(required).int('must be an integer').min(1, 'must be from 1 to 65535').max(65535, 'must be from 1 to 65535');
+const port = z.number().int('must be an integer').min(1, 'must be from 1 to 65535').max(65535, 'must be from 1 to 65535');
 
-const uriString = z.string(required).min(1, 'must not be empty').max(MAX_URI_LENGTH, `must be at most ${MAX_URI_LENGTH} characters`);
+const uriString = z.string().min(1, 'must not be empty').max(MAX_URI_LENGTH, `must be at most ${MAX_URI_LENGTH} characters`);
 
 const inferenceUrl = uriString
   .refine((url) => url === GRPC_INFERENCE_URL || ABSOLUTE_PATH.test(url) || RELATIVE_PATH.test(url), {
@@ -96,10 +95,10 @@ const healthSchema = z
       protocol: z.enum(['HTTP', 'gRPC'], { error: 'must be HTTP or gRPC' }),
       uri: uriString.regex(/^\S+$/, 'must not contain whitespace'),
       port: containerPort,
-      timeout: z.string(required).refine((timeout) => durationSeconds(timeout) > 0 && durationSeconds(timeout) <= MAX_HEALTH_TIMEOUT_SECONDS, {
+      timeout: z.string().refine((timeout) => durationSeconds(timeout) > 0 && durationSeconds(timeout) <= MAX_HEALTH_TIMEOUT_SECONDS, {
         error: `must be a positive ISO-8601 duration of at most ${MAX_HEALTH_TIMEOUT_SECONDS} seconds, such as PT10S`,
       }),
-      expectedStatusCode: z.number(required).int('must be an integer').min(100, 'must be an HTTP status code').max(599, 'must be an HTTP status code'),
+      expectedStatusCode: z.number().int('must be an integer').min(100, 'must be an HTTP status code').max(599, 'must be an HTTP status code'),
     },
     { error: 'must be an object {protocol, uri, port, timeout, expectedStatusCode}' },
   )
@@ -121,8 +120,8 @@ const SERVICE_NAME = /^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$/;
 const artifactsSchema = z
   .array(
     z.object({
-      name: z.string(required).regex(ARTIFACT_NAME, 'must be 1 to 128 letters, digits, ".", "_" or "-", starting with a letter or digit (it names a directory under /config)'),
-      version: z.string(required).min(1, 'must not be empty').max(MAX_NAME_LENGTH, `must be at most ${MAX_NAME_LENGTH} characters`),
+      name: z.string().regex(ARTIFACT_NAME, 'must be 1 to 128 letters, digits, ".", "_" or "-", starting with a letter or digit (it names a directory under /config)'),
+      version: z.string().min(1, 'must not be empty').max(MAX_NAME_LENGTH, `must be at most ${MAX_NAME_LENGTH} characters`),
       uri: uriString,
     }),
   )
@@ -138,16 +137,15 @@ const containerEnvironmentSchema = z
   .array(
     z.object({
       key: z
-        .string(required)
+        .string()
         .max(MAX_ENVIRONMENT_NAME_LENGTH, `must be at most ${MAX_ENVIRONMENT_NAME_LENGTH} characters`)
         .regex(ENVIRONMENT_NAME, 'must be an environment variable name: letters, digits, "_", "." or "-", not starting with a digit')
         .refine((key) => !key.startsWith(PLATFORM_ENVIRONMENT_PREFIX), { error: `names starting with ${PLATFORM_ENVIRONMENT_PREFIX} are set by the platform` }),
       value: z
-        .string(required)
+        .string()
         .max(MAX_SECRET_VALUE_LENGTH, `must be at most ${MAX_SECRET_VALUE_LENGTH} characters`)
         .refine((value) => !value.includes('\0'), { error: 'must not contain NUL characters' }),
     }),
-    required,
   )
   .max(MAX_ENVIRONMENT_VARIABLES, `at most ${MAX_ENVIRONMENT_VARIABLES} variables are allowed`)
   .superRefine((variables, ctx) => {
@@ -162,10 +160,9 @@ const containerEnvironmentSchema = z
 export const tagsSchema = z
   .array(
     z
-      .string(required)
+      .string()
       .max(MAX_TAG_LENGTH, `must be at most ${MAX_TAG_LENGTH} characters`)
       .regex(TAG, 'must be 1 or more of the characters a-z A-Z 0-9 - _ : ='),
-    required,
   )
   .max(MAX_TAGS, `at most ${MAX_TAGS} tags are allowed`);
 
@@ -178,7 +175,7 @@ export const secretsSchema = z
   .array(
     z.object({
       name: z
-        .string(required)
+        .string()
         .min(1, 'must not be empty')
         .max(MAX_SECRET_NAME_LENGTH, `must be at most ${MAX_SECRET_NAME_LENGTH} characters`)
         .regex(SECRET_NAME, 'must start with a letter or digit and contain only letters, digits, _ . -'),
@@ -190,7 +187,6 @@ export const secretsSchema = z
           if (length > MAX_SECRET_VALUE_LENGTH) ctx.addIssue({ code: 'custom', message: `must be at most ${MAX_SECRET_VALUE_LENGTH} characters` });
         }),
     }),
-    required,
   )
   .max(MAX_SECRETS, `at most ${MAX_SECRETS} secrets are allowed per function version`)
   .superRefine((secrets, ctx) => {
@@ -226,27 +222,27 @@ export const createFunctionRequestSchema = z
   .object(
     {
       name: z
-        .string(required)
+        .string()
         .min(1, 'must not be empty')
         .max(MAX_NAME_LENGTH, `must be at most ${MAX_NAME_LENGTH} characters`)
         .regex(NAME, 'must start with a letter or digit and contain only letters, digits, - and _'),
       inferenceUrl,
       inferencePort: containerPort.nullish(),
       containerImage: uriString.regex(IMAGE_REFERENCE, 'must be a container image reference such as nvcr.io/org/image:tag').nullish(),
-      containerArgs: z.string(required).max(MAX_URI_LENGTH, `must be at most ${MAX_URI_LENGTH} characters`).nullish(),
+      containerArgs: z.string().max(MAX_URI_LENGTH, `must be at most ${MAX_URI_LENGTH} characters`).nullish(),
       containerEnvironment: containerEnvironmentSchema.nullish(),
       models: artifactsSchema.nullish(),
       resources: artifactsSchema.nullish(),
       helmChart: uriString.regex(/^(https?|oci):\/\/\S+$/, 'must be an http(s):// or oci:// URL of a Helm chart').nullish(),
       helmChartServiceName: z
-        .string(required)
+        .string()
         .regex(SERVICE_NAME, "must be the name of the chart's Kubernetes Service: at most 63 lower-case letters, digits and '-', starting with a letter")
         .nullish(),
       apiBodyFormat: z.enum(['PREDICT_V2', 'CUSTOM'], { error: 'must be PREDICT_V2 or CUSTOM' }).nullish(),
       functionType: z.enum(['DEFAULT', 'STREAMING'], { error: 'must be DEFAULT or STREAMING' }).nullish(),
       healthUri: path.nullish(),
       health: healthSchema.nullish(),
-      description: z.string(required).max(MAX_DESCRIPTION_LENGTH, `must be at most ${MAX_DESCRIPTION_LENGTH} characters`).nullish(),
+      description: z.string().max(MAX_DESCRIPTION_LENGTH, `must be at most ${MAX_DESCRIPTION_LENGTH} characters`).nullish(),
       tags: tagsSchema.nullish(),
       secrets: secretsSchema.nullish(),
     },

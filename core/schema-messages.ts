@@ -6,9 +6,6 @@
  */
 import type * as z from 'zod';
 
-/** "is required" for a missing field; `ourWords` otherwise. */
-export const required = { error: (issue: { input?: unknown }) => (issue.input === undefined ? 'is required' : undefined) };
-
 const TYPE_NAMES: Record<string, string> = {
   string: 'a string',
   number: 'a number',
