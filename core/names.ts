@@ -11,6 +11,7 @@ export const ENV = {
   invocationsTable: 'NVCF_INVOCATIONS_TABLE',
   assetsTable: 'NVCF_ASSETS_TABLE',
   apiKeysTable: 'NVCF_API_KEYS_TABLE',
+  registryCredentialsTable: 'NVCF_REGISTRY_CREDENTIALS_TABLE',
   bucket: 'NVCF_BUCKET',
   queuePrefix: 'NVCF_QUEUE_PREFIX',
   /** KMS key for per-version queues; empty means SQS-managed SSE. */
@@ -49,7 +50,12 @@ export const ENV = {
   functionLogGroup: 'NVCF_FUNCTION_LOG_GROUP',
   /** Off AWS: directory of the instances' log files, `<functionId>/<versionId>/<instanceId>/{container,worker}.log` (local/ sets it). */
   localLogsDir: 'NVCF_LOCAL_LOGS_DIR',
+  /** Base URL of NGC's API, whence models and resources (`v2/org/...` URIs) are fetched; default NGC_API_URL (tests point it at a stand-in). */
+  ngcApiUrl: 'NVCF_NGC_API_URL',
 } as const;
+
+/** NGC's API: `<base>/v2/org/<org>/models/<name>/versions/<v>/zip` answers a model's files as one zip. */
+export const NGC_API_URL = 'https://api.ngc.nvidia.com';
 
 /**
  * Header each AWS front sets on what it forwards to the invocation service (the
@@ -100,6 +106,8 @@ export function queueNameOf(queueUrl: string): string {
  */
 export const SECRETS_KMS_ACTIONS = { seal: ['kms:GenerateDataKey'], open: ['kms:Decrypt'] } as const;
 export const SECRETS_ENCRYPTION_CONTEXT_KEYS = ['account', 'functionId', 'versionId'] as const;
+/** Registry credentials (core/registry-credentials.ts) are sealed with the same key under their own context: one never opens as the other. */
+export const REGISTRY_CREDENTIAL_ENCRYPTION_CONTEXT_KEYS = ['account', 'registryCredentialId'] as const;
 
 /** S3 key prefixes; lifecycle rules in lib/ expire the first three. */
 export const S3_PREFIX = {

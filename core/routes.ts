@@ -15,6 +15,7 @@ export const SCOPES = [
   'queue_details',
   'list_cluster_groups',
   'update_secrets',
+  'manage_registry_credentials',
 ] as const;
 export type Scope = (typeof SCOPES)[number];
 
@@ -47,6 +48,7 @@ export interface RouteDefinition {
 const FN = '/v2/nvcf/functions';
 const VERSION = '{functionId}/versions/{functionVersionId}';
 const DEPLOYMENT = `/v2/nvcf/deployments/functions/${VERSION}`;
+const REGISTRY_CREDENTIALS = '/v2/nvcf/registry-credentials';
 
 export const ROUTES: readonly RouteDefinition[] = [
   { ref: 'F1', method: 'POST', path: FN, handler: 'functions', scope: 'register_function' },
@@ -58,6 +60,14 @@ export const ROUTES: readonly RouteDefinition[] = [
   { ref: 'F7', method: 'DELETE', path: `${FN}/${VERSION}`, handler: 'functions', scope: 'delete_function' },
   { ref: 'F8', method: 'PUT', path: `/v2/nvcf/metadata/functions/${VERSION}`, handler: 'functions', scope: 'update_function' },
   { ref: 'S1', method: 'PUT', path: `/v2/nvcf/secrets/functions/${VERSION}`, handler: 'functions', scope: 'update_secrets' },
+
+  // Registry credentials: served by the functions Lambda, which already seals secrets with the installation's key.
+  { ref: 'R1', method: 'POST', path: REGISTRY_CREDENTIALS, handler: 'functions', scope: 'manage_registry_credentials' },
+  { ref: 'R2', method: 'GET', path: REGISTRY_CREDENTIALS, handler: 'functions', scope: 'manage_registry_credentials' },
+  { ref: 'R3', method: 'GET', path: `${REGISTRY_CREDENTIALS}/{registryCredentialId}`, handler: 'functions', scope: 'manage_registry_credentials' },
+  { ref: 'R4', method: 'PATCH', path: `${REGISTRY_CREDENTIALS}/{registryCredentialId}`, handler: 'functions', scope: 'manage_registry_credentials' },
+  { ref: 'R5', method: 'DELETE', path: `${REGISTRY_CREDENTIALS}/{registryCredentialId}`, handler: 'functions', scope: 'manage_registry_credentials' },
+  { ref: 'R6', method: 'GET', path: '/v2/nvcf/recognized-registries', handler: 'functions', scope: 'manage_registry_credentials' },
 
   { ref: 'D1', method: 'POST', path: DEPLOYMENT, handler: 'deployments', scope: 'deploy_function' },
   { ref: 'D2', method: 'GET', path: DEPLOYMENT, handler: 'deployments', scope: 'deploy_function' },

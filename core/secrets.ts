@@ -164,15 +164,15 @@ export function secretsDocument(secrets: readonly SecretEntry[]): string {
   return JSON.stringify(Object.fromEntries(secrets.map(({ name, value }) => [name, value])));
 }
 
-/** Seals a version's whole set of secrets under a new data key. */
-export async function sealSecrets(secrets: readonly SecretEntry[], owner: SecretsOwner, provider: DataKeyProvider = dataKeyProvider()): Promise<SealedSecrets> {
-  const context = encryptionContext(owner);
+/** A text sealed under a fresh data key bound to an encryption context: what a secret set and a registry credential keep. */
+export type SealedBox = Pick<SealedSecrets, 'keyProvider' | 'wrappedKey' | 'iv' | 'ciphertext' | 'tag'>;
+
+/** Seals `plaintext` under a new data key wrapped for `context` (also the GCM additional data). */
+export async function sealBox(plaintext: string, context: Record<string, string>, provider: DataKeyProvider = dataKeyProvider()): Promise<SealedBox> {
   const { plaintext: dataKey, wrapped } = await provider.generateDataKey(context);
   try {
-    const { iv, ciphertext, tag } = seal(dataKey, Buffer.from(secretsDocument(secrets), 'utf8'), additionalData(context));
+    const { iv, ciphertext, tag } = seal(dataKey, Buffer.from(plaintext, 'utf8'), additionalData(context));
     return {
-      names: secrets.map((secret) => secret.name),
-      revision: randomUUID(),
       keyProvider: provider.kind,
       wrappedKey: wrapped.toString('base64'),
       iv: iv.toString('base64'),
@@ -185,6 +185,35 @@ export async function sealSecrets(secrets: readonly SecretEntry[], owner: Secret
 }
 
 /**
+ * The text of a sealed box; throws SecretsUnavailable, naming `what` and no value, when it does not open for
+ * `context` (the context of `owner`: a version, a credential).
+ */
+export async function openBox(box: SealedBox, context: Record<string, string>, { what, owner }: { what: string; owner: string }, provider: DataKeyProvider = dataKeyProvider()): Promise<string> {
+  if (box.keyProvider !== provider.kind) {
+    throw new SecretsUnavailable(`${what} were sealed with the ${box.keyProvider} key, but this installation uses the ${provider.kind} key`);
+  }
+  let dataKey: Buffer;
+  try {
+    dataKey = await provider.unwrapDataKey(Buffer.from(box.wrappedKey, 'base64'), context);
+  } catch (error) {
+    throw new SecretsUnavailable(`${what} cannot be opened: their data key does not unwrap for this ${owner} (${(error as Error).name})`);
+  }
+  try {
+    return open(dataKey, { iv: Buffer.from(box.iv, 'base64'), ciphertext: Buffer.from(box.ciphertext, 'base64'), tag: Buffer.from(box.tag, 'base64') }, additionalData(context)).toString('utf8');
+  } catch {
+    throw new SecretsUnavailable(`${what} cannot be opened: the sealed text does not authenticate for this ${owner}`);
+  } finally {
+    dataKey.fill(0);
+  }
+}
+
+/** Seals a version's whole set of secrets under a new data key. */
+export async function sealSecrets(secrets: readonly SecretEntry[], owner: SecretsOwner, provider: DataKeyProvider = dataKeyProvider()): Promise<SealedSecrets> {
+  const box = await sealBox(secretsDocument(secrets), encryptionContext(owner), provider);
+  return { names: secrets.map((secret) => secret.name), revision: randomUUID(), ...box };
+}
+
+/**
  * The secrets file's content (JSON object name → value) of a sealed set;
  * throws SecretsUnavailable when it does not open for `owner`.
  */
@@ -194,26 +223,5 @@ export async function openSecrets(sealed: SealedSecrets, owner: SecretsOwner, pr
   if (Array.isArray(sealed) || !sealed.keyProvider) {
     throw new SecretsUnavailable(`${what} were stored before secrets were sealed at rest; replace them with PUT /v2/nvcf/secrets/functions/${owner.functionId}/versions/${owner.versionId}`);
   }
-  if (sealed.keyProvider !== provider.kind) {
-    throw new SecretsUnavailable(`${what} were sealed with the ${sealed.keyProvider} key, but this installation uses the ${provider.kind} key`);
-  }
-  const context = encryptionContext(owner);
-  let dataKey: Buffer;
-  try {
-    dataKey = await provider.unwrapDataKey(Buffer.from(sealed.wrappedKey, 'base64'), context);
-  } catch (error) {
-    throw new SecretsUnavailable(`${what} cannot be opened: their data key does not unwrap for this version (${(error as Error).name})`);
-  }
-  try {
-    const plaintext = open(
-      dataKey,
-      { iv: Buffer.from(sealed.iv, 'base64'), ciphertext: Buffer.from(sealed.ciphertext, 'base64'), tag: Buffer.from(sealed.tag, 'base64') },
-      additionalData(context),
-    );
-    return plaintext.toString('utf8');
-  } catch {
-    throw new SecretsUnavailable(`${what} cannot be opened: the sealed set does not authenticate for this version`);
-  } finally {
-    dataKey.fill(0);
-  }
+  return openBox(sealed, encryptionContext(owner), { what, owner: 'version' }, provider);
 }

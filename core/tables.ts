@@ -18,7 +18,7 @@ export interface GlobalIndexDefinition {
 
 export interface TableDefinition {
   /** Logical name used for construct ids and outputs. */
-  id: 'Functions' | 'Instances' | 'Invocations' | 'Assets' | 'ApiKeys';
+  id: 'Functions' | 'Instances' | 'Invocations' | 'Assets' | 'ApiKeys' | 'RegistryCredentials';
   /** Environment variable that carries the physical table name. */
   envVar: string;
   partitionKey: KeyAttribute;
@@ -89,6 +89,14 @@ export const TABLES = {
     id: 'ApiKeys',
     envVar: ENV.apiKeysTable,
     partitionKey: { name: 'keyHash', type: 'S' },
+    globalIndexes: [],
+  },
+  /** One item per registry credential, under its account: another account's id finds nothing. */
+  registryCredentials: {
+    id: 'RegistryCredentials',
+    envVar: ENV.registryCredentialsTable,
+    partitionKey: { name: 'accountId', type: 'S' },
+    sortKey: { name: 'registryCredentialId', type: 'S' },
     globalIndexes: [],
   },
 } as const satisfies Record<string, TableDefinition>;

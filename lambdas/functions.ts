@@ -1,6 +1,6 @@
 /**
  * F1–F8: create, list, get, delete and tag function versions (nvcf-api.md §2.1);
- * S1: replace a version's secrets (§2.8).
+ * S1: replace a version's secrets (§2.8); R1–R6: registry credentials (lambdas/shared/registry-credentials.ts).
  * The rules of a function definition live in core/function-schemas.ts and the
  * storage in core/functions.ts; this file parses requests and renders NVCF's
  * Function object.
@@ -24,6 +24,7 @@ import { createApiHandler } from './http/handler';
 import { parseJsonBody, parseQuery, queryFlag, uuidParam, versionIds, type ApiRequest } from './http/request';
 import { json, noContent, type ApiResponse } from './http/responses';
 import { toFunctionJson } from './shared/function-json';
+import { registryCredentialRoutes } from './shared/registry-credentials';
 
 const VISIBILITIES = ['authorized', 'private', 'public'] as const;
 
@@ -124,7 +125,7 @@ async function updateSecrets(req: ApiRequest): Promise<ApiResponse> {
   return noContent();
 }
 
-/** Serves F1–F8 and S1 of core/routes.ts. */
+/** Serves F1–F8, S1 and the registry credentials R1–R6 of core/routes.ts. */
 export const handler = createApiHandler('functions', {
   F1: createFunction,
   F2: createFunctionVersion,
@@ -135,4 +136,5 @@ export const handler = createApiHandler('functions', {
   F7: deleteFunctionVersion,
   F8: updateMetadata,
   S1: updateSecrets,
+  ...registryCredentialRoutes,
 });

@@ -21,7 +21,7 @@ import { gpuOffers } from './config';
 import type { DataStore } from './data-store';
 import type { FunctionLogs } from './function-logs';
 import type { GpuCluster } from './gpu-cluster';
-import { acknowledge, acknowledgeWildcard, objectStatement, queueArnPattern, queueStatement, secretsKeyStatement, type BucketPrefix } from './iam';
+import { acknowledge, acknowledgeWildcard, objectStatement, queueArnPattern, queueStatement, registryCredentialsKeyStatement, secretsKeyStatement, type BucketPrefix } from './iam';
 
 export type LambdaName = ApiHandlerName | 'authorizer' | 'sweeper';
 
@@ -181,10 +181,15 @@ export class ApiFunctions extends Construct {
     tables.instances.grantReadData(role('functions'));
     // Seals secrets on create and on PUT; it cannot open them (no kms:Decrypt).
     role('functions').addToPrincipalPolicy(secretsKeyStatement(data.secretsKey, 'seal'));
+    // Registry credentials (R1–R6): stored per account, sealed with the same key under their own context; never opened here.
+    tables.registryCredentials.grant(role('functions'), 'dynamodb:Query', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem');
+    role('functions').addToPrincipalPolicy(registryCredentialsKeyStatement(data.secretsKey, 'seal'));
 
     tables.functions.grantReadWriteData(role('deployments'));
     // Undeploy errors the invocations still waiting in the version's queues (PutItem: a sync call not stored yet).
     tables.invocations.grant(role('deployments'), 'dynamodb:UpdateItem', 'dynamodb:PutItem');
+    // Deploy checks the owner holds a credential for NGC models and resources (never opens one).
+    tables.registryCredentials.grant(role('deployments'), 'dynamodb:Query');
     // Deploy creates (and tags) a deployment's queues; undeploy tags them retired and drains them. The sweeper deletes them.
     role('deployments').addToPrincipalPolicy(
       queueStatement(['sqs:CreateQueue', 'sqs:GetQueueAttributes', 'sqs:TagQueue', 'sqs:ReceiveMessage', 'sqs:DeleteMessage'], this),

@@ -14,7 +14,7 @@ import { PROJECT_ROOT } from './api-functions';
 import type { CpuArch, ResolvedConfig } from './config';
 import type { DataStore } from './data-store';
 import { SYSTEM_NODE_LABEL, type GpuCluster } from './gpu-cluster';
-import { acknowledge, acknowledgeWildcard, listBucketStatement, objectStatement, putMetricDataStatement, queueArnPattern, queueStatement, secretsKeyStatement, type BucketPrefix } from './iam';
+import { acknowledge, acknowledgeWildcard, listBucketStatement, objectStatement, putMetricDataStatement, queueArnPattern, queueStatement, registryCredentialsKeyStatement, secretsKeyStatement, type BucketPrefix } from './iam';
 import { PodIdentityRole } from './pod-identity';
 
 /**
@@ -133,6 +133,9 @@ export class GpuAgent extends Construct {
     queueKey?.grant(role, 'kms:GenerateDataKey', 'kms:Decrypt');
     // The write-secrets init container and the worker open the version's secrets for its file.
     role.addToPrincipalPolicy(secretsKeyStatement(data.secretsKey, 'open'));
+    // fetch-artifacts downloads NGC models and resources with the owner's credential: it lists the owner's and opens one.
+    tables.registryCredentials.grant(role, 'dynamodb:Query');
+    role.addToPrincipalPolicy(registryCredentialsKeyStatement(data.secretsKey, 'open'));
 
     const { policy } = identity;
     acknowledgeFunctionsIndex(identity, data);

@@ -9,7 +9,7 @@ import type * as s3 from 'aws-cdk-lib/aws-s3';
 import type { IConstruct } from 'constructs';
 // cdk-nag's own flattening (not exported from its index), pinned with cdk-nag's version.
 import { flattenCfnReference } from 'cdk-nag/lib/utils/flatten-cfn-reference.js';
-import { DEFAULT_QUEUE_PREFIX, METRICS_NAMESPACE, S3_PREFIX, SECRETS_ENCRYPTION_CONTEXT_KEYS, SECRETS_KMS_ACTIONS } from '../core/names';
+import { DEFAULT_QUEUE_PREFIX, METRICS_NAMESPACE, REGISTRY_CREDENTIAL_ENCRYPTION_CONTEXT_KEYS, S3_PREFIX, SECRETS_ENCRYPTION_CONTEXT_KEYS, SECRETS_KMS_ACTIONS } from '../core/names';
 
 export type QueueAction =
   | 'sqs:CreateQueue'
@@ -62,6 +62,24 @@ export function secretsKeyStatement(key: kms.IKey, use: keyof typeof SECRETS_KMS
     resources: [key.keyArn],
     conditions: {
       'ForAllValues:StringEquals': { 'kms:EncryptionContextKeys': [...SECRETS_ENCRYPTION_CONTEXT_KEYS] },
+      Null: { 'kms:EncryptionContextKeys': 'false' },
+    },
+  });
+}
+
+/**
+ * Use of the same key for registry credentials (core/registry-credentials.ts): `seal` for the
+ * functions Lambda that stores them, `open` for the agent identities that pull with them. Only
+ * under the credentials' own context {account, registryCredentialId}, so neither this grant nor
+ * the secrets one opens what the other sealed.
+ */
+export function registryCredentialsKeyStatement(key: kms.IKey, use: keyof typeof SECRETS_KMS_ACTIONS): iam.PolicyStatement {
+  return new iam.PolicyStatement({
+    sid: use === 'seal' ? 'SealRegistryCredentials' : 'OpenRegistryCredentials',
+    actions: [...SECRETS_KMS_ACTIONS[use]],
+    resources: [key.keyArn],
+    conditions: {
+      'ForAllValues:StringEquals': { 'kms:EncryptionContextKeys': [...REGISTRY_CREDENTIAL_ENCRYPTION_CONTEXT_KEYS] },
       Null: { 'kms:EncryptionContextKeys': 'false' },
     },
   });

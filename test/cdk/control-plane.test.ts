@@ -268,8 +268,8 @@ describe('least privilege per Lambda', () => {
       }
       return result;
     };
-    expect(access('functions')).toEqual({ functions: 'write', instances: 'read' });
-    expect(access('deployments')).toEqual({ functions: 'write', invocations: 'write' });
+    expect(access('functions')).toEqual({ functions: 'write', instances: 'read', registryCredentials: 'write' });
+    expect(access('deployments')).toEqual({ functions: 'write', invocations: 'write', registryCredentials: 'read' });
     expect(access('assets')).toEqual({ assets: 'write' });
     expect(access('queues')).toEqual({ functions: 'read', invocations: 'read' });
     expect(access('gpus')).toEqual({});

@@ -8,7 +8,7 @@
  * pins that against a KMS stand-in).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ENV as ENV_NAMES, K8S, SECRETS_ENCRYPTION_CONTEXT_KEYS, SECRETS_KMS_ACTIONS } from '../../core/names';
+import { ENV as ENV_NAMES, K8S, REGISTRY_CREDENTIAL_ENCRYPTION_CONTEXT_KEYS, SECRETS_ENCRYPTION_CONTEXT_KEYS, SECRETS_KMS_ACTIONS } from '../../core/names';
 import { LAMBDA_NAMES } from '../../lib/api-functions';
 import { actionsOf, find, logicalId, roleStatements, synthesize, type Statement, type Synthesized } from './support';
 
@@ -32,6 +32,11 @@ const CONTEXT_CONDITION = {
   'ForAllValues:StringEquals': { 'kms:EncryptionContextKeys': [...SECRETS_ENCRYPTION_CONTEXT_KEYS] },
   Null: { 'kms:EncryptionContextKeys': 'false' },
 };
+/** Registry credentials use the same key only under their own context keys (core/registry-credentials.ts). */
+const CREDENTIAL_CONDITION = {
+  'ForAllValues:StringEquals': { 'kms:EncryptionContextKeys': [...REGISTRY_CREDENTIAL_ENCRYPTION_CONTEXT_KEYS] },
+  Null: { 'kms:EncryptionContextKeys': 'false' },
+};
 
 describe('the secrets key', () => {
   it('is a customer-managed key with rotation on', () => {
@@ -49,12 +54,19 @@ describe('the secrets key', () => {
 
   it('lets the functions Lambda seal (GenerateDataKey) and never open, only under the platform encryption context', () => {
     const statements = roleStatements(synth.template, logicalId(synth.stack.functions.functions.functions.role as never)).filter((s) => JSON.stringify(s.Resource).includes(keyArn()));
-    expect(statements).toEqual([{ Sid: 'SealFunctionSecrets', Effect: 'Allow', Action: SECRETS_KMS_ACTIONS.seal[0], Resource: JSON.parse(keyArn()), Condition: CONTEXT_CONDITION }]);
+    expect(statements).toEqual([
+      { Sid: 'SealFunctionSecrets', Effect: 'Allow', Action: SECRETS_KMS_ACTIONS.seal[0], Resource: JSON.parse(keyArn()), Condition: CONTEXT_CONDITION },
+      { Sid: 'SealRegistryCredentials', Effect: 'Allow', Action: SECRETS_KMS_ACTIONS.seal[0], Resource: JSON.parse(keyArn()), Condition: CREDENTIAL_CONDITION },
+    ]);
   });
 
   it('lets the worker identity (worker sidecar and write-secrets) open, only under the platform encryption context', () => {
     const statements = roleStatements(synth.template, logicalId(synth.stack.agent!.workerIdentity.role)).filter((s) => JSON.stringify(s.Resource).includes(keyArn()));
-    expect(statements).toEqual([{ Sid: 'OpenFunctionSecrets', Effect: 'Allow', Action: SECRETS_KMS_ACTIONS.open[0], Resource: JSON.parse(keyArn()), Condition: CONTEXT_CONDITION }]);
+    expect(statements).toEqual([
+      { Sid: 'OpenFunctionSecrets', Effect: 'Allow', Action: SECRETS_KMS_ACTIONS.open[0], Resource: JSON.parse(keyArn()), Condition: CONTEXT_CONDITION },
+      // fetch-artifacts: NGC models and resources with the owner's credential.
+      { Sid: 'OpenRegistryCredentials', Effect: 'Allow', Action: SECRETS_KMS_ACTIONS.open[0], Resource: JSON.parse(keyArn()), Condition: CREDENTIAL_CONDITION },
+    ]);
   });
 
   it('lets the controller open too, for the Secret of a Helm function’s chart, under the same condition', () => {
@@ -71,5 +83,27 @@ describe('the secrets key', () => {
     ]);
     for (const [role, statements] of Object.entries(grants)) expect([role, actionsOf(statements)]).toEqual([role, [...(allowed.get(role) ?? [])]]);
     expect(Object.keys(grants).sort()).toEqual([...allowed.keys()].sort());
+  });
+});
+
+describe('the registry credentials table', () => {
+  const tableArn = () => JSON.stringify({ 'Fn::GetAtt': [logicalId(synth.stack.data.tables.registryCredentials), 'Arn'] });
+  /** The DynamoDB actions each role holds on the table, by role logical id. */
+  function tableGrants(): Record<string, string[]> {
+    const grants: Record<string, string[]> = {};
+    for (const policy of Object.values(synth.template.findResources('AWS::IAM::Policy'))) {
+      const statements = (policy.Properties.PolicyDocument.Statement as Statement[]).filter((s) => JSON.stringify(s.Resource).includes(tableArn()));
+      for (const role of policy.Properties.Roles as { Ref: string }[]) if (statements.length) (grants[role.Ref] ??= []).push(...actionsOf(statements));
+    }
+    return grants;
+  }
+
+  it('is read and written by the functions Lambda (R1–R6), queried by deploy and by fetch-artifacts, and by no other role', () => {
+    const role = (fn: { role?: unknown }) => logicalId(fn.role as never);
+    expect(tableGrants()).toEqual({
+      [role(synth.stack.functions.functions.functions)]: ['dynamodb:DeleteItem', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:UpdateItem'],
+      [role(synth.stack.functions.functions.deployments)]: ['dynamodb:Query'],
+      [logicalId(synth.stack.agent!.workerIdentity.role)]: ['dynamodb:Query'],
+    });
   });
 });
