@@ -32,7 +32,7 @@ function specificationJson(spec: GpuSpecification) {
 }
 
 /** NVCF's Deployment object; healthInfo only when instances failed or are not healthy yet, no requestQueueUrl. */
-function deploymentJson(record: DeployedVersion) {
+export function deploymentJson(record: DeployedVersion) {
   const { deployment } = record;
   const progress = record.status === 'DEPLOYING' && deployment.healthProgress ? [deployment.healthProgress] : [];
   return {

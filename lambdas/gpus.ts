@@ -3,7 +3,7 @@
  * NVCF's shapes (nvcf-api.md §2.6 and §7). The whole cluster is one cluster
  * group, visible to every account as its own.
  */
-import { AWS_BACKEND, gpuCluster, gpuOffers, stableUuid, type GpuOffer } from '../core/gpus';
+import { AWS_BACKEND, gpuCluster, gpuOffers, stableUuid, type GpuCluster, type GpuOffer } from '../core/gpus';
 import { createApiHandler } from './http/handler';
 import type { ApiRequest } from './http/request';
 import { json, type ApiResponse } from './http/responses';
@@ -12,10 +12,9 @@ function instanceTypes(offer: GpuOffer) {
   return offer.instanceTypes.map((name, i) => ({ name, description: `${offer.gpu} GPU on ${name}`, default: i === 0 }));
 }
 
-async function listClusterGroups(req: ApiRequest): Promise<ApiResponse> {
-  const [cluster, offers] = await Promise.all([gpuCluster(), gpuOffers()]);
-  const accountId = req.caller.accountId;
-  return json(200, {
+/** G1's body (exported for the typed client's types). */
+export function clusterGroupsJson(cluster: GpuCluster, offers: readonly GpuOffer[], accountId: string) {
+  return {
     clusterGroups: [
       {
         id: stableUuid(`cluster-group:${cluster.name}`),
@@ -26,15 +25,21 @@ async function listClusterGroups(req: ApiRequest): Promise<ApiResponse> {
         gpus: offers.map((offer) => ({ name: offer.gpu, instanceTypes: instanceTypes(offer) })),
       },
     ],
-  });
+  };
+}
+
+/** G2's body, a bare array as NVCF answers it (exported for the typed client's types). */
+export function supportedGpusJson(offers: readonly GpuOffer[]) {
+  return offers.map((offer) => ({ gpu: offer.gpu, backend: AWS_BACKEND, instanceTypes: offer.instanceTypes }));
+}
+
+async function listClusterGroups(req: ApiRequest): Promise<ApiResponse> {
+  const [cluster, offers] = await Promise.all([gpuCluster(), gpuOffers()]);
+  return json(200, clusterGroupsJson(cluster, offers, req.caller.accountId));
 }
 
 async function listSupportedGpus(): Promise<ApiResponse> {
-  const offers = await gpuOffers();
-  return json(
-    200,
-    offers.map((offer) => ({ gpu: offer.gpu, backend: AWS_BACKEND, instanceTypes: offer.instanceTypes })),
-  );
+  return json(200, supportedGpusJson(await gpuOffers()));
 }
 
 /** Serves G1 and G2 of core/routes.ts. */

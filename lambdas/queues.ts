@@ -10,7 +10,7 @@ import { createApiHandler } from './http/handler';
 import { uuidParam, versionIds, type ApiRequest } from './http/request';
 import { json, type ApiResponse } from './http/responses';
 
-async function queueEntry(version: DeployedVersion) {
+export async function queueEntry(version: DeployedVersion) {
   const counts = await queueCounts(version.deployment.queueUrl);
   return {
     functionVersionId: version.versionId,

@@ -320,7 +320,7 @@ async function main(): Promise<void> {
       say(`sweeper: ${(error as Error).message}`);
     }
   });
-  const unpublish = await publishLocalStack(stackEnv);
+  const unpublish = await publishLocalStack(stackEnv, { url: server.url, apiKey });
 
   say(`API key (account "${LOCAL_ACCOUNT_ID}"): ${apiKey}`);
   say(`images from ${imagesPath}${dataDir ? `; state in ${dataDir}` : '; state in memory'}`);
