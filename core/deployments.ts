@@ -24,7 +24,8 @@ import { UpdateNodegroupConfigCommand } from '@aws-sdk/client-eks';
 import { ScanCommand } from '@aws-sdk/lib-dynamodb';
 import { randomBytes } from 'node:crypto';
 import { dynamo, eks } from './aws';
-import { artifactObjectKey } from './artifacts';
+import { artifactObjectKey, ngcArtifactPath } from './artifacts';
+import { NGC_MODELS_HOST, registryCredentialFor } from './registry-credentials';
 import { bucketName, clusterName, maxReceiveCount, tableName } from './config';
 import type { DeploymentRequest, GpuSpecificationInput } from './deployment-schemas';
 import { UNDEPLOYED_ERROR, deadLetteredError, drainQueue } from './drain';
@@ -180,16 +181,34 @@ export interface DeploymentChange<T> {
   nodegroupError?: unknown;
 }
 
-/** Every model and resource must be an object the function pods may read; 400 naming each one that is not. */
-function checkArtifacts(record: FunctionVersionRecord): void {
+/**
+ * Every model and resource must be an object the function pods may read, or an
+ * NGC model or resource the owner holds an NGC credential for; 400 naming each
+ * one that is not (and, for NGC, the credential that is missing).
+ */
+async function checkArtifacts(record: FunctionVersionRecord): Promise<void> {
   const bucket = bucketName();
-  const problems = (['models', 'resources'] as const).flatMap((field) =>
-    (record[field] ?? []).flatMap((artifact, i) => {
+  const problems: string[] = [];
+  for (const field of ['models', 'resources'] as const) {
+    for (const [i, artifact] of (record[field] ?? []).entries()) {
+      const ngc = ngcArtifactPath(artifact);
+      if (ngc) {
+        if (!(await registryCredentialFor(record.accountId, NGC_MODELS_HOST, ngc.kind))) problems.push(`${field}[${i}]: ${missingNgcCredential(artifact.name, ngc.kind)}`);
+        continue;
+      }
       const found = artifactObjectKey(artifact, bucket);
-      return 'problem' in found ? [`${field}[${i}]: ${found.problem}`] : [];
-    }),
-  );
+      if ('problem' in found) problems.push(`${field}[${i}]: ${found.problem}`);
+    }
+  }
   if (problems.length > 0) throw badRequest(`${versionLabel(record.functionId, record.versionId)} cannot be deployed: ${problems.join('; ')}`);
+}
+
+/** What to do when an NGC artifact has no credential to be fetched with. */
+function missingNgcCredential(name: string, kind: 'MODEL' | 'RESOURCE'): string {
+  return (
+    `"${name}" comes from NGC, and this account has no registry credential for NGC (${NGC_MODELS_HOST}) listing ${kind}; add one with POST /v2/nvcf/registry-credentials ` +
+    `{"registryHostname": "nvcr.io", "secret": {"name": "$oauthtoken", "value": "<NGC API key>"}, "artifactTypes": ["${kind}"]}, or add ${kind} to your NGC credential with PATCH`
+  );
 }
 
 /** D1: deploys an INACTIVE version; the version becomes DEPLOYING (ACTIVE when no instance is required). */
@@ -203,7 +222,7 @@ export async function deployVersion(accountId: string, functionId: string, versi
   }
   const offers = await gpuOffers();
   const specifications = validateSpecifications(record, request.deploymentSpecifications, offers, clusterName() ?? LOCAL_CLUSTER_NAME);
-  checkArtifacts(record);
+  await checkArtifacts(record);
 
   const queues = await createQueues(record);
   const now = new Date().toISOString();

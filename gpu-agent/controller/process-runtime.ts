@@ -15,6 +15,7 @@ import { createInterface } from 'node:readline';
 import * as z from 'zod';
 import { formatLocalLogLine, localInstanceLogDir, localLogFileName } from '../../core/function-logs';
 import { DEFAULT_TRITON_IMAGE, ENV } from '../../core/names';
+import { fetchArtifacts } from '../fetch-artifacts';
 import { deliverSecrets, SECRETS_FILE_NAME } from '../secrets-file';
 import { WORKER_ENV, WORKER_EXIT_UNHEALTHY } from '../worker/config';
 import { containerEnvironment, workerEnvironment, type PlatformContext } from './environment';
@@ -207,9 +208,11 @@ export class ProcessRuntime implements Runtime {
     const id = `local-${randomUUID().slice(0, 8)}`;
     const port = await freePort();
     const dir = join(this.options.workDir, 'instances', id);
-    await Promise.all(['assets', 'outputs', 'secrets'].map((sub) => mkdir(join(dir, sub), { recursive: true })));
-    // The init step of a pod: the file exists before the command starts; the worker keeps it current.
+    await Promise.all(['assets', 'outputs', 'secrets', 'config'].map((sub) => mkdir(join(dir, sub), { recursive: true })));
+    // The init steps of a pod: the secrets file and the models and resources exist before the command starts;
+    // the worker keeps the file current. `{config}` is the instance's /config.
     const secretsFile = join(dir, 'secrets', SECRETS_FILE_NAME);
+    const configDir = join(dir, 'config');
     try {
       await deliverSecrets(version.functionId, version.versionId, secretsFile);
     } catch (error) {
@@ -217,9 +220,16 @@ export class ProcessRuntime implements Runtime {
       await rm(dir, { recursive: true, force: true });
       return;
     }
+    try {
+      if ((version.models?.length ?? 0) + (version.resources?.length ?? 0) > 0) await fetchArtifacts(version, configDir);
+    } catch (error) {
+      entry.failure = `downloading the version's models and resources failed: ${(error as Error).message}`;
+      await rm(dir, { recursive: true, force: true });
+      return;
+    }
 
     const hostEnv = Object.fromEntries(HOST_ENV.flatMap((name) => (process.env[name] ? [[name, process.env[name]!]] : [])));
-    const substitute = (text: string) => text.replaceAll('{port}', String(port)).replaceAll('{secrets}', secretsFile);
+    const substitute = (text: string) => text.replaceAll('{port}', String(port)).replaceAll('{secrets}', secretsFile).replaceAll('{config}', configDir);
     const [program, ...args] = image.command.map(substitute);
     const imageEnv = Object.fromEntries(Object.entries(image.env ?? {}).map(([name, value]) => [name, substitute(value)]));
     const command = spawn(program!, [...args, ...(version.containerArgs ? version.containerArgs.split(/\s+/).filter(Boolean) : [])], {

@@ -167,7 +167,8 @@ describe('deployments', () => {
       });
       const response = await deploy(version);
       expect(response.statusCode).toBe(400);
-      expect(response.json.detail).toContain(`models[0]: "ngc-model" has URI "v2/org/cf/org/models/m/versions/1/zip", which is not an s3:// URI; upload it to s3://${bucket}/models/`);
+      // An NGC URI is fetched with the owner's NGC credential, which this account does not have.
+      expect(response.json.detail).toContain('models[0]: "ngc-model" comes from NGC, and this account has no registry credential for NGC (api.ngc.nvidia.com) listing MODEL; add one with POST /v2/nvcf/registry-credentials');
       expect(response.json.detail).toContain('resources[1]: "elsewhere" is at s3://another-bucket/models/x, outside');
       expect(response.json.detail).not.toContain('resources[0]');
       expect((await getVersion(version.functionId, version.versionId))?.status).toBe('INACTIVE');

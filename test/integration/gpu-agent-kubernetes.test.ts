@@ -2,10 +2,13 @@
  * The Kubernetes runtime's paths that reach AWS, on the local emulators:
  * a crash-looping pod turns its DEPLOYING version into ERROR with healthInfo
  * (through the shared Controller and the real DynamoDB calls), and the
- * fetch-artifacts role downloads and unpacks models from the platform bucket.
+ * fetch-artifacts role downloads and unpacks models from the platform bucket
+ * and from a stand-in for NGC's API with the owner's registry credential.
  */
 import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
@@ -14,6 +17,7 @@ import { s3 } from '../../core/aws';
 import { bucketName } from '../../core/config';
 import { getVersion } from '../../core/functions';
 import { K8S } from '../../core/names';
+import { createRegistryCredential, updateRegistryCredential } from '../../core/registry-credentials';
 import { main as fetchArtifactsMain } from '../../gpu-agent/fetch-artifacts';
 import { KubernetesRuntime } from '../../gpu-agent/controller/kubernetes';
 import { Controller } from '../../gpu-agent/controller/reconcile';
@@ -136,8 +140,44 @@ describe('fetch-artifacts', () => {
     const code = await fetchArtifactsMain({ ...process.env, NVCF_FUNCTION_ID: version.functionId, NVCF_FUNCTION_VERSION_ID: version.versionId, NVCF_ARTIFACTS_DIR: join(scratch, 'c2'), NVCF_TERMINATION_LOG: termination });
     expect(code).toBe(1);
     expect(readFileSync(termination, 'utf8')).toBe(
-      `"llm" has URI "https://api.ngc.nvidia.com/v2/models/org/llm/versions/1/files", which is not an s3:// URI; upload it to s3://${bucketName()}/models/... and use that URI`,
+      `"llm" has URI "https://api.ngc.nvidia.com/v2/models/org/llm/versions/1/files", which is neither an s3:// URI nor an NGC model or resource URI; upload it to s3://${bucketName()}/models/... and use that URI, or use an NGC URI v2/org/<org>/models/<name>/versions/<version>/zip`,
     );
+  });
+
+  it('fetches an NGC model with the owner’s credential, and names NGC and the status in the termination log when the key is refused', async () => {
+    const zip = join(scratch, 'ngc.zip');
+    execFileSync('zip', ['-q', '-r', zip, 'weights'], { cwd: join(scratch, 'source') });
+    const asked: (string | undefined)[] = [];
+    const ngc = createServer((request, response) => {
+      asked.push(request.headers.authorization);
+      if (request.headers.authorization !== 'Bearer right-key') return response.writeHead(401).end();
+      response.writeHead(200, { 'content-type': 'application/zip' }).end(readFileSync(zip));
+    });
+    await new Promise<void>((resolve) => ngc.listen(0, '127.0.0.1', resolve));
+    const ngcUrl = `http://127.0.0.1:${(ngc.address() as AddressInfo).port}`;
+    try {
+      const owner = 'acct-ngc-fetch';
+      const credential = await createRegistryCredential(owner, { registryHostname: 'nvcr.io', secret: { name: '$oauthtoken', value: 'wrong-key' }, artifactTypes: ['MODEL'] });
+      // Another account's credential for NGC, with the right key: never used for this owner's version.
+      await createRegistryCredential('acct-ngc-other', { registryHostname: 'nvcr.io', secret: { name: '$oauthtoken', value: 'right-key' }, artifactTypes: ['MODEL'] });
+      const version = await putVersion(owner, { models: [{ name: 'llm', version: '1', uri: 'v2/org/my-org/team/t/models/llm/versions/2/zip' }] });
+      const env = { ...process.env, NVCF_NGC_API_URL: ngcUrl, NVCF_FUNCTION_ID: version.functionId, NVCF_FUNCTION_VERSION_ID: version.versionId };
+      const termination = join(scratch, 'termination-log-ngc');
+
+      expect(await fetchArtifactsMain({ ...env, NVCF_ARTIFACTS_DIR: join(scratch, 'c-ngc1'), NVCF_TERMINATION_LOG: termination })).toBe(1);
+      const reason = readFileSync(termination, 'utf8');
+      expect(reason).toMatch(/^NGC \(127\.0\.0\.1:\d+\) answered HTTP 401 for "llm" \(v2\/org\/my-org\/team\/t\/models\/llm\/versions\/2\/zip\)/);
+      expect(reason).toContain(`PATCH /v2/nvcf/registry-credentials/${credential.registryCredentialId}`);
+      expect(reason).not.toContain('wrong-key');
+      expect(asked).toEqual(['Bearer wrong-key']);
+
+      await updateRegistryCredential(owner, credential.registryCredentialId, { secret: { name: '$oauthtoken', value: 'right-key' } });
+      const config = join(scratch, 'c-ngc2');
+      expect(await fetchArtifactsMain({ ...env, NVCF_ARTIFACTS_DIR: config })).toBe(0);
+      expect(readFileSync(join(config, 'models', 'llm', 'weights', 'layer0.bin'), 'utf8')).toBe('tensor bytes');
+    } finally {
+      await new Promise((resolve) => ngc.close(resolve));
+    }
   });
 
   it('names the object it cannot read', async () => {
