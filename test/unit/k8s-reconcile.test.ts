@@ -178,6 +178,17 @@ describe('failure surfacing', () => {
     expect(failureOf([pulling('ImagePullBackOff', IMAGE_PULL_GRACE_MS + 1000, 'init')])).toContain('container "fetch-artifacts"');
   });
 
+  it('reports a pull the registry refuses (401/403: a wrong or missing credential) at once, naming the registry and the status', () => {
+    const refused = (message: string) =>
+      pod({ conditions: [{ type: 'PodScheduled', status: 'True', lastTransitionTime: at(1000) }, { type: 'Initialized', status: 'True', lastTransitionTime: at(1000) }], containerStatuses: [{ name: 'inference', image: 'nvcr.io/my-org/echo:1', state: { waiting: { reason: 'ErrImagePull', message } } }] }, { ageMs: 1000 });
+    const failure = failureOf([refused('failed to pull and unpack image "nvcr.io/my-org/echo:1": failed to resolve reference "nvcr.io/my-org/echo:1": unexpected status from HEAD request to https://nvcr.io/v2/my-org/echo/manifests/1: 401 Unauthorized')]);
+    expect(failure).toMatch(/^cannot pull image "nvcr.io\/my-org\/echo:1" of container "inference": the registry nvcr.io answered HTTP 401 Unauthorized \(ErrImagePull: /);
+    expect(failure).toContain('registry credential for nvcr.io listing CONTAINER');
+    expect(failureOf([refused('failed to authorize: failed to fetch anonymous token: unexpected status: 403 Forbidden')])).toContain('the registry nvcr.io answered HTTP 403 Forbidden');
+    // Anything else is still given kubelet's retries first.
+    expect(failureOf([refused('failed to do request: dial tcp: i/o timeout')])).toBeUndefined();
+  });
+
   it('reports a malformed image name at once', () => {
     expect(failureOf([pulling('InvalidImageName', 1000)])).toContain('InvalidImageName');
   });

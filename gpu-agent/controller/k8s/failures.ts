@@ -8,6 +8,7 @@
  * the nodegroup holds).
  */
 import { K8S } from '../../../core/names';
+import { imageRegistryHost } from '../../../core/registry-credentials';
 import type { KubernetesObject } from './api';
 import { FETCH_ARTIFACTS_CONTAINER, WRITE_SECRETS_CONTAINER } from './objects';
 
@@ -24,6 +25,13 @@ export const IMAGE_PULL_GRACE_MS = 5 * 60_000;
 export const POD_CREATION_GRACE_MS = 2 * 60_000;
 
 const PULL_ERRORS = new Set(['ErrImagePull', 'ImagePullBackOff']);
+/**
+ * The registry's refusal in kubelet's pull message (containerd words it
+ * `... 401 Unauthorized`, `403 Forbidden`, or `... failed to authorize ...`
+ * with one of those): a wrong or missing credential, which retries cannot
+ * mend, so it is reported at once.
+ */
+const REFUSED_PULL = /\b(401|403)\b(?: (Unauthorized|Forbidden))?/;
 const CREATE_ERRORS = new Set(['CreateContainerConfigError', 'CreateContainerError', 'RunContainerError']);
 
 interface ContainerState {
@@ -117,6 +125,14 @@ function containersFailure(pod: KubernetesObject, now: number): string | undefin
     const reason = waiting?.reason ? `${waiting.reason}${waiting.message ? `: ${waiting.message}` : ''}` : '';
     // A malformed name never pulls; other pull errors may be the registry's hiccup until they last.
     const pullingSince = Math.max(...[...scheduledAt, init ? Number.NaN : initializedAt].filter((time) => !Number.isNaN(time)), Number.NEGATIVE_INFINITY);
+    const refused = waiting?.reason && PULL_ERRORS.has(waiting.reason) ? REFUSED_PULL.exec(waiting.message ?? '') : null;
+    if (refused && container.image) {
+      const host = imageRegistryHost(container.image);
+      return (
+        `cannot pull image "${container.image}" of container "${container.name}": the registry ${host} answered HTTP ${refused[1]}${refused[2] ? ` ${refused[2]}` : ''} (${reason}); ` +
+        `the function's account needs a registry credential for ${host} listing CONTAINER with a key that may pull this image: see GET /v2/nvcf/registry-credentials, and replace a wrong secret with PATCH`
+      );
+    }
     if (waiting?.reason === 'InvalidImageName' || (waiting?.reason && PULL_ERRORS.has(waiting.reason) && now - pullingSince >= IMAGE_PULL_GRACE_MS)) {
       return `cannot pull image "${container.image}" of container "${container.name}" (${reason}); check the image name and tag, and that the cluster's nodes may pull from its registry`;
     }
