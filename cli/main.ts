@@ -26,7 +26,7 @@ import {
   type DeploymentFlags,
   type FunctionFlags,
 } from './args';
-import { configFile, readConfig, resolveConnection, writeConfig } from './config';
+import { configFile, resolveConnection, writeConfig } from './config';
 import { chooseFormat, FORMATS, formatDetails, formatTable, printer, progress, type Format, type Printer } from './output';
 
 interface Context {
@@ -213,7 +213,8 @@ async function uploadFile(client: NvcfClient, file: string, options: { contentTy
 
 // The program
 
-function buildProgram(): Command {
+/** The whole command tree (exported for the test that every command's help has an example). */
+export function buildProgram(): Command {
   const program = new Command('nvcf')
     .description('NVIDIA Cloud Functions on your own AWS account (or npm start), from the command line')
     .addOption(new Option('--format <format>', 'output: table (on a terminal) or json (when piped)').choices(FORMATS))
@@ -237,9 +238,12 @@ function buildProgram(): Command {
       .option('--invocation-url <url>', 'where invocations go (stack output InvocationUrl); default the base URL')
       .option('--api-key <key>', 'the API key (nvapi-...)')
       .addOption(new Option('--format <format>', 'default output format').choices(FORMATS))
-      .action(async (options: { baseUrl?: string; invocationUrl?: string; apiKey?: string; format?: Format }) => {
-        if (Object.values(options).every((value) => value === undefined)) throw new UsageError('give at least one of --base-url, --invocation-url, --api-key, --format');
-        await writeConfig(options);
+      .action(async (_options, command: Command) => {
+        // optsWithGlobals: the program's own --format may take the value of this one.
+        const { baseUrl, invocationUrl, apiKey, format } = command.optsWithGlobals<{ baseUrl?: string; invocationUrl?: string; apiKey?: string; format?: Format }>();
+        const settings = { baseUrl, invocationUrl, apiKey, format };
+        if (Object.values(settings).every((value) => value === undefined)) throw new UsageError('give at least one of --base-url, --invocation-url, --api-key, --format');
+        await writeConfig(settings);
         process.stderr.write(`saved to ${configFile()}\n`);
       }),
     'nvcf config set --base-url https://abc123.execute-api.us-east-1.amazonaws.com --api-key nvapi-...',
@@ -250,10 +254,9 @@ function buildProgram(): Command {
       .description('the settings in effect (the key shortened)')
       .action(async (_options, command: Command) => {
         const { format } = command.optsWithGlobals<{ format?: Format }>();
-        const file = await readConfig();
         const connection = await resolveConnection();
         const shown = { ...connection, apiKey: `${connection.apiKey.slice(0, 10)}...`, configFile: configFile() };
-        printer(chooseFormat(format, file.format, Boolean(process.stdout.isTTY))).print(shown, () => formatDetails(shown));
+        printer(chooseFormat(format, connection.format, Boolean(process.stdout.isTTY))).print(shown, () => formatDetails(shown));
       }),
     'nvcf config show',
   );
@@ -600,4 +603,3 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-process.exitCode = await main(process.argv.slice(2));

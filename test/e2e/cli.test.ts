@@ -1,0 +1,227 @@
+/**
+ * The nvcf CLI as a user runs it: spawned (`npx nvcf`, then its bin) against
+ * one `npm start`, found with no settings through the stack's discovery file:
+ * create → deploy --wait → invoke (sync, async with progress, stream, with an
+ * asset, large output) → cancel → undeploy and delete; a deployment that
+ * fails; bad flags and API errors; settings from `nvcf config set`.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort, waitFor } from '../support/processes';
+
+const ROOT = new URL('../../', import.meta.url).pathname;
+const NVCF = join(ROOT, 'bin', 'nvcf.mjs');
+const UUID = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
+const apiKey = `nvapi-${randomBytes(32).toString('base64url')}`;
+
+let workDir: string;
+let port: number;
+let stack: ChildProcess;
+let stackUrl: string;
+let stackOutput = '';
+
+/** The environment a user's shell has: the stack's PORT (and temp dir, where it publishes itself), nothing else of nvcf's. */
+function userEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, PORT: String(port), TMPDIR: workDir, NVCF_CONFIG_DIR: join(workDir, 'config'), ...extra };
+  for (const name of ['NVCF_API_KEY', 'NVCF_BASE_URL', 'NVCF_INVOCATION_URL', 'NVCF_FORMAT']) if (!(name in extra)) delete env[name];
+  return env;
+}
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Starts `nvcf ...args`; `done` resolves when it exits. */
+function start(args: string[], env = userEnv(), command: string[] = [process.execPath, NVCF]) {
+  const child = spawn(command[0]!, [...command.slice(1), ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const run: Run = { code: null, stdout: '', stderr: '' };
+  child.stdout!.on('data', (chunk: Buffer) => (run.stdout += chunk.toString()));
+  child.stderr!.on('data', (chunk: Buffer) => (run.stderr += chunk.toString()));
+  const done = new Promise<Run>((resolve) => child.once('close', (code) => resolve({ ...run, code })));
+  return { child, run, done };
+}
+
+const nvcf = (args: string[], env?: NodeJS.ProcessEnv) => start(args, env).done;
+const json = (run: Run) => JSON.parse(run.stdout);
+
+beforeAll(async () => {
+  workDir = await mkdtemp(join(tmpdir(), 'nvcf-e2e-cli-'));
+  port = await freePort();
+  stack = spawn('npm', ['start', '--silent'], {
+    cwd: ROOT,
+    env: { ...process.env, PORT: String(port), NVCF_API_KEY: apiKey, TMPDIR: workDir },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  stack.stdout!.on('data', (chunk: Buffer) => (stackOutput += chunk.toString()));
+  stack.stderr!.on('data', (chunk: Buffer) => (stackOutput += chunk.toString()));
+  stackUrl = await waitFor(
+    'npm start to be ready',
+    () => {
+      if (stack.exitCode !== null) throw new Error(`npm start exited ${stack.exitCode}:\n${stackOutput}`);
+      return /NVCF local stack ready at (http:\/\/127\.0\.0\.1:\d+)/.exec(stackOutput)?.[1];
+    },
+    60_000,
+  );
+}, 90_000);
+
+afterAll(async () => {
+  if (stack?.pid) {
+    const group = -stack.pid;
+    const alive = () => {
+      try {
+        process.kill(group, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    if (alive()) process.kill(group, 'SIGTERM');
+    await waitFor('npm start to stop', () => !alive(), 60_000).catch(() => process.kill(group, 'SIGKILL'));
+  }
+  await rm(workDir, { recursive: true, force: true });
+}, 90_000);
+
+describe('nvcf against npm start', () => {
+  let target: string;
+  let functionId: string;
+
+  it('runs as npx nvcf and finds the local stack with no settings; piped, it answers JSON', async () => {
+    const run = await start(['gpus'], userEnv(), ['npx', 'nvcf']).done;
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    expect(json(run)).toEqual([{ gpu: 'LOCAL', backend: 'AWS', instanceTypes: ['local.gpu'] }]);
+  }, 60_000);
+
+  it('creates a function with the NGC CLI flags and deploys it with --wait until ACTIVE', async () => {
+    const created = await nvcf(['function', 'create', '--name', 'echo-cli', '--container-image', 'nvcr.io/nvcf-examples/echo:1.0', '--inference-url', '/echo', '--inference-port', '8000', '--health-uri', '/health', '--tag', 'cli']);
+    expect(created.code).toBe(0);
+    const fn = json(created);
+    expect(fn).toMatchObject({ name: 'echo-cli', status: 'INACTIVE', inferenceUrl: '/echo', healthUri: '/health', tags: ['cli'] });
+    functionId = fn.id;
+    target = `${fn.id}:${fn.versionId}`;
+
+    const deployed = await nvcf(['deploy', 'create', target, '--targeted-dep-spec', 'LOCAL:local.gpu:1:1', '--wait']);
+    expect(deployed.stderr).toMatch(new RegExp(`deployment ${target} .*: \\d/1 instance\\(s\\) ready`));
+    expect(deployed.stderr).toContain('deployment ACTIVE: 1 instance(s) ready');
+    expect(deployed.code).toBe(0);
+    expect(json(deployed)).toMatchObject({ functionId, functionStatus: 'ACTIVE', deploymentSpecifications: [{ gpu: 'LOCAL', instanceType: 'local.gpu', minInstances: 1, maxInstances: 1 }] });
+
+    const listed = await nvcf(['function', 'list', '--format', 'table']);
+    expect(listed.stdout).toMatch(new RegExp(`^NAME +ID +VERSIONID +STATUS +CREATEDAT\\necho-cli +${functionId} +${UUID} +ACTIVE `));
+  }, 90_000);
+
+  it('invokes synchronously, printing the answer alone', async () => {
+    const run = await nvcf(['invoke', functionId, '--data', '{"message": "hello ", "repeats": 2}']);
+    expect(run).toMatchObject({ code: 0, stdout: '"hello hello "' });
+  }, 60_000);
+
+  it('invokes --async with the progress the container reports, then prints the result', async () => {
+    const run = await nvcf(['invoke', target, '--async', '--data', '{"message": "slow", "delay": 3, "progress": 2}']);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toBe('"slow"');
+    expect(run.stderr).toMatch(new RegExp(`^request ${UUID} (\\d+% )?(pending-evaluation|in-progress)`, 'm'));
+    expect(run.stderr).toMatch(/ \d+% in-progress \{"step":\d\}/); // NVCF-PERCENT-COMPLETE and the partial response
+  }, 60_000);
+
+  it('invokes --stream, printing each event as it arrives', async () => {
+    const streaming = start(['invoke', functionId, '--stream', '--format', 'table', '--data', '{"message": "tick", "stream": true, "repeats": 3, "delay": 2}']);
+    // The container writes an event every 2 s: the first output is the first event alone, not the whole stream at its end.
+    const first = new Promise<string>((resolve) => streaming.child.stdout!.once('data', (chunk: Buffer) => resolve(chunk.toString())));
+    const run = await streaming.done;
+    expect(await first).toBe('tick\n');
+    expect(run).toMatchObject({ code: 0, stdout: 'tick\ntick\ntick\n' });
+  }, 60_000);
+
+  it('uploads --asset files with a progress bar first and passes them to the function', async () => {
+    const file = join(workDir, 'input.txt');
+    const content = randomBytes(50_000);
+    await writeFile(file, content);
+    const run = await nvcf(['invoke', functionId, '--asset', file, '--data', '{"message": "with an asset", "assets": true}']);
+    expect(run.code).toBe(0);
+    expect(run.stderr).toMatch(/^uploading input\.txt 100% of 50000 bytes$/m);
+    const answer = json(run);
+    expect(Object.values(answer.assets)).toEqual([createHash('sha256').update(content).digest('hex')]);
+  }, 60_000);
+
+  it('downloads and unpacks a large output (302 to a zip) with --output DIR', async () => {
+    const dir = join(workDir, 'out');
+    const run = await nvcf(['invoke', functionId, '--output', dir, '--data', '{"message": "big", "outputFile": {"name": "result.bin", "bytes": 1048576}}']);
+    expect(run.code).toBe(0);
+    const { requestId, files } = json(run);
+    expect(files).toEqual(expect.arrayContaining([{ name: `${requestId}.response`, bytes: 5 }, { name: 'result.bin', bytes: 1048576 }]));
+    expect((await stat(join(dir, 'result.bin'))).size).toBe(1048576);
+    expect(await readFile(join(dir, `${requestId}.response`), 'utf8')).toBe('"big"');
+  }, 60_000);
+
+  it('cancels a call another nvcf follows: that one ends with the 410 and a non-zero exit', async () => {
+    const following = start(['invoke', functionId, '--async', '--data', '{"message": "too slow", "delay": 120}']);
+    const requestId = await waitFor('the request id on stderr', () => new RegExp(`^request (${UUID})`, 'm').exec(following.run.stderr)?.[1], 30_000);
+    expect((await nvcf(['queue', '--request', requestId])).code).toBe(0);
+
+    const canceled = await nvcf(['cancel', requestId]);
+    expect(canceled.code).toBe(0);
+    expect(json(canceled)).toEqual({ requestId, status: 'canceled' });
+    const followed = await following.done;
+    expect(followed.code).toBe(1);
+    expect(followed.stderr).toContain(`nvcf: Gone (410): request ${requestId} was canceled`);
+
+    const status = await nvcf(['status', requestId]);
+    expect(status.code).toBe(1);
+    expect(status.stderr).toContain('Gone (410)');
+  }, 90_000);
+
+  it('undeploys and deletes the version; then the API answers 404, printed with its title and detail', async () => {
+    const removed = await nvcf(['deploy', 'remove', target]);
+    expect(removed.code).toBe(0);
+    expect(json(removed)).toMatchObject({ status: 'INACTIVE' });
+    expect((await nvcf(['function', 'delete', target])).code).toBe(0);
+    const info = await nvcf(['function', 'info', target]);
+    expect(info.code).toBe(1);
+    expect(info.stderr).toBe(`nvcf: Not Found (404): Function '${functionId}' version '${target.split(':')[1]}' not found\n`);
+  }, 60_000);
+
+  it('deploy --wait on a version that fails: the health info and exit code 1', async () => {
+    const created = json(await nvcf(['function', 'create', '--name', 'missing', '--container-image', 'nvcr.io/nvcf-examples/not-in-the-map:1.0', '--inference-url', '/echo']));
+    const failing = `${created.id}:${created.versionId}`;
+    const run = await nvcf(['deploy', 'create', failing, '--targeted-dep-spec', 'LOCAL:local.gpu:1:1', '--wait']);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toContain('deployment ERROR:');
+    expect(run.stderr).toMatch(/LOCAL local\.gpu: container image "nvcr\.io\/nvcf-examples\/not-in-the-map:1\.0" is not in the local image map/);
+    expect(json(run)).toMatchObject({ functionStatus: 'ERROR', healthInfo: [{ gpu: 'LOCAL' }] });
+  }, 60_000);
+
+  it('refuses bad flags with a clear message and exit code 2, and reports API errors with exit code 1', async () => {
+    const badSpec = await nvcf(['deploy', 'create', 'f:v', '--targeted-dep-spec', 'LOCAL:local.gpu:x:1']);
+    expect(badSpec).toMatchObject({ code: 2, stderr: 'nvcf: --targeted-dep-spec: minInstances must be a whole number, got "x"\n' });
+    const unknown = await nvcf(['invoke', 'f', '--bogus']);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain("error: unknown option '--bogus'");
+    const missing = await nvcf(['function', 'create', '--name', 'x', '--container-image', 'nvcr.io/a/b:1']);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain("error: required option '--inference-url <path>' not specified");
+
+    const invalid = await nvcf(['function', 'create', '--name', 'bad name', '--inference-url', '/echo', '--container-image', 'nvcr.io/a/b:1']);
+    expect(invalid.code).toBe(1);
+    expect(invalid.stderr).toMatch(/^nvcf: Bad Request \(400\): .*name: must start with a letter or digit/);
+    const unauthorized = await nvcf(['function', 'list'], userEnv({ NVCF_API_KEY: 'nvapi-not-a-key-of-this-stack' }));
+    expect(unauthorized).toMatchObject({ code: 1, stderr: 'nvcf: Unauthorized (401): the API key is unknown or has been revoked\n' });
+  }, 60_000);
+
+  it('uses the base URL and key of nvcf config set, with no local stack to find', async () => {
+    const configDir = join(workDir, 'configured');
+    const env = userEnv({ NVCF_CONFIG_DIR: configDir, PORT: '1' }); // PORT of no stack: only the settings lead to it
+    expect((await nvcf(['gpus'], env)).code).toBe(2);
+    const set = await nvcf(['config', 'set', '--base-url', stackUrl, '--api-key', apiKey, '--format', 'table'], env);
+    expect(set).toMatchObject({ code: 0, stderr: `saved to ${join(configDir, 'config.json')}\n` });
+    const gpus = await nvcf(['gpus'], env);
+    expect(gpus).toMatchObject({ code: 0, stdout: 'GPU    BACKEND  INSTANCETYPES\nLOCAL  AWS      local.gpu\n' });
+    expect(JSON.parse((await nvcf(['gpus', '--format', 'json'], env)).stdout)).toHaveLength(1);
+  }, 60_000);
+});
