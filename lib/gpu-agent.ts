@@ -82,6 +82,9 @@ export class GpuAgent extends Construct {
     data.tables.functions.grant(this.controllerIdentity.role, 'dynamodb:UpdateItem');
     // For Helm functions it writes the version's secrets into the chart's Secret (nvcf-secrets): it opens them.
     this.controllerIdentity.role.addToPrincipalPolicy(secretsKeyStatement(data.secretsKey, 'open'));
+    // For container functions it makes the pods' image pull Secret from the owner's registry credential: it lists the owner's and opens one.
+    data.tables.registryCredentials.grant(this.controllerIdentity.role, 'dynamodb:Query');
+    this.controllerIdentity.role.addToPrincipalPolicy(registryCredentialsKeyStatement(data.secretsKey, 'open'));
     acknowledgeFunctionsIndex(this.controllerIdentity, data);
 
     const rbac = cluster.addManifest('ControllerRbac', ...controllerRbac());
@@ -186,7 +189,8 @@ export const HELM_FUNCTION_ROLE = K8S.helmFunctionRole;
 /**
  * What the controller may do in the cluster, and nothing more:
  * - in nvcf-functions (Role): the objects of container functions (Deployments,
- *   KEDA ScaledObjects and TriggerAuthentications) and reading their pods;
+ *   KEDA ScaledObjects and TriggerAuthentications, image pull Secrets) and
+ *   reading their pods;
  * - anywhere (ClusterRole): namespaces, and RoleBindings to HELM_FUNCTION_ROLE
  *   (`bind` on that role alone), for Helm functions' namespaces, which are
  *   created at run time; reading pods. RBAC cannot scope by namespace name,
@@ -208,6 +212,8 @@ export function controllerRbac(): Record<string, unknown>[] {
       rules: [
         { apiGroups: ['apps'], resources: ['deployments'], verbs: WRITE },
         { apiGroups: ['keda.sh'], resources: ['scaledobjects', 'triggerauthentications'], verbs: WRITE },
+        // The image pull Secrets of container functions (nvcf-pull-<key>); no other Secret lives in this namespace.
+        { apiGroups: [''], resources: ['secrets'], verbs: WRITE },
         { apiGroups: [''], resources: ['pods'], verbs: READ },
       ],
     },

@@ -20,14 +20,29 @@
  * reports as the version's ERROR; a transient Helm failure is retried with
  * backoff and reported only once it persists.
  */
+import type { FunctionVersionRecord } from '../../core/model';
 import { K8S } from '../../core/names';
+import { imageRegistryHost, openRegistryLogin, registryCredentialFor } from '../../core/registry-credentials';
 import { openSecrets, SecretsUnavailable } from '../../core/secrets';
 import { workloadFingerprint, type Workload } from './plan';
 import type { ObservedWorkload, Runtime } from './reconcile';
 import { objectRefusal, type KubernetesApi, type KubernetesObject } from './k8s/api';
 import { workloadFailure } from './k8s/failures';
 import { HELM_RETRY, HelmError, rejectRenderedChart, type Helm, type HelmRelease } from './k8s/helm';
-import { HELM_FUNCTION_LABEL, helmAccessBinding, helmNamespace, helmNamespaceObject, helmSecretsObject, MANAGED_SELECTOR, UnbuildableWorkload, workloadName, workloadObjects, type ObjectContext } from './k8s/objects';
+import {
+  HELM_FUNCTION_LABEL,
+  helmAccessBinding,
+  helmNamespace,
+  helmNamespaceObject,
+  helmSecretsObject,
+  MANAGED_SELECTOR,
+  pullSecretName,
+  UnbuildableWorkload,
+  workloadName,
+  workloadObjects,
+  type ImagePullLogin,
+  type ObjectContext,
+} from './k8s/objects';
 
 export interface KubernetesRuntimeOptions extends ObjectContext {
   api: KubernetesApi;
@@ -39,6 +54,23 @@ export interface KubernetesRuntimeOptions extends ObjectContext {
   resyncSeconds?: number;
   /** @default Date.now */
   now?: () => number;
+  /**
+   * The login a container function's pods pull its image with (ownersPullLogin on EKS); without it no pod gets an
+   * image pull secret.
+   */
+  pullLogin?: (version: FunctionVersionRecord) => Promise<ImagePullLogin | undefined>;
+}
+
+/**
+ * The owner's registry credential for the host of a container function's image, listing CONTAINER, opened (never
+ * another account's); none for a Helm function, a model-only one (the platform's Triton image) or a host the owner
+ * holds no credential for (a public image, the stack's own ECR, which the nodes' role pulls).
+ */
+export async function ownersPullLogin(version: FunctionVersionRecord): Promise<ImagePullLogin | undefined> {
+  if (!version.containerImage || version.helmChart) return undefined;
+  const host = imageRegistryHost(version.containerImage);
+  const credential = await registryCredentialFor(version.accountId, host, 'CONTAINER');
+  return credential ? { host, ...(await openRegistryLogin(credential)) } : undefined;
 }
 
 /** The kinds every workload has in nvcf-functions; one missing means the workload must be applied again. */
@@ -119,9 +151,10 @@ export class KubernetesRuntime implements Runtime {
   async apply(workload: Workload): Promise<void> {
     let objects: KubernetesObject[];
     try {
-      objects = workloadObjects(workload, this.options);
+      // A credential's new secret reaches the pull Secret when the workload is next applied (at the latest, the resync).
+      objects = workloadObjects(workload, this.options, { pullLogin: await this.options.pullLogin?.(workload.version) });
     } catch (error) {
-      if (!(error instanceof UnbuildableWorkload)) throw error;
+      if (!(error instanceof UnbuildableWorkload) && !(error instanceof SecretsUnavailable)) throw error;
       return this.recordFailure(workload, error.message, false);
     }
     if (workload.version.helmChart && !(await this.installChart(workload))) return;
@@ -221,6 +254,7 @@ export class KubernetesRuntime implements Runtime {
     await this.api.delete('ScaledObject', namespace, name);
     await this.api.delete('Deployment', namespace, name);
     await this.api.delete('TriggerAuthentication', namespace, name);
+    await this.api.delete('Secret', namespace, pullSecretName(key));
 
     const chartNamespace = helmNamespace(key);
     const installed = await this.api.list('Namespace', undefined, `${K8S.workloadLabel}=${key}`);

@@ -419,15 +419,15 @@ describe('agent and worker permissions', () => {
       .sort();
 
   it('lets the controller read Functions and change version statuses, and nothing else', () => {
-    // Besides opening functions' secrets for Helm charts (test/cdk/secrets.test.ts).
-    const st = statements('controllerIdentity').filter((s) => s.Sid !== 'OpenFunctionSecrets');
+    // Besides opening functions' secrets for Helm charts and registry credentials for pull Secrets (test/cdk/secrets.test.ts).
+    const st = statements('controllerIdentity').filter((s) => s.Sid !== 'OpenFunctionSecrets' && s.Sid !== 'OpenRegistryCredentials' && !JSON.stringify(s.Resource).includes(tableArn('registryCredentials')));
     expect(actionsOf(st)).toEqual(
       ['dynamodb:BatchGetItem', 'dynamodb:ConditionCheckItem', 'dynamodb:DescribeTable', 'dynamodb:GetItem', 'dynamodb:GetRecords', 'dynamodb:GetShardIterator', 'dynamodb:Query', 'dynamodb:Scan', 'dynamodb:UpdateItem'].sort(),
     );
     for (const statement of st) expect(JSON.stringify(statement.Resource)).toContain(tableArn('functions'));
     // The one key it may decrypt with is the secrets key (test/cdk/secrets.test.ts), never the queues'.
     const decrypts = grantsOf(roleStatements(variant.template, logicalId(variant.stack.agent!.controllerIdentity.role)), 'kms:Decrypt');
-    expect(decrypts.map((s) => s.Sid)).toEqual(['OpenFunctionSecrets']);
+    expect(decrypts.map((s) => s.Sid)).toEqual(['OpenFunctionSecrets', 'OpenRegistryCredentials']);
   });
 
   it('lets the worker flip its version ACTIVE or ERROR, but never create or delete versions', () => {
@@ -490,10 +490,10 @@ describe('controller RBAC', () => {
   const WRITE = 'create,delete,get,list,patch,update,watch';
   const READ = 'get,list,watch';
 
-  it('lets the controller manage container functions’ objects in nvcf-functions and read their pods', () => {
+  it('lets the controller manage container functions’ objects in nvcf-functions (their image pull Secrets too) and read their pods', () => {
     const role = find(synth.template, 'Role', K8S.controllerName);
     expect(role.metadata.namespace).toBe(K8S.functionsNamespace);
-    expect(grants(role.rules)).toEqual([`apps/deployments:${WRITE}`, `core/pods:${READ}`, `keda.sh/scaledobjects:${WRITE}`, `keda.sh/triggerauthentications:${WRITE}`].sort());
+    expect(grants(role.rules)).toEqual([`apps/deployments:${WRITE}`, `core/pods:${READ}`, `core/secrets:${WRITE}`, `keda.sh/scaledobjects:${WRITE}`, `keda.sh/triggerauthentications:${WRITE}`].sort());
   });
 
   it('lets the controller manage namespaces, bind itself to the Helm function role, and read pods anywhere, and nothing else cluster-wide', () => {

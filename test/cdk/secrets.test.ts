@@ -69,9 +69,13 @@ describe('the secrets key', () => {
     ]);
   });
 
-  it('lets the controller open too, for the Secret of a Helm function’s chart, under the same condition', () => {
+  it('lets the controller open too, for the Secret of a Helm function’s chart and for image pull Secrets, each under its own condition', () => {
     const statements = roleStatements(synth.template, logicalId(synth.stack.agent!.controllerIdentity.role)).filter((s) => JSON.stringify(s.Resource).includes(keyArn()));
-    expect(statements).toEqual([{ Sid: 'OpenFunctionSecrets', Effect: 'Allow', Action: SECRETS_KMS_ACTIONS.open[0], Resource: JSON.parse(keyArn()), Condition: CONTEXT_CONDITION }]);
+    expect(statements).toEqual([
+      { Sid: 'OpenFunctionSecrets', Effect: 'Allow', Action: SECRETS_KMS_ACTIONS.open[0], Resource: JSON.parse(keyArn()), Condition: CONTEXT_CONDITION },
+      // The image pull Secrets of container functions, from their owners' registry credentials.
+      { Sid: 'OpenRegistryCredentials', Effect: 'Allow', Action: SECRETS_KMS_ACTIONS.open[0], Resource: JSON.parse(keyArn()), Condition: CREDENTIAL_CONDITION },
+    ]);
   });
 
   it('is granted to no other role: no other Lambda, not KEDA, not the invocation service', () => {
@@ -98,12 +102,13 @@ describe('the registry credentials table', () => {
     return grants;
   }
 
-  it('is read and written by the functions Lambda (R1–R6), queried by deploy and by fetch-artifacts, and by no other role', () => {
+  it('is read and written by the functions Lambda (R1–R6), queried by deploy, fetch-artifacts and the controller, and by no other role', () => {
     const role = (fn: { role?: unknown }) => logicalId(fn.role as never);
     expect(tableGrants()).toEqual({
       [role(synth.stack.functions.functions.functions)]: ['dynamodb:DeleteItem', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:UpdateItem'],
       [role(synth.stack.functions.functions.deployments)]: ['dynamodb:Query'],
       [logicalId(synth.stack.agent!.workerIdentity.role)]: ['dynamodb:Query'],
+      [logicalId(synth.stack.agent!.controllerIdentity.role)]: ['dynamodb:Query'],
     });
   });
 });

@@ -19,7 +19,7 @@ import { getVersion } from '../../core/functions';
 import { K8S } from '../../core/names';
 import { createRegistryCredential, updateRegistryCredential } from '../../core/registry-credentials';
 import { main as fetchArtifactsMain } from '../../gpu-agent/fetch-artifacts';
-import { KubernetesRuntime } from '../../gpu-agent/controller/kubernetes';
+import { KubernetesRuntime, ownersPullLogin } from '../../gpu-agent/controller/kubernetes';
 import { Controller } from '../../gpu-agent/controller/reconcile';
 import { FakeHelm, FakeKubernetes } from '../support/fake-kubernetes';
 import { deployVersion, putVersion } from '../support/function-versions';
@@ -61,6 +61,33 @@ describe('failure reporting', () => {
     ]);
     // ERROR keeps the workload, so the failure stays visible in the cluster.
     expect(api.get('Deployment', K8S.functionsNamespace, `nvcf-${key}`)).toBeDefined();
+  });
+});
+
+describe('image pull secrets', () => {
+  it('give exactly the owner’s pods a pull Secret from the owner’s credential for the image’s registry, and no one else’s', async () => {
+    const owner = 'acct-pull-owner';
+    await createRegistryCredential(owner, { registryHostname: 'nvcr.io', secret: { name: '$oauthtoken', value: 'owner-pull-key' }, artifactTypes: ['CONTAINER'] });
+    // A credential that does not list CONTAINER is no pull credential.
+    await createRegistryCredential(owner, { registryHostname: 'docker.io', secret: { name: 'me', value: 'hub-key' }, artifactTypes: ['HELM'] });
+    const own = await deployVersion(await putVersion(owner, { containerImage: 'nvcr.io/owner-org/echo:1' }), { status: 'DEPLOYING' });
+    const ownEcr = await deployVersion(await putVersion(owner, { containerImage: '123456789012.dkr.ecr.us-east-1.amazonaws.com/echo:1' }), { status: 'DEPLOYING' });
+    const ownHub = await deployVersion(await putVersion(owner, { containerImage: 'me/echo:1' }), { status: 'DEPLOYING' });
+    // Another account, the same registry, no credential of its own: never the owner's.
+    const stranger = await deployVersion(await putVersion('acct-pull-stranger', { containerImage: 'nvcr.io/owner-org/echo:1' }), { status: 'DEPLOYING' });
+    const api = new FakeKubernetes();
+    await new Controller(new KubernetesRuntime({ ...CONTEXT, api, helm: new FakeHelm({}), pullLogin: ownersPullLogin })).reconcile();
+
+    const podSpec = (version: { versionId: string }) => (api.get('Deployment', K8S.functionsNamespace, `nvcf-${version.versionId}-0`)!.spec as any).template.spec;
+    const pullSecret = (version: { versionId: string }) => api.get('Secret', K8S.functionsNamespace, `nvcf-pull-${version.versionId}-0`);
+    expect(podSpec(own).imagePullSecrets).toEqual([{ name: `nvcf-pull-${own.versionId}-0` }]);
+    const config = JSON.parse(Buffer.from((pullSecret(own)!.data as Record<string, string>)['.dockerconfigjson']!, 'base64').toString('utf8'));
+    expect(config.auths).toEqual({ 'nvcr.io': { username: '$oauthtoken', password: 'owner-pull-key', auth: Buffer.from('$oauthtoken:owner-pull-key').toString('base64') } });
+    for (const version of [ownEcr, ownHub, stranger]) {
+      expect(podSpec(version)).not.toHaveProperty('imagePullSecrets');
+      expect(pullSecret(version)).toBeUndefined();
+    }
+    expect(JSON.stringify(api.get('Deployment', K8S.functionsNamespace, `nvcf-${stranger.versionId}-0`))).not.toContain('owner-pull-key');
   });
 });
 

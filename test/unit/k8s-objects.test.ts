@@ -4,7 +4,7 @@
  * model there, so their shape is asserted.
  */
 import { Deployment } from 'kubernetes-models/apps/v1';
-import { Namespace } from 'kubernetes-models/v1';
+import { Namespace, Secret } from 'kubernetes-models/v1';
 import { RoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1';
 import { describe, expect, it } from 'vitest';
 import type { FunctionVersionRecord } from '../../core/model';
@@ -261,5 +261,36 @@ describe('agent environment', () => {
       HOME: '/root',
     });
     expect(env).toEqual({ [ENV.functionsTable]: 'F', [ENV.instancesTable]: 'I', [ENV.bucket]: 'B', [ENV.queuePrefix]: 'nvcf-', AWS_REGION: 'eu-west-1', POWERTOOLS_LOG_LEVEL: 'INFO' });
+  });
+});
+
+describe('image pull secret', () => {
+  const LOGIN = { host: 'nvcr.io', username: '$oauthtoken', password: 'nvapi-pull-key' };
+
+  it('is made from the owner’s login for the image’s registry alone, applied before the Deployment whose pods name it', () => {
+    const version = testVersion();
+    const [secret, auth, deployment, scaled] = workloadObjects(workloadOf(version), CONTEXT, { pullLogin: LOGIN }) as any[];
+    expect([secret.kind, auth.kind, deployment.kind, scaled.kind]).toEqual(['Secret', 'TriggerAuthentication', 'Deployment', 'ScaledObject']);
+    expect(() => new Secret(secret).validate()).not.toThrow();
+    expect(secret.metadata).toMatchObject({ name: `nvcf-pull-${version.versionId}-0`, namespace: K8S.functionsNamespace });
+    expect(secret.metadata.labels).toMatchObject({ [K8S.workloadLabel]: `${version.versionId}-0`, 'nvcf.io/version-id': version.versionId });
+    expect(secret.type).toBe('kubernetes.io/dockerconfigjson');
+    const config = JSON.parse(Buffer.from(secret.data['.dockerconfigjson'], 'base64').toString('utf8'));
+    expect(config).toEqual({ auths: { 'nvcr.io': { username: '$oauthtoken', password: 'nvapi-pull-key', auth: Buffer.from('$oauthtoken:nvapi-pull-key').toString('base64') } } });
+    expect(deployment.spec.template.spec.imagePullSecrets).toEqual([{ name: secret.metadata.name }]);
+    expect(() => new Deployment(deployment).validate()).not.toThrow();
+    // The login is in the Secret only: not in the Deployment, not in the fingerprint.
+    expect(JSON.stringify([auth, deployment, scaled])).not.toContain('nvapi-pull-key');
+  });
+
+  it('keys a Docker Hub login by its index URL, as kubelet looks it up', () => {
+    const [secret] = workloadObjects(workloadOf(testVersion({ containerImage: 'me/private:1' })), CONTEXT, { pullLogin: { ...LOGIN, host: 'docker.io' } }) as any[];
+    expect(Object.keys(JSON.parse(Buffer.from(secret.data['.dockerconfigjson'], 'base64').toString('utf8')).auths)).toEqual(['https://index.docker.io/v1/']);
+  });
+
+  it('is absent without a login: no Secret, no imagePullSecrets (the stack’s own ECR pulls through the nodes’ role)', () => {
+    const objects = workloadObjects(workloadOf(testVersion({ containerImage: '123456789012.dkr.ecr.us-east-1.amazonaws.com/echo:1' })), CONTEXT) as any[];
+    expect(objects.map((object) => object.kind)).toEqual(['TriggerAuthentication', 'Deployment', 'ScaledObject']);
+    expect(objects[1].spec.template.spec).not.toHaveProperty('imagePullSecrets');
   });
 });

@@ -12,6 +12,7 @@ export const KINDS = {
   Namespace: { apiVersion: 'v1', namespaced: false },
   ServiceAccount: { apiVersion: 'v1', namespaced: true },
   Pod: { apiVersion: 'v1', namespaced: true },
+  Secret: { apiVersion: 'v1', namespaced: true },
   Deployment: { apiVersion: 'apps/v1', namespaced: true },
   ScaledObject: { apiVersion: 'keda.sh/v1alpha1', namespaced: true },
   TriggerAuthentication: { apiVersion: 'keda.sh/v1alpha1', namespaced: true },

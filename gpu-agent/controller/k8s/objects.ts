@@ -12,7 +12,11 @@
  *   the worker keeps current (a PUT of the secrets reaches running pods without
  *   a restart, so the secrets are no part of the fingerprint). A model-only
  *   version (models, no containerImage) runs NVIDIA Triton on /config/models.
- *   No `replicas`: KEDA owns them.
+ *   No `replicas`: KEDA owns them. When the version's owner holds a registry
+ *   credential for the image's registry, the pods pull with it: the
+ *   dockerconfigjson Secret `nvcf-pull-<key>` made from that credential alone
+ *   is their only imagePullSecret (images in the stack's own ECR need none:
+ *   the nodes' role pulls them).
  * - ScaledObject + TriggerAuthentication `nvcf-<key>`: KEDA scales the
  *   Deployment on the version's SQS queue with the KEDA operator's identity.
  * Helm function: the chart goes into namespace `nvcf-fn-<key>` (helm.ts);
@@ -48,6 +52,13 @@ export interface ObjectContext {
   agentEnv: Record<string, string>;
   /** Image of model-only functions (NVCF_TRITON_IMAGE, default DEFAULT_TRITON_IMAGE). */
   tritonImage: string;
+}
+
+/** The owner's login for the registry of the function's image, opened by the controller from their registry credential. */
+export interface ImagePullLogin {
+  host: string;
+  username: string;
+  password: string;
 }
 
 /** A workload whose objects cannot be made as the version stands; the message says why, for its healthInfo. */
@@ -254,7 +265,25 @@ function inferenceCommand(workload: Workload, context: ObjectContext): { image: 
   return { image: context.tritonImage, args: args.length ? args : triton };
 }
 
-function containerDeployment(workload: Workload, context: ObjectContext): KubernetesObject {
+/** Name of the Secret a container function's pods pull their image with. */
+export function pullSecretName(key: string): string {
+  return `nvcf-pull-${key.toLowerCase()}`;
+}
+
+/** Docker Hub's logins are keyed by its v1 index URL, every other registry's by its host. */
+function dockerConfigKey(host: string): string {
+  return ['docker.io', 'registry-1.docker.io', 'index.docker.io'].includes(host) ? 'https://index.docker.io/v1/' : host;
+}
+
+/** The workload's image pull Secret: one registry, the owner's login for it. */
+export function imagePullSecretObject(workload: Workload, login: ImagePullLogin): KubernetesObject {
+  const { annotations: _, ...base } = metadata(workload, pullSecretName(workload.key), K8S.functionsNamespace);
+  const auth = Buffer.from(`${login.username}:${login.password}`, 'utf8').toString('base64');
+  const config = { auths: { [dockerConfigKey(login.host)]: { username: login.username, password: login.password, auth } } };
+  return { apiVersion: 'v1', kind: 'Secret', metadata: base, type: 'kubernetes.io/dockerconfigjson', data: { '.dockerconfigjson': Buffer.from(JSON.stringify(config), 'utf8').toString('base64') } };
+}
+
+function containerDeployment(workload: Workload, context: ObjectContext, pullLogin?: ImagePullLogin): KubernetesObject {
   const { version, spec, key } = workload;
   const { image: inferenceImage, args } = inferenceCommand(workload, context);
   const arch = instanceArch(spec.instanceType);
@@ -301,6 +330,7 @@ function containerDeployment(workload: Workload, context: ObjectContext): Kubern
           serviceAccountName: K8S.workerServiceAccount,
           // Neither the worker nor the user's container talks to the Kubernetes API; Pod Identity mounts its own token.
           automountServiceAccountToken: false,
+          ...(pullLogin ? { imagePullSecrets: [{ name: pullSecretName(key) }] } : {}),
           terminationGracePeriodSeconds: WORKER_GRACE_SECONDS + CONTAINER_STOP_SECONDS,
           nodeSelector: { [K8S.gpuLabel]: spec.gpu, 'node.kubernetes.io/instance-type': spec.instanceType, [K8S.archLabel]: arch },
           tolerations: [{ key: K8S.gpuTaintKey, operator: 'Exists', effect: 'NoSchedule' }],
@@ -441,8 +471,13 @@ export function helmAccessBinding(workload: Workload): KubernetesObject {
   };
 }
 
-/** The objects in nvcf-functions of a workload, in apply order (the ScaledObject after its target); throws UnbuildableWorkload. */
-export function workloadObjects(workload: Workload, context: ObjectContext): KubernetesObject[] {
-  const deployment = workload.version.helmChart ? helmWorkerDeployment(workload, context) : containerDeployment(workload, context);
-  return [triggerAuthentication(workload), deployment, scaledObject(workload, context)];
+/**
+ * The objects in nvcf-functions of a workload, in apply order (the pull Secret before the pods that use it, the
+ * ScaledObject after its target); throws UnbuildableWorkload. `pullLogin`: the owner's login for the registry of a
+ * container function's image, when they hold one.
+ */
+export function workloadObjects(workload: Workload, context: ObjectContext, { pullLogin }: { pullLogin?: ImagePullLogin } = {}): KubernetesObject[] {
+  if (workload.version.helmChart) return [triggerAuthentication(workload), helmWorkerDeployment(workload, context), scaledObject(workload, context)];
+  const pullSecret = pullLogin ? [imagePullSecretObject(workload, pullLogin)] : [];
+  return [...pullSecret, triggerAuthentication(workload), containerDeployment(workload, context, pullLogin), scaledObject(workload, context)];
 }
