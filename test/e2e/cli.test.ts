@@ -3,11 +3,12 @@
  * one `npm start`, found with no settings through the stack's discovery file:
  * create → deploy --wait → invoke (sync, async with progress, stream, with an
  * asset, large output) → cancel → undeploy and delete; a deployment that
- * fails; bad flags and API errors; settings from `nvcf config set`.
+ * fails; bad flags and API errors; settings from `nvcf config set`; and the
+ * README's CLI quick start, run by bash as written.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -37,9 +38,9 @@ interface Run {
   stderr: string;
 }
 
-/** Starts `nvcf ...args`; `done` resolves when it exits. */
-function start(args: string[], env = userEnv(), command: string[] = [process.execPath, NVCF]) {
-  const child = spawn(command[0]!, [...command.slice(1), ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+/** Starts `nvcf ...args` (or `command ...args`) in `cwd`; `done` resolves when it exits. */
+function start(args: string[], env = userEnv(), command: string[] = [process.execPath, NVCF], cwd = ROOT) {
+  const child = spawn(command[0]!, [...command.slice(1), ...args], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
   const run: Run = { code: null, stdout: '', stderr: '' };
   child.stdout!.on('data', (chunk: Buffer) => (run.stdout += chunk.toString()));
   child.stderr!.on('data', (chunk: Buffer) => (run.stderr += chunk.toString()));
@@ -89,6 +90,34 @@ afterAll(async () => {
 }, 90_000);
 
 describe('nvcf against npm start', () => {
+  it('runs the README quick start with the CLI as written', async () => {
+    const readme = await readFile(join(ROOT, 'README.md'), 'utf8');
+    const section = readme.slice(readme.indexOf('<!-- quickstart-cli:start -->'), readme.indexOf('<!-- quickstart-cli:end -->'));
+    const script = [...section.matchAll(/```sh\n([\s\S]*?)```/g)].map((match) => match[1]).join('\n');
+    expect(script).toContain('npx nvcf invoke');
+    // npx finds the package's bin from its directory: the script runs below it, in an ignored directory of its own.
+    const cacheDir = join(ROOT, 'node_modules', '.cache');
+    await mkdir(cacheDir, { recursive: true });
+    const cwd = await mkdtemp(join(cacheDir, 'nvcf-e2e-cli-quickstart-'));
+    try {
+      const run = await start(['-c', `set -euo pipefail\n${script}`], userEnv(), ['bash'], cwd).done;
+      expect(run.stderr).not.toMatch(/^nvcf: /m);
+      expect(run.code).toBe(0);
+      const { stdout } = run;
+      expect(stdout).toMatch(/"functionStatus": "ACTIVE"/); // deploy --wait
+      expect(stdout).toContain('"hello hello "'); // sync
+      expect(stdout).toContain('"slow"'); // async, followed
+      expect(stdout).toContain('{"data":"tick"}\n{"data":"tick"}\n{"data":"tick"}\n'); // stream, one JSON line per event
+      expect(stdout).toMatch(/"assets":\{"[0-9a-f-]{36}":"[0-9a-f]{64}"\}/); // asset
+      expect((await stat(join(cwd, 'out', 'result.bin'))).size).toBe(1048576); // large output unpacked
+      expect(stdout).toMatch(/"status": "canceled"/);
+      expect(stdout).toMatch(/"status": "INACTIVE"[\s\S]*"deleted": true\s*\}\s*$/); // undeploy, delete
+      expect(run.stderr).toMatch(/deployment ACTIVE: 1 instance\(s\) ready/);
+    } finally {
+      await rm(cwd, { recursive: true, force: true });
+    }
+  }, 150_000);
+
   let target: string;
   let functionId: string;
 
@@ -118,8 +147,8 @@ describe('nvcf against npm start', () => {
   }, 90_000);
 
   it('invokes synchronously, printing the answer alone', async () => {
-    const run = await nvcf(['invoke', functionId, '--data', '{"message": "hello ", "repeats": 2}']);
-    expect(run).toMatchObject({ code: 0, stdout: '"hello hello "' });
+    const run = await nvcf(['invoke', functionId, '--data', '{"message": "hi"}']);
+    expect(run).toMatchObject({ code: 0, stdout: '"hi"' });
   }, 60_000);
 
   it('invokes --async with the progress the container reports, then prints the result', async () => {
