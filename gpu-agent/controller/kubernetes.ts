@@ -20,6 +20,8 @@
  * reports as the version's ERROR; a transient Helm failure is retried with
  * backoff and reported only once it persists.
  */
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { FunctionVersionRecord } from '../../core/model';
 import { K8S } from '../../core/names';
 import { imageRegistryHost, openRegistryLogin, registryCredentialFor } from '../../core/registry-credentials';
@@ -28,7 +30,7 @@ import { workloadFingerprint, type Workload } from './plan';
 import type { ObservedWorkload, Runtime } from './reconcile';
 import { objectRefusal, type KubernetesApi, type KubernetesObject } from './k8s/api';
 import { workloadFailure } from './k8s/failures';
-import { HELM_RETRY, HelmError, rejectRenderedChart, type Helm, type HelmRelease } from './k8s/helm';
+import { downloadChart, HELM_RETRY, HelmError, rejectRenderedChart, type ChartLogin, type Helm, type HelmRelease } from './k8s/helm';
 import {
   HELM_FUNCTION_LABEL,
   helmAccessBinding,
@@ -59,6 +61,17 @@ export interface KubernetesRuntimeOptions extends ObjectContext {
    * image pull secret.
    */
   pullLogin?: (version: FunctionVersionRecord) => Promise<ImagePullLogin | undefined>;
+  /** The login a Helm function's https:// chart is downloaded with (ownersChartLogin on EKS); without it helm fetches the URL itself. */
+  chartLogin?: (version: FunctionVersionRecord) => Promise<ChartLogin | undefined>;
+  /** Where charts downloaded with a login are kept for helm; default `<tmp>/nvcf-charts`. */
+  chartsDir?: string;
+}
+
+/** The owner's registry credential for the host of a Helm function's https:// chart, listing HELM, opened (never another account's). */
+export async function ownersChartLogin(version: FunctionVersionRecord): Promise<ChartLogin | undefined> {
+  if (!version.helmChart?.startsWith('https://')) return undefined;
+  const credential = await registryCredentialFor(version.accountId, new URL(version.helmChart).host, 'HELM');
+  return credential ? openRegistryLogin(credential) : undefined;
 }
 
 /**
@@ -188,7 +201,11 @@ export class KubernetesRuntime implements Runtime {
       const current = installed?.metadata.annotations?.[K8S.fingerprintAnnotation] === workloadFingerprint(workload);
       const status = installed ? await this.helm.status(release) : undefined;
       if (current && status === 'deployed') return true;
-      const rejection = rejectRenderedChart(await this.helm.template(release), release.namespace);
+      // A private chart is fetched with the owner's login first; helm installs the file.
+      const login = await this.options.chartLogin?.(version);
+      const source = login ? { ...release, chart: join(this.options.chartsDir ?? join(tmpdir(), 'nvcf-charts'), `${release.release}.tgz`) } : release;
+      if (login) await downloadChart(release.chart, login, source.chart);
+      const rejection = rejectRenderedChart(await this.helm.template(source), release.namespace);
       if (rejection) {
         this.recordFailure(workload, `Helm chart ${release.chart}: ${rejection}`, false);
         return false;
@@ -199,7 +216,7 @@ export class KubernetesRuntime implements Runtime {
       // Before the chart, which may mount it; a change of the secrets changes the fingerprint and comes here again.
       await this.api.apply(helmSecretsObject(workload, await this.secretsFileOf(workload)));
       await this.clearInterruptedRelease(release, status);
-      await this.helm.upgrade(release);
+      await this.helm.upgrade(source);
       await this.api.apply(helmNamespaceObject(workload, { chartInstalled: true }));
       return true;
     } catch (error) {

@@ -411,7 +411,7 @@ describe('Kubernetes objects', () => {
 describe('agent and worker permissions', () => {
   const statements = (which: 'controllerIdentity' | 'workerIdentity', s: Synthesized = synth): Statement[] =>
     roleStatements(s.template, logicalId(s.stack.agent![which].role));
-  const tableArn = (table: 'functions' | 'instances' | 'invocations' | 'assets' | 'apiKeys') => JSON.stringify({ 'Fn::GetAtt': [logicalId(synth.stack.data.tables[table]), 'Arn'] });
+  const tableArn = (table: 'functions' | 'instances' | 'invocations' | 'assets' | 'apiKeys' | 'registryCredentials') => JSON.stringify({ 'Fn::GetAtt': [logicalId(synth.stack.data.tables[table]), 'Arn'] });
   const objectPrefixes = (st: Statement[], action: string) =>
     grantsOf(st, action)
       .flatMap((s) => (Array.isArray(s.Resource) ? s.Resource : [s.Resource]))

@@ -19,7 +19,7 @@ import { getVersion } from '../../core/functions';
 import { K8S } from '../../core/names';
 import { createRegistryCredential, updateRegistryCredential } from '../../core/registry-credentials';
 import { main as fetchArtifactsMain } from '../../gpu-agent/fetch-artifacts';
-import { KubernetesRuntime, ownersPullLogin } from '../../gpu-agent/controller/kubernetes';
+import { KubernetesRuntime, ownersChartLogin, ownersPullLogin } from '../../gpu-agent/controller/kubernetes';
 import { Controller } from '../../gpu-agent/controller/reconcile';
 import { FakeHelm, FakeKubernetes } from '../support/fake-kubernetes';
 import { deployVersion, putVersion } from '../support/function-versions';
@@ -213,5 +213,58 @@ describe('fetch-artifacts', () => {
     const code = await fetchArtifactsMain({ ...process.env, NVCF_FUNCTION_ID: version.functionId, NVCF_FUNCTION_VERSION_ID: version.versionId, NVCF_ARTIFACTS_DIR: join(scratch, 'c3'), NVCF_TERMINATION_LOG: termination });
     expect(code).toBe(1);
     expect(readFileSync(termination, 'utf8')).toMatch(/^cannot read s3:\/\/.*\/models\/acct\/missing.tar.gz for "gone": NoSuchKey/);
+  });
+});
+
+// Last: its Helm versions stay deployed, and the controllers above would apply them too.
+describe('private Helm charts', () => {
+  it('are downloaded with the owner’s HELM credential (Basic), installed from the file, and a refused key is the failure naming the registry and status', async () => {
+    const chartBytes = Buffer.from('a chart archive');
+    const asked: (string | undefined)[] = [];
+    const registry = createServer((request, response) => {
+      asked.push(request.headers.authorization);
+      if (request.headers.authorization !== `Basic ${Buffer.from('$oauthtoken:chart-key').toString('base64')}`) return response.writeHead(401).end();
+      response.writeHead(200, { 'content-type': 'application/gzip' }).end(chartBytes);
+    });
+    await new Promise<void>((resolve) => registry.listen(0, '127.0.0.1', resolve));
+    const chartUrl = `http://127.0.0.1:${(registry.address() as AddressInfo).port}/my-org/charts/echo-0.1.0.tgz`;
+    try {
+      // Whose login: the owner's credential for the chart's host listing HELM (an NGC one for nvcr.io serves helm.ngc.nvidia.com).
+      const owner = 'acct-chart-owner';
+      await createRegistryCredential(owner, { registryHostname: 'nvcr.io', secret: { name: '$oauthtoken', value: 'chart-key' }, artifactTypes: ['HELM'] });
+      const ngcChart = { helmChart: 'https://helm.ngc.nvidia.com/my-org/charts/echo-0.1.0.tgz', helmChartServiceName: 'echo', containerImage: undefined };
+      expect(await ownersChartLogin(await putVersion(owner, ngcChart))).toEqual({ username: '$oauthtoken', password: 'chart-key' });
+      expect(await ownersChartLogin(await putVersion('acct-chart-stranger', ngcChart))).toBeUndefined();
+
+      const version = await deployVersion(await putVersion(owner, { ...ngcChart, helmChart: chartUrl }), { status: 'DEPLOYING' });
+      const release = `nvcf-${version.versionId}-0`;
+      const chartsDir = join(scratch, 'charts');
+      const downloaded = join(chartsDir, `${release}.tgz`);
+      const renderings: Record<string, string> = { [downloaded]: 'kind: Service\nmetadata:\n  name: echo' };
+      const helm = new FakeHelm(renderings);
+      let login = { username: '$oauthtoken', password: 'wrong-key' };
+      const runtime = new KubernetesRuntime({ ...CONTEXT, api: new FakeKubernetes(), helm, chartsDir, chartLogin: async () => login });
+      const controller = new Controller(runtime);
+
+      await controller.reconcile();
+      await controller.reconcile();
+      const failed = await getVersion(version.functionId, version.versionId);
+      expect(failed!.status).toBe('ERROR');
+      expect(failed!.deployment!.healthInfo![0]!.error).toMatch(new RegExp(`^Helm chart ${chartUrl.replaceAll('.', '\\.')}: the chart registry 127\\.0\\.0\\.1:\\d+ answered HTTP 401 \\(the key`));
+      expect(failed!.deployment!.healthInfo![0]!.error).not.toContain('wrong-key');
+      // Refused before helm rendered or installed anything.
+      expect(helm.calls.filter((call) => call.startsWith('template') || call.startsWith('upgrade'))).toEqual([]);
+
+      login = { username: '$oauthtoken', password: 'chart-key' };
+      const fixed = await deployVersion(await putVersion(owner, { ...ngcChart, helmChart: chartUrl }), { status: 'DEPLOYING' });
+      renderings[join(chartsDir, `nvcf-${fixed.versionId}-0.tgz`)] = renderings[downloaded]!;
+      await controller.reconcile();
+      const installed = helm.installed.get(`nvcf-fn-${fixed.versionId}-0/nvcf-${fixed.versionId}-0`);
+      expect(installed?.chart).toBe(join(chartsDir, `nvcf-${fixed.versionId}-0.tgz`));
+      expect(readFileSync(installed!.chart)).toEqual(chartBytes);
+      expect(asked.at(-1)).toBe(`Basic ${Buffer.from('$oauthtoken:chart-key').toString('base64')}`);
+    } finally {
+      await new Promise((resolve) => registry.close(resolve));
+    }
   });
 });

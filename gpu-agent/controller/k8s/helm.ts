@@ -9,9 +9,11 @@
  * API server), retried with backoff and reported only once it persists.
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { createWriteStream, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { loadAllYaml } from '@kubernetes/client-node';
 
 /** The kinds a Helm function's chart may create (NVCF's list); anything else rejects the deployment. */
@@ -48,6 +50,34 @@ export class HelmError extends Error {
   ) {
     super(message);
   }
+}
+
+/** A chart repository login (user name and password or key), from the owner's registry credential. */
+export interface ChartLogin {
+  username: string;
+  password: string;
+}
+
+/**
+ * Downloads an https:// chart with the owner's login, as chart repositories
+ * (NGC's among them) take it: HTTP Basic. helm then installs the file, so the
+ * login never reaches its command line. A refusal (401/403) or a missing
+ * chart is the chart's failure, naming the registry and the status; other
+ * statuses and network errors are transient.
+ */
+export async function downloadChart(url: string, login: ChartLogin, file: string): Promise<void> {
+  const host = new URL(url).host;
+  const authorization = `Basic ${Buffer.from(`${login.username}:${login.password}`, 'utf8').toString('base64')}`;
+  const response = await fetch(url, { headers: { authorization } }).catch((error: Error) => {
+    throw new HelmError(`cannot reach the chart registry ${host}: ${error.message}`, true);
+  });
+  if (!response.ok || !response.body) {
+    const refused = [401, 403, 404].includes(response.status);
+    const hint = response.status === 404 ? 'no such chart' : "the key of the function's registry credential for it was refused or has no access; replace it with PATCH /v2/nvcf/registry-credentials/{id}";
+    throw new HelmError(`the chart registry ${host} answered HTTP ${response.status}${refused ? ` (${hint})` : ''}`, !refused);
+  }
+  mkdirSync(dirname(file), { recursive: true });
+  await pipeline(Readable.fromWeb(response.body as import('node:stream/web').ReadableStream), createWriteStream(file));
 }
 
 /** Retries of a transient Helm failure: backoff doubling from `firstDelayMs` up to `maxDelayMs`, reported after `reportAfter` failures in a row. */
