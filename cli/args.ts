@@ -4,7 +4,7 @@
  * `gpu:instanceType:min:max[:...]`, `KEY:VALUE` pairs and model references.
  * A malformed value is a UsageError naming the flag and the form it takes.
  */
-import type { CreateFunctionRequest, DeploymentRequest } from '../client';
+import type { CreateFunctionRequest, DeploymentRequest, Secrets } from '../client';
 import { DEFAULT_HEALTH_STATUS_CODE, DEFAULT_HEALTH_TIMEOUT, DEFAULT_HEALTH_URI, DEFAULT_INFERENCE_PORT } from '../core/function-schemas';
 
 /** A mistake in the command line: reported with a hint and exit code 2. */
@@ -150,7 +150,7 @@ export interface FunctionFlags {
  */
 export function createFunctionRequest(flags: FunctionFlags, jsonSecrets: { name: string; value: Record<string, unknown> }[] = []): CreateFunctionRequest {
   const healthGiven = flags.healthPort !== undefined || flags.healthProtocol !== undefined || flags.healthTimeout !== undefined || flags.healthExpectedStatusCode !== undefined;
-  const secrets = [...(flags.secret ?? []).map((text) => keyValue('--secret', text)).map(({ key, value }) => ({ name: key, value })), ...jsonSecrets];
+  const secrets = secretsOf(flags.secret, jsonSecrets);
   return {
     name: flags.name,
     inferenceUrl: flags.inferenceUrl,
@@ -176,8 +176,14 @@ export function createFunctionRequest(flags: FunctionFlags, jsonSecrets: { name:
       : undefined,
     description: flags.description,
     tags: flags.tag,
-    secrets: secrets.length > 0 ? secrets : undefined,
+    secrets,
   };
+}
+
+/** `--secret NAME:VALUE`s and `--json-secret-file`s as the API takes them; undefined when none is given. */
+export function secretsOf(pairs: string[] = [], jsonSecrets: { name: string; value: Record<string, unknown> }[] = []): Secrets | undefined {
+  const secrets = [...pairs.map((text) => keyValue('--secret', text)).map(({ key, value }) => ({ name: key, value })), ...jsonSecrets];
+  return secrets.length > 0 ? secrets : undefined;
 }
 
 const CONTENT_TYPES: Record<string, string> = {

@@ -16,6 +16,7 @@ import yauzl from 'yauzl';
 import { NvcfClient, NvcfConnectionError, NvcfError, type DeploymentProgress, type FunctionVersion, type InvocationOutcome } from '../client';
 import {
   assetDescriptionOf,
+  secretsOf,
   contentTypeOf,
   createFunctionRequest,
   deploymentRequest,
@@ -57,6 +58,20 @@ const FUNCTION_COLUMNS = ['name', 'id', 'versionId', 'status', 'createdAt'];
 function functionDetails(version: FunctionVersion): string {
   const { activeInstances, health, ...rest } = version;
   return formatDetails({ ...rest, health: health && `${health.protocol} ${health.uri} on ${health.port}, ${health.timeout}, expects ${health.expectedStatusCode}`, activeInstances: activeInstances?.length });
+}
+
+/** `--json-secret-file`s: each a JSON object, named after its file as the NGC CLI names it. */
+async function jsonSecrets(files: string[] = []): Promise<{ name: string; value: Record<string, unknown> }[]> {
+  return Promise.all(
+    files.map(async (file) => {
+      const text = await readFile(file, 'utf8').catch((error: Error) => {
+        throw new UsageError(`--json-secret-file: cannot read ${file}: ${error.message}`);
+      });
+      const value = parseJson(`--json-secret-file ${file}`, text);
+      if (!value || typeof value !== 'object' || Array.isArray(value)) throw new UsageError(`--json-secret-file ${file} must hold a JSON object`);
+      return { name: basename(file).replace(/\.[^.]*$/, ''), value: value as Record<string, unknown> };
+    }),
+  );
 }
 
 // Deployments
@@ -156,9 +171,11 @@ async function finish(client: NvcfClient, out: Printer, first: InvocationOutcome
     const bar = progress(options.label ?? `request ${outcome.requestId}`);
     try {
       outcome = await client.awaitOutcome(outcome, (pending) => {
-        const partial = pending.partialResponse === undefined ? '' : ` ${typeof pending.partialResponse === 'string' ? pending.partialResponse : JSON.stringify(pending.partialResponse)}`;
-        bar.update(pending.percentComplete === undefined ? undefined : pending.percentComplete / 100, `${pending.invocationStatus}${partial}`);
+        const partial = pending.partialResponse === undefined ? '' : typeof pending.partialResponse === 'string' ? pending.partialResponse : JSON.stringify(pending.partialResponse);
+        const shown = partial.length > 80 ? `${partial.slice(0, 77)}...` : partial;
+        bar.update(pending.percentComplete === undefined ? undefined : pending.percentComplete / 100, `${pending.invocationStatus}${shown ? ` ${shown}` : ''}`);
       });
+      bar.update(1, 'fulfilled');
     } finally {
       bar.stop();
     }
@@ -290,14 +307,7 @@ export function buildProgram(): Command {
       .option('--secret <name:value>', 'a secret for the container (repeatable)', collect)
       .option('--json-secret-file <file>', 'a JSON object as a secret named after the file (repeatable)', collect)
       .action(async (functionId: string | undefined, options: FunctionFlags & { jsonSecretFile?: string[] }, command: Command) => {
-        const jsonSecrets = await Promise.all(
-          (options.jsonSecretFile ?? []).map(async (file) => {
-            const value = parseJson(`--json-secret-file ${file}`, await readFile(file, 'utf8'));
-            if (!value || typeof value !== 'object' || Array.isArray(value)) throw new UsageError(`--json-secret-file ${file} must hold a JSON object`);
-            return { name: basename(file).replace(/\.[^.]*$/, ''), value: value as Record<string, unknown> };
-          }),
-        );
-        const request = createFunctionRequest(options, jsonSecrets);
+        const request = createFunctionRequest(options, await jsonSecrets(options.jsonSecretFile));
         const { client, out } = await context(command);
         const created = functionId ? await client.createVersion(parseTarget(functionId, false).functionId, request) : await client.createFunction(request);
         out.print(created, () => functionDetails(created));
@@ -363,6 +373,24 @@ export function buildProgram(): Command {
     'nvcf function update-metadata <function-id>:<version-id> --tag team-a --tag prod',
   );
 
+  example(
+    fn
+      .command('update-secret')
+      .description("replace a version's secrets (running instances see them within a minute)")
+      .argument('<function-id:version-id>')
+      .option('--secret <name:value>', 'a secret (repeatable)', collect)
+      .option('--json-secret-file <file>', 'a JSON object as a secret named after the file (repeatable)', collect)
+      .action(async (target: string, options: { secret?: string[]; jsonSecretFile?: string[] }, command: Command) => {
+        const { functionId, versionId } = versionTarget(target);
+        const secrets = secretsOf(options.secret, await jsonSecrets(options.jsonSecretFile));
+        if (!secrets) throw new UsageError('give the secrets with --secret NAME:VALUE or --json-secret-file FILE (repeatable); the set replaces the current one');
+        const { client, out } = await context(command);
+        await client.updateSecrets(functionId, versionId, secrets);
+        out.print({ functionId, versionId, secrets: secrets.map((secret) => secret.name) }, () => `secrets of ${functionId}:${versionId} replaced: ${secrets.map((secret) => secret.name).join(', ')}`);
+      }),
+    'nvcf function update-secret <function-id>:<version-id> --secret API_TOKEN:s3cr3t',
+  );
+
   // deploy
   const deploy = program.command('deploy').description('deploy, show, change and remove the deployment of a function version');
   const specOptions = (command: Command) =>
@@ -410,6 +438,35 @@ export function buildProgram(): Command {
       },
     ),
     'nvcf deploy update <function-id>:<version-id> --targeted-dep-spec LOCAL:local.gpu:0:4',
+  );
+  example(
+    deploy
+      .command('log')
+      .alias('logs')
+      .description("the stdout and stderr lines of a version's instances (and of the platform's worker beside each)")
+      .argument('<function-id:version-id>')
+      .option('--since <time>', 'lines at or after this ISO 8601 time or epoch milliseconds')
+      .option('--limit <lines>', 'at most this many lines per page (default 100, at most 1000)', integerOption)
+      .option('--instance-id <id>', "this instance's lines only")
+      .option('-f, --follow', 'keep printing new lines (every 2 s) until interrupted')
+      .action(async (target: string, options: { since?: string; limit?: number; instanceId?: string; follow?: boolean }, command: Command) => {
+        const { functionId, versionId } = versionTarget(target);
+        const { client, out } = await context(command);
+        const query = { since: options.since, limit: options.limit === undefined ? undefined : String(options.limit), instanceId: options.instanceId };
+        const page = await client.functionLogs(functionId, versionId, query);
+        const line = (entry: (typeof page.lines)[number]) => `${entry.timestamp} ${entry.instanceId} ${entry.source}/${entry.stream} ${entry.message}`;
+        if (!options.follow) return out.print(page, () => page.lines.map(line).join('\n'));
+        // Following prints as lines come: JSON lines (one object each) rather than one document.
+        const show = (lines: typeof page.lines) => lines.forEach((entry) => process.stdout.write(`${out.format === 'json' ? JSON.stringify(entry) : line(entry)}\n`));
+        show(page.lines);
+        for (let cursor = page.cursor; ; ) {
+          await new Promise((resolve) => setTimeout(resolve, 2000));
+          const next = await client.functionLogs(functionId, versionId, { ...query, since: undefined, cursor });
+          show(next.lines);
+          cursor = next.cursor;
+        }
+      }),
+    'nvcf deploy log <function-id>:<version-id> --follow',
   );
   example(
     deploy

@@ -22,6 +22,7 @@ import type * as z from 'zod';
 import { ASSET_DESCRIPTION_HEADER, type AssetRecord, type CreatedAsset, type createAssetRequestSchema } from '../core/assets';
 import type { deploymentRequestSchema } from '../core/deployment-schemas';
 import type { createFunctionRequestSchema, secretsSchema, tagsSchema } from '../core/function-schemas';
+import type { LogsPage, LogsQuery } from '../core/function-logs';
 import type { FunctionStatus } from '../core/model';
 import { reasonPhrase, type ProblemBody } from '../core/problem';
 import type { QueuePosition } from '../core/queues';
@@ -48,6 +49,9 @@ export type SupportedGpu = ReturnType<typeof supportedGpusJson>[number];
 export type CreatedAssetAnswer = Pick<AssetRecord, 'assetId' | 'contentType' | 'description'> & Pick<CreatedAsset, 'uploadUrl' | 'uploadForm'>;
 export type AssetSummary = Pick<AssetRecord, 'assetId' | 'contentType' | 'description'>;
 export type AssetDetails = AssetSummary & Pick<AssetRecord, 'createdAt'>;
+/** L1's query as it travels: `since` an ISO time or epoch ms, `cursor` the one the previous page carried. */
+export type LogsOptions = { [K in keyof LogsQuery]?: string };
+export type FunctionLogs = LogsPage & { functionId: string; functionVersionId: string };
 
 /** An answer of the API that is not a success, with its problem+json (or what stood in for it). */
 export class NvcfError extends Error {
@@ -283,6 +287,11 @@ export class NvcfClient {
   /** Replaces the version's whole set of secrets. */
   async updateSecrets(functionId: string, functionVersionId: string, secrets: Secrets): Promise<void> {
     await this.send('S1', { params: { functionId, functionVersionId }, json: { secrets } });
+  }
+
+  /** L1 (our extension): the stdout/stderr lines of the version's instances; follow by sending back `cursor`. */
+  async functionLogs(functionId: string, functionVersionId: string, options: LogsOptions = {}): Promise<FunctionLogs> {
+    return this.json('L1', { params: { functionId, functionVersionId }, query: options });
   }
 
   // Deployments (D1–D4)

@@ -142,6 +142,13 @@ describe('nvcf against npm start', () => {
     expect(deployed.code).toBe(0);
     expect(json(deployed)).toMatchObject({ functionId, functionStatus: 'ACTIVE', deploymentSpecifications: [{ gpu: 'LOCAL', instanceType: 'local.gpu', minInstances: 1, maxInstances: 1 }] });
 
+    const logs = await nvcf(['deploy', 'log', target]);
+    expect(logs.code).toBe(0);
+    expect(json(logs).lines).toEqual(expect.arrayContaining([expect.objectContaining({ source: 'container', message: expect.stringMatching(/^echo server listening on /) })]));
+    const secrets = await nvcf(['function', 'update-secret', target, '--secret', 'API_TOKEN:s3cr3t']);
+    expect(json(secrets)).toEqual({ functionId, versionId: fn.versionId, secrets: ['API_TOKEN'] });
+    expect(json(await nvcf(['function', 'info', target])).secrets).toEqual(['API_TOKEN']);
+
     const listed = await nvcf(['function', 'list', '--format', 'table']);
     expect(listed.stdout).toMatch(new RegExp(`^NAME +ID +VERSIONID +STATUS +CREATEDAT\\necho-cli +${functionId} +${UUID} +ACTIVE `));
   }, 90_000);
@@ -157,6 +164,7 @@ describe('nvcf against npm start', () => {
     expect(run.stdout).toBe('"slow"');
     expect(run.stderr).toMatch(new RegExp(`^request ${UUID} (\\d+% )?(pending-evaluation|in-progress)`, 'm'));
     expect(run.stderr).toMatch(/ \d+% in-progress \{"step":\d\}/); // NVCF-PERCENT-COMPLETE and the partial response
+    expect(run.stderr).toMatch(/ 100% fulfilled$/m);
   }, 60_000);
 
   it('invokes --stream, printing each event as it arrives', async () => {

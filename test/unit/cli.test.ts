@@ -112,7 +112,7 @@ describe('nvcf help', () => {
   it('shows an example on every command', () => {
     const leaves = (command: Command): Command[] => (command.commands.length === 0 ? [command] : command.commands.flatMap(leaves));
     const commands = leaves(buildProgram()).filter((command) => command.name() !== 'help');
-    expect(commands.map((command) => command.name())).toEqual(expect.arrayContaining(['set', 'create', 'update-metadata', 'remove', 'invoke', 'status', 'cancel', 'upload', 'queue', 'gpus']));
+    expect(commands.map((command) => command.name())).toEqual(expect.arrayContaining(['set', 'create', 'update-metadata', 'update-secret', 'log', 'remove', 'invoke', 'status', 'cancel', 'upload', 'queue', 'gpus']));
     for (const command of commands) {
       let help = '';
       command.configureOutput({ writeOut: (text) => (help += text) }).outputHelp();
