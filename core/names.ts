@@ -12,6 +12,7 @@ export const ENV = {
   assetsTable: 'NVCF_ASSETS_TABLE',
   apiKeysTable: 'NVCF_API_KEYS_TABLE',
   registryCredentialsTable: 'NVCF_REGISTRY_CREDENTIALS_TABLE',
+  authorizationsTable: 'NVCF_AUTHORIZATIONS_TABLE',
   bucket: 'NVCF_BUCKET',
   queuePrefix: 'NVCF_QUEUE_PREFIX',
   /** KMS key for per-version queues; empty means SQS-managed SSE. */
@@ -171,6 +172,8 @@ export const K8S = {
   archLabel: 'kubernetes.io/arch',
   /** Secret a Helm function's chart mounts for the version's secrets (key `secrets.json`), in the chart's namespace. */
   helmSecretsSecret: 'nvcf-secrets',
+  /** Secret in a Helm function's namespace with the owner's NGC pull login; its name is the chart value `ngcImagePullSecretName`, as NVCF passes it. */
+  helmNgcPullSecret: 'nvcf-ngc-pull',
 } as const;
 
 /** A CPU architecture as Kubernetes' `kubernetes.io/arch` node label names it. */

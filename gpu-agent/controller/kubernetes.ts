@@ -37,6 +37,7 @@ import {
   helmNamespace,
   helmNamespaceObject,
   helmSecretsObject,
+  imagePullSecretObject,
   MANAGED_SELECTOR,
   pullSecretName,
   UnbuildableWorkload,
@@ -61,10 +62,25 @@ export interface KubernetesRuntimeOptions extends ObjectContext {
    * image pull secret.
    */
   pullLogin?: (version: FunctionVersionRecord) => Promise<ImagePullLogin | undefined>;
+  /**
+   * The NGC login a Helm function's chart pulls its images with (ownersNgcPullLogin on EKS): written to the Secret
+   * K8S.helmNgcPullSecret in its namespace, whose name the chart gets as the value `ngcImagePullSecretName` (NVCF's).
+   */
+  chartPullLogin?: (version: FunctionVersionRecord) => Promise<ImagePullLogin | undefined>;
   /** The login a Helm function's https:// chart is downloaded with (ownersChartLogin on EKS); without it helm fetches the URL itself. */
   chartLogin?: (version: FunctionVersionRecord) => Promise<ChartLogin | undefined>;
   /** Where charts downloaded with a login are kept for helm; default `<tmp>/nvcf-charts`. */
   chartsDir?: string;
+}
+
+/** The NGC host of images, which Helm charts name in their own manifests. */
+const NGC_IMAGES_HOST = 'nvcr.io';
+
+/** The owner's NGC credential listing CONTAINER, opened, for the images of a Helm function's chart (never another account's). */
+export async function ownersNgcPullLogin(version: FunctionVersionRecord): Promise<ImagePullLogin | undefined> {
+  if (!version.helmChart) return undefined;
+  const credential = await registryCredentialFor(version.accountId, NGC_IMAGES_HOST, 'CONTAINER');
+  return credential ? { host: NGC_IMAGES_HOST, ...(await openRegistryLogin(credential)) } : undefined;
 }
 
 /** The owner's registry credential for the host of a Helm function's https:// chart, listing HELM, opened (never another account's). */
@@ -203,7 +219,9 @@ export class KubernetesRuntime implements Runtime {
       if (current && status === 'deployed') return true;
       // A private chart is fetched with the owner's login first; helm installs the file.
       const login = await this.options.chartLogin?.(version);
-      const source = login ? { ...release, chart: join(this.options.chartsDir ?? join(tmpdir(), 'nvcf-charts'), `${release.release}.tgz`) } : release;
+      const pullLogin = await this.options.chartPullLogin?.(version);
+      const values = pullLogin ? { ...release.values, ngcImagePullSecretName: K8S.helmNgcPullSecret } : release.values;
+      const source = { ...release, values, ...(login ? { chart: join(this.options.chartsDir ?? join(tmpdir(), 'nvcf-charts'), `${release.release}.tgz`) } : {}) };
       if (login) await downloadChart(release.chart, login, source.chart);
       const rejection = rejectRenderedChart(await this.helm.template(source), release.namespace);
       if (rejection) {
@@ -215,6 +233,7 @@ export class KubernetesRuntime implements Runtime {
       await this.api.apply(helmAccessBinding(workload));
       // Before the chart, which may mount it; a change of the secrets changes the fingerprint and comes here again.
       await this.api.apply(helmSecretsObject(workload, await this.secretsFileOf(workload)));
+      if (pullLogin) await this.api.apply(imagePullSecretObject(workload, pullLogin, { name: K8S.helmNgcPullSecret, namespace: release.namespace }));
       await this.clearInterruptedRelease(release, status);
       await this.helm.upgrade(source);
       await this.api.apply(helmNamespaceObject(workload, { chartInstalled: true }));

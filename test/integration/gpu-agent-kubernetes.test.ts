@@ -19,7 +19,7 @@ import { getVersion } from '../../core/functions';
 import { K8S } from '../../core/names';
 import { createRegistryCredential, updateRegistryCredential } from '../../core/registry-credentials';
 import { main as fetchArtifactsMain } from '../../gpu-agent/fetch-artifacts';
-import { KubernetesRuntime, ownersChartLogin, ownersPullLogin } from '../../gpu-agent/controller/kubernetes';
+import { KubernetesRuntime, ownersChartLogin, ownersNgcPullLogin, ownersPullLogin } from '../../gpu-agent/controller/kubernetes';
 import { Controller } from '../../gpu-agent/controller/reconcile';
 import { FakeHelm, FakeKubernetes } from '../support/fake-kubernetes';
 import { deployVersion, putVersion } from '../support/function-versions';
@@ -235,6 +235,10 @@ describe('private Helm charts', () => {
       const ngcChart = { helmChart: 'https://helm.ngc.nvidia.com/my-org/charts/echo-0.1.0.tgz', helmChartServiceName: 'echo', containerImage: undefined };
       expect(await ownersChartLogin(await putVersion(owner, ngcChart))).toEqual({ username: '$oauthtoken', password: 'chart-key' });
       expect(await ownersChartLogin(await putVersion('acct-chart-stranger', ngcChart))).toBeUndefined();
+      // The chart's images (ngcImagePullSecretName) need a CONTAINER one: this HELM-only credential is none.
+      expect(await ownersNgcPullLogin(await putVersion(owner, ngcChart))).toBeUndefined();
+      await createRegistryCredential('acct-chart-images', { registryHostname: 'nvcr.io', secret: { name: '$oauthtoken', value: 'image-key' }, artifactTypes: ['CONTAINER'] });
+      expect(await ownersNgcPullLogin(await putVersion('acct-chart-images', ngcChart))).toEqual({ host: 'nvcr.io', username: '$oauthtoken', password: 'image-key' });
 
       const version = await deployVersion(await putVersion(owner, { ...ngcChart, helmChart: chartUrl }), { status: 'DEPLOYING' });
       const release = `nvcf-${version.versionId}-0`;

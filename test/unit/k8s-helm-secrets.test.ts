@@ -111,3 +111,27 @@ describe('Helm function secrets', () => {
     expect(JSON.stringify([...api.objects.values()])).not.toContain(MARKER);
   });
 });
+
+describe('Helm function image pulls from NGC', () => {
+  const PULL_SECRET = `Secret/${CHART_NAMESPACE}/${K8S.helmNgcPullSecret}`;
+
+  it('write the owner’s NGC login to nvcf-ngc-pull in the chart’s namespace and name it to the chart as ngcImagePullSecretName, as NVCF does', async () => {
+    runtime = new KubernetesRuntime({ ...CONTEXT, api, helm, chartPullLogin: async () => ({ host: 'nvcr.io', username: '$oauthtoken', password: 'ngc-pull-key' }) });
+    controller = new Controller(runtime, {}, async () => versions);
+    versions = [await helmVersion()];
+    await controller.reconcile();
+    const secret = api.objects.get(PULL_SECRET) as { type: string; data: Record<string, string> };
+    expect(secret.type).toBe('kubernetes.io/dockerconfigjson');
+    expect(JSON.parse(Buffer.from(secret.data['.dockerconfigjson']!, 'base64').toString('utf8')).auths['nvcr.io']).toMatchObject({ username: '$oauthtoken', password: 'ngc-pull-key' });
+    expect(helm.installed.get(`${CHART_NAMESPACE}/${NAME}`)!.values).toMatchObject({ ngcImagePullSecretName: K8S.helmNgcPullSecret });
+  });
+
+  it('add neither the Secret nor the value when the owner has no NGC credential for containers', async () => {
+    runtime = new KubernetesRuntime({ ...CONTEXT, api, helm, chartPullLogin: async () => undefined });
+    controller = new Controller(runtime, {}, async () => versions);
+    versions = [await helmVersion()];
+    await controller.reconcile();
+    expect(api.objects.get(PULL_SECRET)).toBeUndefined();
+    expect(helm.installed.get(`${CHART_NAMESPACE}/${NAME}`)!.values).not.toHaveProperty('ngcImagePullSecretName');
+  });
+});

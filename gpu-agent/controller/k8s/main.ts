@@ -8,7 +8,7 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import * as z from 'zod';
 import { AWS_BACKEND } from '../../../core/gpus';
 import { DEFAULT_TRITON_IMAGE, ENV, SERVICE_NAME, type CpuArch } from '../../../core/names';
-import { KubernetesRuntime, ownersChartLogin, ownersPullLogin } from '../kubernetes';
+import { KubernetesRuntime, ownersChartLogin, ownersNgcPullLogin, ownersPullLogin } from '../kubernetes';
 import { Controller } from '../reconcile';
 import { ClientNodeApi } from './api';
 import { HelmCli } from './helm';
@@ -41,6 +41,7 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<number
     tritonImage: env[ENV.tritonImage] || DEFAULT_TRITON_IMAGE,
     pullLogin: ownersPullLogin,
     chartLogin: ownersChartLogin,
+    chartPullLogin: ownersNgcPullLogin,
   });
   const controller = new Controller(runtime, {
     applied: (workload) => logger.info('workload applied', { workload: workload.key, functionId: workload.version.functionId }),

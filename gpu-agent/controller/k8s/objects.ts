@@ -275,9 +275,16 @@ function dockerConfigKey(host: string): string {
   return ['docker.io', 'registry-1.docker.io', 'index.docker.io'].includes(host) ? 'https://index.docker.io/v1/' : host;
 }
 
-/** The workload's image pull Secret: one registry, the owner's login for it. */
-export function imagePullSecretObject(workload: Workload, login: ImagePullLogin): KubernetesObject {
-  const { annotations: _, ...base } = metadata(workload, pullSecretName(workload.key), K8S.functionsNamespace);
+/**
+ * An image pull Secret of the workload: one registry, the owner's login for it. By default the one of a container
+ * function's pods in nvcf-functions; for a Helm function, the chart's `ngcImagePullSecretName` in its namespace.
+ */
+export function imagePullSecretObject(
+  workload: Workload,
+  login: ImagePullLogin,
+  { name, namespace }: { name: string; namespace: string } = { name: pullSecretName(workload.key), namespace: K8S.functionsNamespace },
+): KubernetesObject {
+  const { annotations: _, ...base } = metadata(workload, name, namespace);
   const auth = Buffer.from(`${login.username}:${login.password}`, 'utf8').toString('base64');
   const config = { auths: { [dockerConfigKey(login.host)]: { username: login.username, password: login.password, auth } } };
   return { apiVersion: 'v1', kind: 'Secret', metadata: base, type: 'kubernetes.io/dockerconfigjson', data: { '.dockerconfigjson': Buffer.from(JSON.stringify(config), 'utf8').toString('base64') } };
