@@ -3,8 +3,8 @@
  * one `npm start`, found with no settings through the stack's discovery file:
  * create → deploy --wait → invoke (sync, async with progress, stream, with an
  * asset, large output) → cancel → undeploy and delete; a deployment that
- * fails; bad flags and API errors; settings from `nvcf config set`; and the
- * README's CLI quick start, run by bash as written.
+ * fails; bad flags and API errors; settings from `nvcf config set`; the
+ * README's CLI quick start, run by bash as written; and the typed client itself.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -12,6 +12,7 @@ import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { NvcfClient, NvcfError } from '../../client';
 import { freePort, waitFor } from '../support/processes';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
@@ -152,6 +153,42 @@ describe('nvcf against npm start', () => {
     const listed = await nvcf(['function', 'list', '--format', 'table']);
     expect(listed.stdout).toMatch(new RegExp(`^NAME +ID +VERSIONID +STATUS +CREATEDAT\\necho-cli +${functionId} +${UUID} +ACTIVE `));
   }, 90_000);
+
+  it('serves the typed client the CLI is built on, every kind of answer typed (the same stack, the version the CLI deployed)', async () => {
+    const client = new NvcfClient({ baseUrl: stackUrl, apiKey });
+    const [, versionId] = target.split(':') as [string, string];
+    expect((await client.getVersion(functionId, versionId)).status).toBe('ACTIVE');
+    expect(await client.watchDeployment(functionId, versionId, () => {})).toMatchObject({ status: 'ACTIVE', readyInstances: 1, minInstances: 1 });
+
+    const result = await client.invoke(functionId, { versionId, body: { message: 'typed' } });
+    expect(result.kind === 'result' && JSON.parse(result.body.toString())).toBe('typed');
+    const pending = await client.invoke(functionId, { body: { message: 'later', delay: 2, progress: 1 }, pollSeconds: 0 });
+    expect(pending).toMatchObject({ kind: 'pending', requestId: expect.stringMatching(new RegExp(`^${UUID}$`)) });
+    const progress: (number | undefined)[] = [];
+    const later = await client.awaitOutcome(pending, (update) => progress.push(update.percentComplete));
+    expect(later.kind === 'result' && later.body.toString()).toBe('"later"');
+    expect(progress).toContain(50);
+
+    const stream = await client.invoke(functionId, { body: { message: 'e', stream: true, repeats: 2 }, stream: true });
+    const events = [];
+    if (stream.kind === 'stream') for await (const event of stream.events) events.push(event);
+    expect(events).toEqual([{ data: 'e' }, { data: 'e' }]);
+
+    const large = await client.invoke(functionId, { body: { message: 'big', responseBytes: 6 * 1024 * 1024 } });
+    expect(large.kind).toBe('large-output');
+    if (large.kind === 'large-output') {
+      const zip = await client.downloadLargeOutput(large.location);
+      let bytes = 0;
+      for await (const chunk of zip.body) bytes += chunk.length;
+      expect(bytes).toBe(zip.size);
+    }
+
+    const gone = await client.getVersion(functionId, '00000000-0000-4000-8000-000000000000').catch((error: unknown) => error);
+    expect(gone).toBeInstanceOf(NvcfError);
+    expect(gone).toMatchObject({ status: 404, title: 'Not Found' });
+    expect(await client.clusterGroups()).toMatchObject([{ name: 'local', gpus: [{ name: 'LOCAL' }] }]);
+    expect((await client.versionQueue(functionId, versionId)).queues).toMatchObject([{ functionVersionId: versionId, functionStatus: 'ACTIVE' }]);
+  }, 60_000);
 
   it('invokes synchronously, printing the answer alone', async () => {
     const run = await nvcf(['invoke', functionId, '--data', '{"message": "hi"}']);
