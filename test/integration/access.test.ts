@@ -66,6 +66,12 @@ const CROSS_ACCOUNT: Record<string, CrossAccountCase> = {
   G1: { kind: 'none', why: 'cluster groups are the platform’s, the same for every account' },
   G2: { kind: 'none', why: 'supported GPUs are the platform’s, the same for every account' },
   L1: addresses(404, { ownerStatus: 200 }),
+  R1: { kind: 'none', why: 'creates a new registry credential of the caller’s account' },
+  R2: { kind: 'lists', ids: (json) => json.registryCredentials.map((credential: { registryCredentialId: string }) => credential.registryCredentialId) },
+  R3: addresses(404, { ownerStatus: 200 }),
+  R4: addresses(404, { body: { secret: { name: 'b', value: 'written-by-b' } } }),
+  R5: addresses(404),
+  R6: { kind: 'none', why: 'recognized registries are the platform’s, the same for every account' },
 };
 
 const label = (route: RouteDefinition) => `${route.ref} ${route.method} ${route.path}`;
@@ -79,7 +85,7 @@ function pathOf(route: RouteDefinition, ids: Record<string, string>): string {
   });
 }
 
-const randomIds = () => ({ functionId: randomUUID(), functionVersionId: randomUUID(), assetId: randomUUID(), requestId: randomUUID() });
+const randomIds = () => ({ functionId: randomUUID(), functionVersionId: randomUUID(), assetId: randomUUID(), requestId: randomUUID(), registryCredentialId: randomUUID() });
 
 function expectProblem(response: TestResponse, status: number) {
   expect(response.statusCode).toBe(status);
@@ -127,7 +133,12 @@ describe('access to every route', () => {
         },
       }),
     );
-    ownerIds = { functionId, functionVersionId, assetId: asset.json.assetId, requestId };
+    const credential = await stack.call('POST', '/v2/nvcf/registry-credentials', {
+      key: owner.key,
+      body: { registryHostname: 'nvcr.io', secret: { name: '$oauthtoken', value: 'owner-key' }, artifactTypes: ['CONTAINER'] },
+    });
+    expect(credential.statusCode).toBe(200);
+    ownerIds = { functionId, functionVersionId, assetId: asset.json.assetId, requestId, registryCredentialId: credential.json.registryCredential.registryCredentialId };
   });
   afterAll(async () => stack.stop());
 
@@ -195,6 +206,8 @@ describe('access to every route', () => {
       expect(version.json.function.status).toBe('ACTIVE');
       expect(version.json.function.tags ?? []).not.toContain('written-by-b');
       expect(asset.statusCode).toBe(200);
+      const credential = await stack.call('GET', `/v2/nvcf/registry-credentials/${ownerIds.registryCredentialId}`, { key: owner.key });
+      expect(credential.statusCode, 'the owner’s registry credential is not deleted').toBe(200);
     });
   });
 });
