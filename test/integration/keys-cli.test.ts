@@ -63,6 +63,14 @@ describe('npm run keys (bin/keys.ts)', () => {
     expect((await listAssets(key)).statusCode).toBe(403);
   });
 
+  it('creates a key holding manage_registry_credentials alone: it may manage registry credentials and nothing else', async () => {
+    const key = (await keys(['create', '--account', 'cli-acct-registry', '--scopes', 'manage_registry_credentials'])).stdout.trim();
+    const listed = await stack.call('GET', '/v2/nvcf/registry-credentials', { key });
+    expect(listed.statusCode).toBe(200);
+    expect(listed.json).toEqual({ registryCredentials: [] });
+    expect((await listAssets(key)).statusCode).toBe(403);
+  });
+
   it('revokes a key given the key itself, after which the API answers 401, and lists it as revoked', async () => {
     const key = (await keys(['create', '--account', 'cli-acct-3'])).stdout.trim();
     expect((await listAssets(key)).statusCode).toBe(200);
