@@ -190,6 +190,27 @@ describe('nvcf against npm start', () => {
     expect((await client.versionQueue(functionId, versionId)).queues).toMatchObject([{ functionVersionId: versionId, functionStatus: 'ACTIVE' }]);
   }, 60_000);
 
+  it('changes the deployment and the tags, adds a version, shows queues, and manages assets', async () => {
+    const updated = await nvcf(['deploy', 'update', target, '--targeted-dep-spec', 'LOCAL:local.gpu:1:2:4']);
+    expect(json(updated).deploymentSpecifications).toMatchObject([{ minInstances: 1, maxInstances: 2, maxRequestConcurrency: 4 }]);
+    expect(json(await nvcf(['deploy', 'info', target])).deploymentSpecifications).toMatchObject([{ maxInstances: 2 }]);
+    expect(json(await nvcf(['function', 'update-metadata', target, '--tag', 'cli', '--tag', 'e2e'])).tags).toEqual(['cli', 'e2e']);
+    expect(json(await nvcf(['queue', functionId])).queues).toMatchObject([{ functionName: 'echo-cli', functionStatus: 'ACTIVE', queueDepth: 0 }]);
+
+    const second = json(await nvcf(['function', 'create', functionId, '--name', 'echo-cli', '--container-image', 'nvcr.io/nvcf-examples/echo:1.0', '--inference-url', '/echo']));
+    expect(second).toMatchObject({ id: functionId, status: 'INACTIVE' });
+    expect(json(await nvcf(['function', 'list', functionId])).map((version: { versionId: string }) => version.versionId)).toEqual([target.split(':')[1], second.versionId]);
+    expect((await nvcf(['function', 'delete', `${functionId}:${second.versionId}`])).code).toBe(0);
+
+    const file = join(workDir, 'notes.txt');
+    await writeFile(file, 'asset bytes');
+    const { assetId } = json(await nvcf(['asset', 'upload', file]));
+    expect(json(await nvcf(['asset', 'list']))).toEqual(expect.arrayContaining([{ assetId, contentType: 'text/plain', description: 'notes.txt' }]));
+    expect(json(await nvcf(['asset', 'info', assetId]))).toMatchObject({ assetId, contentType: 'text/plain' });
+    expect((await nvcf(['asset', 'delete', assetId])).code).toBe(0);
+    expect(await nvcf(['asset', 'info', assetId])).toMatchObject({ code: 1, stderr: `nvcf: Not Found (404): Asset '${assetId}' not found\n` });
+  }, 90_000);
+
   it('invokes synchronously, printing the answer alone', async () => {
     const run = await nvcf(['invoke', functionId, '--data', '{"message": "hi"}']);
     expect(run).toMatchObject({ code: 0, stdout: '"hi"' });
