@@ -1,7 +1,8 @@
 /**
  * API keys: `nvapi-` followed by 32 random bytes (base64url). Only the sha256
- * of a key is stored, with the account it belongs to and its scopes; the key
- * itself is shown once, when created.
+ * of a key is stored, with the account it belongs to, its scopes and its
+ * expiry; the key itself is shown once, when created. A revoked key and an
+ * expired one fail alike: resolveApiKey finds neither.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { GetCommand, PutCommand, UpdateCommand, paginateScan } from '@aws-sdk/lib-dynamodb';
@@ -24,6 +25,17 @@ export interface ApiKeyRecord {
   createdAt: string;
   disabled: boolean;
   description?: string;
+  /** ISO time after which the key no longer works; none for keys that never expire (the admin CLI's). */
+  expiresAt?: string;
+  revokedAt?: string;
+}
+
+/** A key's state as the keys API shows it (open-source NVCF's KeyStatus, plus REVOKED: here a revoked key is kept, disabled). */
+export type ApiKeyStatus = 'ACTIVE' | 'EXPIRED' | 'REVOKED';
+
+export function apiKeyStatus(record: ApiKeyRecord, now = Date.now()): ApiKeyStatus {
+  if (record.disabled) return 'REVOKED';
+  return record.expiresAt !== undefined && Date.parse(record.expiresAt) <= now ? 'EXPIRED' : 'ACTIVE';
 }
 
 export function hashApiKey(key: string): string {
@@ -31,7 +43,7 @@ export function hashApiKey(key: string): string {
 }
 
 /** Creates a key for an account and returns it; this is the only time the key is visible. */
-export async function createApiKey(input: { accountId: string; scopes?: readonly Scope[]; description?: string }): Promise<{ key: string; record: ApiKeyRecord }> {
+export async function createApiKey(input: { accountId: string; scopes?: readonly Scope[]; description?: string; expiresAt?: string }): Promise<{ key: string; record: ApiKeyRecord }> {
   const accountId = accountIdSchema.parse(input.accountId);
   const scopes = [...new Set(input.scopes ?? SCOPES)];
   for (const scope of scopes) if (!SCOPES.includes(scope)) throw new Error(`unknown scope "${scope}"; known scopes: ${SCOPES.join(', ')}`);
@@ -43,6 +55,7 @@ export async function createApiKey(input: { accountId: string; scopes?: readonly
     createdAt: new Date().toISOString(),
     disabled: false,
     ...(input.description ? { description: input.description } : {}),
+    ...(input.expiresAt ? { expiresAt: input.expiresAt } : {}),
   };
   await dynamo().send(
     new PutCommand({ TableName: tableName('apiKeys'), Item: record, ConditionExpression: 'attribute_not_exists(keyHash)' }),
@@ -66,12 +79,17 @@ export async function registerApiKey(key: string, accountId: string, scopes: rea
   return record;
 }
 
-/** The enabled record of a key, or undefined for an unknown, malformed or revoked key. */
+/** The record of a working key, or undefined for an unknown, malformed, revoked or expired key. */
 export async function resolveApiKey(key: string): Promise<ApiKeyRecord | undefined> {
   if (!key.startsWith(API_KEY_PREFIX)) return undefined;
-  const { Item } = await dynamo().send(new GetCommand({ TableName: tableName('apiKeys'), Key: { keyHash: hashApiKey(key) } }));
-  const record = Item as ApiKeyRecord | undefined;
-  return record && !record.disabled ? record : undefined;
+  const record = await getApiKey(hashApiKey(key));
+  return record && apiKeyStatus(record) === 'ACTIVE' ? record : undefined;
+}
+
+/** A key's record by its sha256, whatever its state. */
+export async function getApiKey(keyHash: string): Promise<ApiKeyRecord | undefined> {
+  const { Item } = await dynamo().send(new GetCommand({ TableName: tableName('apiKeys'), Key: { keyHash } }));
+  return Item as ApiKeyRecord | undefined;
 }
 
 /** Disables a key (given the key or its sha256); false when no such key exists. */

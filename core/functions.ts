@@ -50,15 +50,19 @@ export async function getOwnedVersion(accountId: string, functionId: string, ver
   return record?.accountId === accountId ? record : undefined;
 }
 
-/** All versions of a function visible to an account (empty when it owns none). */
-export async function listOwnedVersions(accountId: string, functionId: string): Promise<FunctionVersionRecord[]> {
-  const items = await queryAll({
+/** All versions of a function, whoever owns it (core/access.ts decides who sees them). */
+export async function listFunctionVersions(functionId: string): Promise<FunctionVersionRecord[]> {
+  return queryAll({
     TableName: tableName('functions'),
     KeyConditionExpression: 'functionId = :functionId',
     ExpressionAttributeValues: { ':functionId': functionId },
     ConsistentRead: true,
   });
-  return items.filter((item) => item.accountId === accountId);
+}
+
+/** All versions of a function visible to an account (empty when it owns none). */
+export async function listOwnedVersions(accountId: string, functionId: string): Promise<FunctionVersionRecord[]> {
+  return (await listFunctionVersions(functionId)).filter((item) => item.accountId === accountId);
 }
 
 /** Every version owned by an account, oldest first. */

@@ -16,11 +16,14 @@ export const SCOPES = [
   'list_cluster_groups',
   'update_secrets',
   'manage_registry_credentials',
+  'authorize_clients',
+  // Our scope (NVCF's keys service is reached with a user session): lets a key create, list and revoke its account's keys.
+  'manage_api_keys',
 ] as const;
 export type Scope = (typeof SCOPES)[number];
 
 /** The Lambdas that serve routes (the authorizer serves none). */
-export const API_HANDLERS = ['functions', 'deployments', 'assets', 'queues', 'gpus', 'logs'] as const;
+export const API_HANDLERS = ['functions', 'deployments', 'assets', 'queues', 'gpus', 'logs', 'keys'] as const;
 export type ApiHandlerName = (typeof API_HANDLERS)[number];
 
 /**
@@ -49,6 +52,9 @@ const FN = '/v2/nvcf/functions';
 const VERSION = '{functionId}/versions/{functionVersionId}';
 const DEPLOYMENT = `/v2/nvcf/deployments/functions/${VERSION}`;
 const REGISTRY_CREDENTIALS = '/v2/nvcf/registry-credentials';
+const AUTHORIZATIONS = '/v2/nvcf/authorizations/functions/{functionId}';
+const VERSION_AUTHORIZATIONS = `${AUTHORIZATIONS}/versions/{functionVersionId}`;
+const KEYS = '/v1/keys';
 
 export const ROUTES: readonly RouteDefinition[] = [
   { ref: 'F1', method: 'POST', path: FN, handler: 'functions', scope: 'register_function' },
@@ -68,6 +74,24 @@ export const ROUTES: readonly RouteDefinition[] = [
   { ref: 'R4', method: 'PATCH', path: `${REGISTRY_CREDENTIALS}/{registryCredentialId}`, handler: 'functions', scope: 'manage_registry_credentials' },
   { ref: 'R5', method: 'DELETE', path: `${REGISTRY_CREDENTIALS}/{registryCredentialId}`, handler: 'functions', scope: 'manage_registry_credentials' },
   { ref: 'R6', method: 'GET', path: '/v2/nvcf/recognized-registries', handler: 'functions', scope: 'manage_registry_credentials' },
+
+  // Authorizations (nvcf-api.md §2.7): served by the functions Lambda, which owns the functions they share.
+  { ref: 'Z1', method: 'GET', path: AUTHORIZATIONS, handler: 'functions', scope: 'authorize_clients' },
+  { ref: 'Z2', method: 'POST', path: AUTHORIZATIONS, handler: 'functions', scope: 'authorize_clients' },
+  { ref: 'Z3', method: 'DELETE', path: AUTHORIZATIONS, handler: 'functions', scope: 'authorize_clients' },
+  { ref: 'Z4', method: 'PATCH', path: `${AUTHORIZATIONS}/add`, handler: 'functions', scope: 'authorize_clients' },
+  { ref: 'Z5', method: 'PATCH', path: `${AUTHORIZATIONS}/remove`, handler: 'functions', scope: 'authorize_clients' },
+  { ref: 'Z6', method: 'GET', path: VERSION_AUTHORIZATIONS, handler: 'functions', scope: 'authorize_clients' },
+  { ref: 'Z7', method: 'POST', path: VERSION_AUTHORIZATIONS, handler: 'functions', scope: 'authorize_clients' },
+  { ref: 'Z8', method: 'DELETE', path: VERSION_AUTHORIZATIONS, handler: 'functions', scope: 'authorize_clients' },
+  { ref: 'Z9', method: 'PATCH', path: `${VERSION_AUTHORIZATIONS}/add`, handler: 'functions', scope: 'authorize_clients' },
+  { ref: 'Z10', method: 'PATCH', path: `${VERSION_AUTHORIZATIONS}/remove`, handler: 'functions', scope: 'authorize_clients' },
+
+  // API keys over HTTP, in the shapes of open-source NVCF's keys service (/v1/keys): a Lambda of their own, the only one writing ApiKeys.
+  { ref: 'K1', method: 'POST', path: KEYS, handler: 'keys', scope: 'manage_api_keys' },
+  { ref: 'K2', method: 'GET', path: KEYS, handler: 'keys', scope: 'manage_api_keys' },
+  { ref: 'K3', method: 'GET', path: `${KEYS}/{keyId}`, handler: 'keys', scope: 'manage_api_keys' },
+  { ref: 'K4', method: 'DELETE', path: `${KEYS}/{keyId}`, handler: 'keys', scope: 'manage_api_keys' },
 
   { ref: 'D1', method: 'POST', path: DEPLOYMENT, handler: 'deployments', scope: 'deploy_function' },
   { ref: 'D2', method: 'GET', path: DEPLOYMENT, handler: 'deployments', scope: 'deploy_function' },

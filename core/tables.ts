@@ -18,7 +18,7 @@ export interface GlobalIndexDefinition {
 
 export interface TableDefinition {
   /** Logical name used for construct ids and outputs. */
-  id: 'Functions' | 'Instances' | 'Invocations' | 'Assets' | 'ApiKeys' | 'RegistryCredentials';
+  id: 'Functions' | 'Instances' | 'Invocations' | 'Assets' | 'ApiKeys' | 'RegistryCredentials' | 'Authorizations';
   /** Environment variable that carries the physical table name. */
   envVar: string;
   partitionKey: KeyAttribute;
@@ -97,6 +97,18 @@ export const TABLES = {
     envVar: ENV.registryCredentialsTable,
     partitionKey: { name: 'accountId', type: 'S' },
     sortKey: { name: 'registryCredentialId', type: 'S' },
+    globalIndexes: [],
+  },
+  /**
+   * Who besides its owner may invoke a function (nvcf-api.md §2.7): one item per set, the
+   * function's own (`target` FUNCTION_TARGET, inherited by every version) or a version's
+   * (`target` = its versionId); `parties` is a string set of account ids.
+   */
+  authorizations: {
+    id: 'Authorizations',
+    envVar: ENV.authorizationsTable,
+    partitionKey: { name: 'functionId', type: 'S' },
+    sortKey: { name: 'target', type: 'S' },
     globalIndexes: [],
   },
 } as const satisfies Record<string, TableDefinition>;

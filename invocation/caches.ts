@@ -1,14 +1,14 @@
 /**
  * The invocation service's short-lived caches, which keep DynamoDB off the
  * sync path: API keys (a revoked key stops working within
- * API_KEY_CACHE_SECONDS) and a function's versions (a deploy or undeploy is
- * seen within VERSION_CACHE_SECONDS; a send to a queue that no longer exists
- * drops the entry at once). Concurrent misses share one read.
+ * API_KEY_CACHE_SECONDS) and a caller's access to a function with its versions
+ * (a deploy, an undeploy or a revoked authorization is seen within
+ * VERSION_CACHE_SECONDS; a send to a queue that no longer exists drops the
+ * entry at once). Concurrent misses share one read.
  */
+import { loadFunctionAccess, type FunctionAccess } from '../core/access';
 import { resolveApiKey, type ApiKeyRecord } from '../core/api-keys';
-import { listOwnedVersions } from '../core/functions';
 import { API_KEY_CACHE_SECONDS, VERSION_CACHE_SECONDS } from '../core/limits';
-import type { FunctionVersionRecord } from '../core/model';
 
 /** Entries kept at most; the oldest go first. */
 const MAX_ENTRIES = 10_000;
@@ -42,17 +42,17 @@ export class TtlCache<V> {
 
 export class ServiceCaches {
   readonly keys = new TtlCache<ApiKeyRecord | undefined>(API_KEY_CACHE_SECONDS * 1000, (key) => resolveApiKey(key));
-  private readonly versions = new TtlCache<FunctionVersionRecord[]>(VERSION_CACHE_SECONDS * 1000, (key) => {
-    const [accountId, functionId] = JSON.parse(key) as [string, string];
-    return listOwnedVersions(accountId, functionId);
+  private readonly access = new TtlCache<FunctionAccess | undefined>(VERSION_CACHE_SECONDS * 1000, (key) => {
+    const [callerAccountId, functionId] = JSON.parse(key) as [string, string];
+    return loadFunctionAccess(callerAccountId, functionId);
   });
 
-  /** The account's versions of a function (empty when it has none). */
-  versionsOf(accountId: string, functionId: string): Promise<FunctionVersionRecord[]> {
-    return this.versions.get(JSON.stringify([accountId, functionId]));
+  /** The caller's access to a function and the versions it may use; undefined when it may not see the function. */
+  accessTo(callerAccountId: string, functionId: string): Promise<FunctionAccess | undefined> {
+    return this.access.get(JSON.stringify([callerAccountId, functionId]));
   }
 
-  forgetVersions(accountId: string, functionId: string): void {
-    this.versions.forget(JSON.stringify([accountId, functionId]));
+  forgetAccess(callerAccountId: string, functionId: string): void {
+    this.access.forget(JSON.stringify([callerAccountId, functionId]));
   }
 }

@@ -14,6 +14,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as z from 'zod';
+import { invocableVersion } from '../core/access';
 import type { ApiKeyRecord } from '../core/api-keys';
 import {
   API_GATEWAY_POLL_CAP_SECONDS,
@@ -180,29 +181,18 @@ export class InvocationService {
     return { functionId: validId(functionHeader.trim(), 'header function-id'), versionId: versionHeader && validId(versionHeader.trim(), 'header function-version-id') };
   }
 
-  /** I1 (no version): a random ACTIVE one; I2 and pinned direct calls: that one, which must be ACTIVE. */
-  private async versionFor(caller: ApiKeyRecord, functionId: string, versionId?: string): Promise<FunctionVersionRecord> {
-    let versions = await this.caches.versionsOf(caller.accountId, functionId);
-    // A version created (or a function registered) since the cache was filled: read again rather than answer 404.
-    if (versions.length === 0 || (versionId && !versions.some((version) => version.versionId === versionId))) {
-      this.caches.forgetVersions(caller.accountId, functionId);
-      versions = await this.caches.versionsOf(caller.accountId, functionId);
+  /**
+   * The version a call goes to (core/access.ts invocableVersion), from the caller's cached access to the
+   * function: what every invocation path (pexec, direct, gRPC) asks before queueing a call.
+   */
+  async versionFor(caller: ApiKeyRecord, functionId: string, versionId?: string): Promise<FunctionVersionRecord> {
+    let access = await this.caches.accessTo(caller.accountId, functionId);
+    // A version created (or a function registered or shared) since the cache was filled: read again rather than answer 404.
+    if (!access || (versionId && !access.versions.some((version) => version.versionId === versionId))) {
+      this.caches.forgetAccess(caller.accountId, functionId);
+      access = await this.caches.accessTo(caller.accountId, functionId);
     }
-    if (versions.length === 0) throw notFound(`Function id '${functionId}' not found`);
-    if (versionId) {
-      const pinned = versions.find((version) => version.versionId === versionId);
-      if (!pinned) throw notFound(`Function id '${functionId}': Version '${versionId}' not found`);
-      if (pinned.status !== 'ACTIVE') {
-        throw badRequest(`Function id '${functionId}', version '${versionId}': Status ${pinned.status}, only ACTIVE versions can be invoked${pinned.status === 'DEPLOYING' ? '; wait until the deployment is ACTIVE' : '; deploy it first'}`);
-      }
-      return pinned;
-    }
-    const active = versions.filter((version) => version.status === 'ACTIVE' && version.deployment?.queueUrl);
-    if (active.length === 0) {
-      const statuses = [...new Set(versions.map((version) => version.status))].join(', ');
-      throw badRequest(`Function id '${functionId}' has no ACTIVE version (versions are ${statuses}); deploy a version and wait until it is ACTIVE`);
-    }
-    return active[Math.floor(Math.random() * active.length)]!;
+    return invocableVersion(access, functionId, versionId);
   }
 
   /** Serves callers on their own port, with liveness and readiness (EKS). */

@@ -20,8 +20,11 @@ export async function handler(event: APIGatewayRequestAuthorizerEventV2): Promis
   if (!match) return refuse('the Authorization header must be "Bearer <API key>"');
   const record = await resolveApiKey(match[1]!);
   if (!record) {
-    logger.info('unknown or revoked API key', { routeKey: event.routeKey });
+    logger.info('unknown, revoked or expired API key', { routeKey: event.routeKey });
+    // An expired key reads as a revoked one, in the words clients already match.
     return refuse('the API key is unknown or has been revoked');
   }
-  return { isAuthorized: true, context: { authenticated: 'true', accountId: record.accountId, scopes: record.scopes.join(',') } };
+  const context: AuthorizerContext = { authenticated: 'true', accountId: record.accountId, scopes: record.scopes.join(','), keyId: record.keyHash };
+  if (record.expiresAt) context.keyExpiresAt = record.expiresAt;
+  return { isAuthorized: true, context };
 }

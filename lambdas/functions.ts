@@ -1,16 +1,20 @@
 /**
  * F1–F8: create, list, get, delete and tag function versions (nvcf-api.md §2.1);
- * S1: replace a version's secrets (§2.8); R1–R6: registry credentials (lambdas/shared/registry-credentials.ts).
+ * S1: replace a version's secrets (§2.8); R1–R6: registry credentials (lambdas/shared/registry-credentials.ts);
+ * Z1–Z10: authorizations (lambdas/shared/authorizations.ts). F3–F6 also show an
+ * account the versions shared with it, in their public fields (core/access.ts).
  * The rules of a function definition live in core/function-schemas.ts and the
  * storage in core/functions.ts; this file parses requests and renders NVCF's
  * Function object.
  */
 import * as z from 'zod';
+import { loadFunctionAccess } from '../core/access';
+import { functionsSharedWith } from '../core/authorizations';
 import { createFunctionRequestSchema, metadataUpdateSchema, updateSecretsRequestSchema } from '../core/function-schemas';
 import {
   createVersion,
   deleteInactiveVersion,
-  getOwnedVersion,
+  getVersion,
   listAccountVersions,
   listLiveInstances,
   listOwnedVersions,
@@ -23,7 +27,8 @@ import { conflict, notFound } from '../core/problem';
 import { createApiHandler } from './http/handler';
 import { parseJsonBody, parseQuery, queryFlag, uuidParam, versionIds, type ApiRequest } from './http/request';
 import { json, noContent, type ApiResponse } from './http/responses';
-import { toFunctionJson } from './shared/function-json';
+import { authorizationRoutes } from './shared/authorizations';
+import { toFunctionJson, toSharedFunctionJson } from './shared/function-json';
 import { registryCredentialRoutes } from './shared/registry-credentials';
 
 const VISIBILITIES = ['authorized', 'private', 'public'] as const;
@@ -39,21 +44,26 @@ const listQuery = z.object({
 
 const getQuery = z.object({ includeSecrets: queryFlag });
 
-/** Every function here is private to its owner: none is public or shared with other accounts yet. */
+/** The caller's own versions (`private`) and those shared with it (`authorized`); none is public here. */
 async function visibleVersions(req: ApiRequest): Promise<FunctionVersionRecord[]> {
   const { visibility } = parseQuery(req, listQuery);
-  const showsOwn = !visibility?.length || visibility.includes('private');
-  return showsOwn ? listAccountVersions(req.caller.accountId) : [];
+  const shows = (kind: (typeof VISIBILITIES)[number]) => !visibility?.length || visibility.includes(kind);
+  const own = shows('private') ? await listAccountVersions(req.caller.accountId) : [];
+  if (!shows('authorized')) return own;
+  const sharedIds = [...(await functionsSharedWith(req.caller.accountId)).keys()];
+  const shared = await Promise.all(sharedIds.map((functionId) => loadFunctionAccess(req.caller.accountId, functionId)));
+  return [...own, ...shared.flatMap((access) => (access?.role === 'authorized' ? access.versions : []))];
 }
 
-/** The Function object with the live instances of a deployed version. */
-async function functionJson(record: FunctionVersionRecord, includeSecrets = true) {
+/** The Function object with the live instances of a deployed version; an account the version is shared with sees its public fields. */
+async function functionJson(req: ApiRequest, record: FunctionVersionRecord, includeSecrets = true) {
+  if (record.accountId !== req.caller.accountId) return toSharedFunctionJson(record);
   const instances = record.status === 'INACTIVE' ? [] : await listLiveInstances(record.versionId);
   return toFunctionJson(record, { instances, includeSecrets });
 }
 
-function functionsJson(records: FunctionVersionRecord[]) {
-  return Promise.all(records.map((record) => functionJson(record)));
+function functionsJson(req: ApiRequest, records: FunctionVersionRecord[]) {
+  return Promise.all(records.map((record) => functionJson(req, record)));
 }
 
 const functionNotFound = (functionId: string) => notFound(`Function '${functionId}' not found`);
@@ -75,23 +85,28 @@ async function createFunctionVersion(req: ApiRequest): Promise<ApiResponse> {
 }
 
 async function listFunctions(req: ApiRequest): Promise<ApiResponse> {
-  return json(200, { functions: await functionsJson(await visibleVersions(req)) });
+  return json(200, { functions: await functionsJson(req, await visibleVersions(req)) });
 }
 
 async function listFunctionVersions(req: ApiRequest): Promise<ApiResponse> {
   const functionId = uuidParam(req, 'functionId');
-  const versions = await listOwnedVersions(req.caller.accountId, functionId);
+  const versions = (await loadFunctionAccess(req.caller.accountId, functionId))?.versions ?? [];
   if (versions.length === 0) throw functionNotFound(functionId);
   versions.sort((a, b) => a.createdAt.localeCompare(b.createdAt));
-  return json(200, { functions: await functionsJson(versions) });
+  return json(200, { functions: await functionsJson(req, versions) });
 }
 
 async function getFunctionVersion(req: ApiRequest): Promise<ApiResponse> {
   const [functionId, versionId] = versionIds(req);
   const includeSecrets = parseQuery(req, getQuery).includeSecrets !== false;
-  const record = await getOwnedVersion(req.caller.accountId, functionId, versionId);
+  // The owner's read stays one GetItem; only another account's needs its access to the function.
+  const stored = await getVersion(functionId, versionId);
+  const record =
+    stored && stored.accountId !== req.caller.accountId
+      ? (await loadFunctionAccess(req.caller.accountId, functionId))?.versions.find((version) => version.versionId === versionId)
+      : stored;
   if (!record) throw versionNotFound(functionId, versionId);
-  return json(200, { function: await functionJson(record, includeSecrets) });
+  return json(200, { function: await functionJson(req, record, includeSecrets) });
 }
 
 async function listFunctionIds(req: ApiRequest): Promise<ApiResponse> {
@@ -114,7 +129,7 @@ async function updateMetadata(req: ApiRequest): Promise<ApiResponse> {
   const { tags } = parseJsonBody(req, metadataUpdateSchema);
   const record = await replaceTags(req.caller.accountId, functionId, versionId, tags);
   if (!record) throw versionNotFound(functionId, versionId);
-  return json(200, { function: await functionJson(record) });
+  return json(200, { function: await functionJson(req, record) });
 }
 
 /** Replaces the version's whole set of secrets (NVCF answers 204); running instances see the new file within a minute. */
@@ -125,7 +140,7 @@ async function updateSecrets(req: ApiRequest): Promise<ApiResponse> {
   return noContent();
 }
 
-/** Serves F1–F8, S1 and the registry credentials R1–R6 of core/routes.ts. */
+/** Serves F1–F8, S1, the registry credentials R1–R6 and the authorizations Z1–Z10 of core/routes.ts. */
 export const handler = createApiHandler('functions', {
   F1: createFunction,
   F2: createFunctionVersion,
@@ -137,4 +152,5 @@ export const handler = createApiHandler('functions', {
   F8: updateMetadata,
   S1: updateSecrets,
   ...registryCredentialRoutes,
+  ...authorizationRoutes,
 });

@@ -41,6 +41,7 @@ const DESCRIPTIONS: Record<LambdaName, string> = {
   queues: 'NVCF API: queue depth and queue position',
   gpus: 'NVCF API: supportedGpus and clusterGroups',
   logs: 'NVCF API: function logs (reads the function log group)',
+  keys: 'NVCF API: API keys of the caller account (create, list, revoke)',
   authorizer: 'NVCF API: resolves Bearer API keys to an account and scopes',
   sweeper: 'NVCF: errors dead-lettered invocations, deletes unused queues, sizes GPU nodegroups (every minute)',
 };
@@ -53,6 +54,7 @@ const TIMEOUTS: Record<LambdaName, Duration> = {
   gpus: Duration.seconds(10),
   // Up to 1000 lines may take several FilterLogEvents pages.
   logs: Duration.seconds(20),
+  keys: Duration.seconds(10),
   authorizer: Duration.seconds(5),
   // A pass ends before the next one starts.
   sweeper: Duration.seconds(55),
@@ -183,6 +185,11 @@ export class ApiFunctions extends Construct {
     role('functions').addToPrincipalPolicy(secretsKeyStatement(data.secretsKey, 'seal'));
     // Registry credentials (R1–R6): stored per account, sealed with the same key under their own context; never opened here.
     tables.registryCredentials.grant(role('functions'), 'dynamodb:Query', 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem');
+    // Authorizations (Z1–Z10): the owner's sets; F3/F6 scan for the functions shared with the caller.
+    tables.authorizations.grant(role('functions'), 'dynamodb:Query', 'dynamodb:Scan', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem');
+
+    // K1–K4: the only writer of ApiKeys besides the admin CLI; lists scan (the table is keyed by hash alone).
+    tables.apiKeys.grant(role('keys'), 'dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:Scan');
     role('functions').addToPrincipalPolicy(registryCredentialsKeyStatement(data.secretsKey, 'seal'));
 
     tables.functions.grantReadWriteData(role('deployments'));

@@ -178,7 +178,7 @@ export class InvocationPlane extends Construct {
 
   /**
    * What the service calls (invocation/): keys (GetItem), a function's
-   * versions (Query), assets (GetItem, HeadObject), stored calls (PutItem,
+   * versions and, for another account's function, its authorizations (Query), assets (GetItem, HeadObject), stored calls (PutItem,
    * GetItem, UpdateItem for cancel), one SendMessage per call, spilled bodies
    * (PutObject inputs/), stored results (GetObject outputs/, also what its
    * presigned GETs need).
@@ -188,6 +188,8 @@ export class InvocationPlane extends Construct {
     const { tables, bucket, queueKey } = data;
     tables.apiKeys.grant(role, 'dynamodb:GetItem');
     tables.functions.grant(role, 'dynamodb:Query');
+    // A caller's access to another account's function: the function's authorization sets (core/access.ts).
+    tables.authorizations.grant(role, 'dynamodb:Query');
     tables.assets.grant(role, 'dynamodb:GetItem');
     tables.invocations.grant(role, 'dynamodb:PutItem', 'dynamodb:GetItem', 'dynamodb:UpdateItem');
     role.addToPrincipalPolicy(queueStatement(['sqs:SendMessage'], this));

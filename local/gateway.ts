@@ -64,6 +64,7 @@ const API_LAMBDAS: Record<ApiHandlerName, () => Promise<{ handler: unknown }>> =
   queues: () => import('../lambdas/queues'),
   gpus: () => import('../lambdas/gpus'),
   logs: () => import('../lambdas/logs'),
+  keys: () => import('../lambdas/keys'),
 };
 
 const TEXT_TYPES = /^(text\/|application\/(json|xml|javascript|x-www-form-urlencoded)|[^;]*\+json)/i;

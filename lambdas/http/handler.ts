@@ -25,7 +25,7 @@ function callerOf(event: ApiEvent): Caller {
   }
   const granted = new Set((context.scopes ?? '').split(',').filter(Boolean));
   const scopes = new Set(SCOPES.filter((scope) => granted.has(scope)));
-  return { accountId: context.accountId, scopes };
+  return { accountId: context.accountId, scopes, keyId: context.keyId, ...(context.keyExpiresAt ? { keyExpiresAt: context.keyExpiresAt } : {}) };
 }
 
 function toProblemResponse(error: unknown, event: ApiEvent): ApiResponse {

@@ -18,6 +18,9 @@ export interface AuthorizerContext {
   scopes?: string;
   /** Why the key was refused, when authenticated is "false". */
   reason?: string;
+  /** The key's sha256 (its id in the keys API) and expiry: keys it creates may not outlive it. */
+  keyId?: string;
+  keyExpiresAt?: string;
 }
 
 export type ApiEvent = APIGatewayProxyEventV2WithLambdaAuthorizer<AuthorizerContext>;
@@ -25,6 +28,9 @@ export type ApiEvent = APIGatewayProxyEventV2WithLambdaAuthorizer<AuthorizerCont
 export interface Caller {
   accountId: string;
   scopes: ReadonlySet<Scope>;
+  /** The caller's key: its id (sha256) and expiry (none for keys that never expire). */
+  keyId?: string;
+  keyExpiresAt?: string;
 }
 
 export interface ApiRequest {

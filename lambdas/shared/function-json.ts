@@ -66,3 +66,24 @@ export function toFunctionJson(record: FunctionVersionRecord, options: FunctionJ
     activeInstances: instances.length > 0 ? instances.map((instance) => instanceJson(record, instance)) : undefined,
   };
 }
+
+/**
+ * The Function object an authorized account sees of a version shared with it
+ * (core/access.ts): what identifies it and whether it can be invoked, nothing
+ * of how it is built or run (image, environment, models, health, secrets,
+ * instances).
+ */
+export function toSharedFunctionJson(record: FunctionVersionRecord) {
+  return {
+    id: record.functionId,
+    versionId: record.versionId,
+    ncaId: record.accountId,
+    name: record.name,
+    status: record.status,
+    functionType: record.functionType,
+    apiBodyFormat: record.apiBodyFormat,
+    createdAt: record.createdAt,
+    description: record.description,
+    ownedByDifferentAccount: true,
+  };
+}

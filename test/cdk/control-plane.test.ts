@@ -248,13 +248,13 @@ describe('least privilege per Lambda', () => {
     expect(sqs('deployments')).toEqual(['sqs:CreateQueue', 'sqs:DeleteMessage', 'sqs:GetQueueAttributes', 'sqs:ReceiveMessage', 'sqs:TagQueue']);
     expect(sqs('queues')).toEqual(['sqs:GetQueueAttributes']);
     expect(sqs('sweeper')).toEqual(['sqs:DeleteMessage', 'sqs:DeleteQueue', 'sqs:GetQueueAttributes', 'sqs:ListQueueTags', 'sqs:ListQueues', 'sqs:ReceiveMessage', 'sqs:TagQueue']);
-    for (const name of ['functions', 'assets', 'gpus', 'authorizer'] as const) expect(sqs(name)).toEqual([]);
+    for (const name of ['functions', 'assets', 'gpus', 'authorizer', 'keys'] as const) expect(sqs(name)).toEqual([]);
   });
 
   it('grants each Lambda exactly its S3 actions, on its key prefixes only', () => {
     const s3 = (name: LambdaName) => statementsOf(name).filter((s) => actionsOf([s]).some((a) => a.startsWith('s3:')));
     expect(s3('assets')).toEqual([{ Effect: 'Allow', Action: ['s3:PutObject', 's3:DeleteObject'], Resource: bucketPrefixArn('assets') }]);
-    for (const name of ['functions', 'deployments', 'queues', 'gpus', 'authorizer', 'sweeper'] as const) expect(s3(name)).toEqual([]);
+    for (const name of ['functions', 'deployments', 'queues', 'gpus', 'authorizer', 'sweeper', 'keys'] as const) expect(s3(name)).toEqual([]);
   });
 
   it('grants each Lambda only the tables it uses, writing only where it must', () => {
@@ -268,13 +268,22 @@ describe('least privilege per Lambda', () => {
       }
       return result;
     };
-    expect(access('functions')).toEqual({ functions: 'write', instances: 'read', registryCredentials: 'write' });
+    expect(access('functions')).toEqual({ functions: 'write', instances: 'read', registryCredentials: 'write', authorizations: 'write' });
     expect(access('deployments')).toEqual({ functions: 'write', invocations: 'write', registryCredentials: 'read' });
     expect(access('assets')).toEqual({ assets: 'write' });
     expect(access('queues')).toEqual({ functions: 'read', invocations: 'read' });
     expect(access('gpus')).toEqual({});
     expect(access('authorizer')).toEqual({ apiKeys: 'read' });
     expect(access('sweeper')).toEqual({ functions: 'read', invocations: 'write' });
+    expect(access('keys')).toEqual({ apiKeys: 'write' });
+  });
+
+  it('lets the keys Lambda read, create and revoke keys (never delete one), and the functions Lambda manage authorization sets', () => {
+    const on = (name: LambdaName, table: TableName) =>
+      actionsOf(statementsOf(name).filter((s) => JSON.stringify(s.Resource).includes(JSON.stringify(tableArn(table))))).sort();
+    expect(on('keys', 'apiKeys')).toEqual(['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Scan', 'dynamodb:UpdateItem']);
+    expect(on('functions', 'authorizations')).toEqual(['dynamodb:DeleteItem', 'dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:Scan', 'dynamodb:UpdateItem']);
+    for (const name of LAMBDA_NAMES.filter((n) => n !== 'functions')) expect(on(name, 'authorizations'), name).toEqual([]);
   });
 
   it('lets the deployments Lambda and the sweeper only error invocations (update a stored one, put a waiting sync one), never read or delete one', () => {

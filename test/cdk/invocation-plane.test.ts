@@ -119,6 +119,8 @@ describe('least privilege', () => {
     const on = (table: TableName) => actionsOf(statements.filter((s) => JSON.stringify(s.Resource).includes(tableArn(table)))).sort();
     expect(on('apiKeys')).toEqual(['dynamodb:GetItem']);
     expect(on('functions')).toEqual(['dynamodb:Query']);
+    // Another account's function: its authorization sets, read with the versions into one cache entry (core/access.ts).
+    expect(on('authorizations')).toEqual(['dynamodb:Query']);
     expect(on('assets')).toEqual(['dynamodb:GetItem']);
     expect(on('invocations')).toEqual(['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem']);
     expect(on('instances')).toEqual([]);

@@ -8,6 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import { PutCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hashApiKey } from '../../core/api-keys';
 import { dynamo } from '../../core/aws';
 import { tableName } from '../../core/config';
 import { INVOCATION_TTL_SECONDS } from '../../core/limits';
@@ -72,6 +73,21 @@ const CROSS_ACCOUNT: Record<string, CrossAccountCase> = {
   R4: addresses(404, { body: { secret: { name: 'b', value: 'written-by-b' } } }),
   R5: addresses(404),
   R6: { kind: 'none', why: 'recognized registries are the platform’s, the same for every account' },
+  // Only the owner manages who may invoke its function; nothing is shared in this test.
+  Z1: addresses(404, { ownerStatus: 200 }),
+  Z2: addresses(404, { body: { authorizedParties: [{ ncaId: 'written-by-b' }] } }),
+  Z3: addresses(404),
+  Z4: addresses(404, { body: { authorizedParty: { ncaId: 'written-by-b' } } }),
+  Z5: addresses(404, { body: { authorizedParty: { ncaId: 'written-by-b' } } }),
+  Z6: addresses(404, { ownerStatus: 200 }),
+  Z7: addresses(404, { body: { authorizedParties: [{ ncaId: 'written-by-b' }] } }),
+  Z8: addresses(404),
+  Z9: addresses(404, { body: { authorizedParty: { ncaId: 'written-by-b' } } }),
+  Z10: addresses(404, { body: { authorizedParty: { ncaId: 'written-by-b' } } }),
+  K1: { kind: 'none', why: 'creates a new key of the caller’s account' },
+  K2: { kind: 'lists', ids: (json) => json.keys.map((key: { id: string }) => key.id) },
+  K3: addresses(404, { ownerStatus: 200 }),
+  K4: addresses(404),
 };
 
 const label = (route: RouteDefinition) => `${route.ref} ${route.method} ${route.path}`;
@@ -85,7 +101,7 @@ function pathOf(route: RouteDefinition, ids: Record<string, string>): string {
   });
 }
 
-const randomIds = () => ({ functionId: randomUUID(), functionVersionId: randomUUID(), assetId: randomUUID(), requestId: randomUUID(), registryCredentialId: randomUUID() });
+const randomIds = () => ({ functionId: randomUUID(), functionVersionId: randomUUID(), assetId: randomUUID(), requestId: randomUUID(), registryCredentialId: randomUUID(), keyId: hashApiKey(randomUUID()) });
 
 function expectProblem(response: TestResponse, status: number) {
   expect(response.statusCode).toBe(status);
@@ -138,7 +154,7 @@ describe('access to every route', () => {
       body: { registryHostname: 'nvcr.io', secret: { name: '$oauthtoken', value: 'owner-key' }, artifactTypes: ['CONTAINER'] },
     });
     expect(credential.statusCode).toBe(200);
-    ownerIds = { functionId, functionVersionId, assetId: asset.json.assetId, requestId, registryCredentialId: credential.json.registryCredential.registryCredentialId };
+    ownerIds = { functionId, functionVersionId, assetId: asset.json.assetId, requestId, registryCredentialId: credential.json.registryCredential.registryCredentialId, keyId: hashApiKey(owner.key) };
   });
   afterAll(async () => stack.stop());
 
@@ -208,6 +224,9 @@ describe('access to every route', () => {
       expect(asset.statusCode).toBe(200);
       const credential = await stack.call('GET', `/v2/nvcf/registry-credentials/${ownerIds.registryCredentialId}`, { key: owner.key });
       expect(credential.statusCode, 'the owner’s registry credential is not deleted').toBe(200);
+      const authorizations = await stack.call('GET', `/v2/nvcf/authorizations/functions/${ownerIds.functionId}`, { key: owner.key });
+      expect(authorizations.json.functions.flatMap((fn: { authorizedParties: unknown[] }) => fn.authorizedParties)).toEqual([]);
+      expect((await stack.call('GET', '/v2/nvcf/assets', { key: owner.key })).statusCode, 'the owner’s key is not revoked').toBe(200);
     });
   });
 });
