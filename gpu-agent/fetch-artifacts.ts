@@ -104,7 +104,10 @@ async function fromNgc(artifact: ArtifactReference, ngc: { path: string; kind: '
   let response = await fetch(url, { headers: { authorization: `Bearer ${password}` }, redirect: 'manual' }).catch(unreachable);
   // NGC answers a download with a redirect to a presigned storage URL: followed without the key, which is NGC's alone.
   const location = response.status >= 300 && response.status < 400 ? response.headers.get('location') : null;
-  if (location) response = await fetch(new URL(location, url)).catch(unreachable);
+  if (location) {
+    await response.body?.cancel();
+    response = await fetch(new URL(location, url)).catch(unreachable);
+  }
   if (!response.ok || !response.body) {
     const hint =
       response.status === 401 || response.status === 403
@@ -112,6 +115,7 @@ async function fromNgc(artifact: ArtifactReference, ngc: { path: string; kind: '
         : response.status === 404
           ? ': no such model or resource version in that org'
           : '';
+    await response.body?.cancel();
     fail(`NGC (${new URL(url).host}) answered HTTP ${response.status} for "${artifact.name}" (${artifact.uri})${hint}`);
   }
   return { body: Readable.fromWeb(response.body as import('node:stream/web').ReadableStream), key: `${ngc.path}.zip` };

@@ -73,6 +73,7 @@ export async function downloadChart(url: string, login: ChartLogin, file: string
   });
   if (!response.ok || !response.body) {
     const refused = [401, 403, 404].includes(response.status);
+    await response.body?.cancel();
     const hint = response.status === 404 ? 'no such chart' : "the key of the function's registry credential for it was refused or has no access; replace it with PATCH /v2/nvcf/registry-credentials/{id}";
     throw new HelmError(`the chart registry ${host} answered HTTP ${response.status}${refused ? ` (${hint})` : ''}`, !refused);
   }
