@@ -9,7 +9,7 @@
  */
 import * as z from 'zod';
 import { loadFunctionAccess } from '../core/access';
-import { functionsSharedWith } from '../core/authorizations';
+import { deleteSets, FUNCTION_TARGET, functionsSharedWith } from '../core/authorizations';
 import { createFunctionRequestSchema, metadataUpdateSchema, updateSecretsRequestSchema } from '../core/function-schemas';
 import {
   createVersion,
@@ -117,7 +117,12 @@ async function listFunctionIds(req: ApiRequest): Promise<ApiResponse> {
 async function deleteFunctionVersion(req: ApiRequest): Promise<ApiResponse> {
   const [functionId, versionId] = versionIds(req);
   const outcome = await deleteInactiveVersion(req.caller.accountId, functionId, versionId);
-  if (outcome.deleted) return noContent();
+  if (outcome.deleted) {
+    // The version's sharing goes with it, and the function's with its last version.
+    const remaining = await listOwnedVersions(req.caller.accountId, functionId);
+    await deleteSets(functionId, remaining.length > 0 ? [versionId] : [versionId, FUNCTION_TARGET]);
+    return noContent();
+  }
   if (!outcome.status) throw versionNotFound(functionId, versionId);
   throw conflict(
     `Function '${functionId}' version '${versionId}' is ${outcome.status}; only an INACTIVE version can be deleted: undeploy it first with DELETE /v2/nvcf/deployments/functions/${functionId}/versions/${versionId}`,

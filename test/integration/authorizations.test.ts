@@ -7,6 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { loadFunctionAccess } from '../../core/access';
+import { readAuthorizations } from '../../core/authorizations';
 import { dynamo } from '../../core/aws';
 import { VERSION_CACHE_SECONDS } from '../../core/limits';
 import type { FunctionVersionRecord } from '../../core/model';
@@ -193,6 +194,21 @@ describe('authorizations', () => {
     expect((await stack.call('GET', '/v2/nvcf/functions', { key: friend.key })).json.functions).toEqual([]);
     expect((await invoke(owner.key)).statusCode).toBe(202);
   }, 60_000);
+
+  it('deletes a version’s set with the version, and the function’s with its last version', async () => {
+    const first = await putVersion(owner.accountId);
+    const second = await putVersion(owner.accountId, { functionId: first.functionId });
+    const base = `/v2/nvcf/authorizations/functions/${first.functionId}`;
+    await stack.call('POST', base, { key: owner.key, body: { authorizedParties: [{ ncaId: friend.accountId }] } });
+    await stack.call('POST', `${base}/versions/${first.versionId}`, { key: owner.key, body: { authorizedParties: [{ ncaId: other.accountId }] } });
+
+    expect((await stack.call('DELETE', `/v2/nvcf/functions/${first.functionId}/versions/${first.versionId}`, { key: owner.key })).statusCode).toBe(204);
+    const afterFirst = await readAuthorizations(first.functionId);
+    expect([afterFirst.inherited, [...afterFirst.versions.keys()]]).toEqual([new Set([friend.accountId]), []]);
+
+    expect((await stack.call('DELETE', `/v2/nvcf/functions/${first.functionId}/versions/${second.versionId}`, { key: owner.key })).statusCode).toBe(204);
+    expect(await readAuthorizations(first.functionId)).toEqual({ inherited: undefined, versions: new Map() });
+  });
 
   it('caches access: a warm entry costs no read; a cold one one Query for the owner, two for another account', async () => {
     await stack.call('POST', fnPath(), { key: owner.key, body: { authorizedParties: [{ ncaId: friend.accountId }] } });
