@@ -8,7 +8,7 @@
  * Exit codes: 0 done, 1 the operation failed, 2 usage error.
  */
 import { parseArgs } from 'node:util';
-import { accountIdSchema, API_KEY_PREFIX, createApiKey, listApiKeys, revokeApiKey } from '../core/api-keys';
+import { accountIdSchema, API_KEY_PREFIX, apiKeyStatus, createApiKey, listApiKeys, revokeApiKey } from '../core/api-keys';
 import { ENV } from '../core/names';
 import { SCOPES, type Scope } from '../core/routes';
 import { DEFAULT_LOCAL_PORT, findLocalStack } from '../local/discovery';
@@ -121,7 +121,8 @@ async function run(argv: string[]): Promise<number> {
       const accountId = requireAccount(values.account);
       await selectTable(values.table);
       for (const record of await listApiKeys(accountId)) {
-        const state = record.disabled ? 'revoked' : 'active';
+        // Keys made over HTTP expire; an expired one is refused like a revoked one.
+        const state = apiKeyStatus(record).toLowerCase();
         console.log([record.keyHash, state, record.createdAt, record.scopes.join(','), record.description ?? ''].join('\t'));
       }
       return 0;

@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hashApiKey } from '../../core/api-keys';
+import { createApiKey, hashApiKey } from '../../core/api-keys';
 import { ENV } from '../../core/names';
 import { startTestStack, type TestStack } from '../support/stack';
 
@@ -105,6 +105,14 @@ describe('npm run keys (bin/keys.ts)', () => {
     const lines = listed.stdout.trim().split('\n');
     expect(lines).toHaveLength(1);
     expect(lines[0]!.split('\t')).toEqual([hashApiKey(first), 'active', expect.stringMatching(/^\d{4}-/), 'list_functions', 'reader']);
+  });
+
+  it('lists a key made over HTTP whose time has passed as expired', async () => {
+    const { record } = await createApiKey({ accountId: 'cli-acct-expired', description: 'old', expiresAt: new Date(Date.now() - 1000).toISOString() });
+
+    const listed = await keys(['list', '--account', 'cli-acct-expired']);
+
+    expect(listed.stdout.trim().split('\t').slice(0, 2)).toEqual([record.keyHash, 'expired']);
   });
 
   it('exits 1 when revoking a key that does not exist', async () => {
