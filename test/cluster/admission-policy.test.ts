@@ -8,7 +8,7 @@ import * as k8s from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { K8S } from '../../core/names';
 import { ClientNodeApi } from '../../gpu-agent/controller/k8s/api';
-import { helmSecretsObject } from '../../gpu-agent/controller/k8s/objects';
+import { helmSecretsObject, imagePullSecretObject } from '../../gpu-agent/controller/k8s/objects';
 import { testVersion, workloadOf } from '../support/k8s-fixtures';
 import { startControlPlane, type ControlPlane } from './control-plane';
 import { adminConfig, applyTemplateObjects, CONTROLLER, eventually, serviceAccountConfig } from './platform';
@@ -112,9 +112,19 @@ describe('the gpu-agent controller under its deployed RBAC and admission policy'
     await eventually(() => api.apply(secret));
     const stored = await admin.makeApiClient(k8s.CoreV1Api).readNamespacedSecret({ name: K8S.helmSecretsSecret, namespace: chartNamespace });
     expect(Buffer.from(stored.data!['secrets.json']!, 'base64').toString('utf8')).toBe('{"TOKEN":"cluster-marker"}');
-    // The same object aimed at the functions namespace: RBAC grants no Secrets there.
-    const { code } = await refusal(api.apply({ ...secret, metadata: { ...secret.metadata, namespace: K8S.functionsNamespace } }));
+    // The same object aimed at a namespace that is neither a Helm function's nor nvcf-functions: RBAC grants no Secrets there.
+    const { code } = await refusal(api.apply({ ...secret, metadata: { ...secret.metadata, namespace: 'default' } }));
     expect(code).toBe(403);
+  });
+
+  it("server-side applies a container function's image pull Secret, as the controller builds it, in nvcf-functions", async () => {
+    const workload = workloadOf(testVersion());
+    const secret = imagePullSecretObject(workload, { host: 'nvcr.io', username: '$oauthtoken', password: 'cluster-pull-key' });
+    const api = new ClientNodeApi(controller);
+    await eventually(() => api.apply(secret));
+    const stored = await admin.makeApiClient(k8s.CoreV1Api).readNamespacedSecret({ name: secret.metadata.name, namespace: K8S.functionsNamespace });
+    expect(stored.type).toBe('kubernetes.io/dockerconfigjson');
+    await api.delete('Secret', K8S.functionsNamespace, secret.metadata.name);
   });
 
   it('is refused the same role binding in nvcf-functions and kube-system by the policy (RBAC alone would allow it)', async () => {
@@ -127,9 +137,9 @@ describe('the gpu-agent controller under its deployed RBAC and admission policy'
     }
   });
 
-  it('is refused by RBAC what its roles do not grant (a Secret in nvcf-functions)', async () => {
+  it('is refused by RBAC what its roles do not grant (a Secret in kube-system)', async () => {
     const { code, message } = await refusal(
-      controller.makeApiClient(k8s.CoreV1Api).createNamespacedSecret({ namespace: 'nvcf-functions', body: { metadata: { name: 'x' }, stringData: { a: 'b' } } }),
+      controller.makeApiClient(k8s.CoreV1Api).createNamespacedSecret({ namespace: 'kube-system', body: { metadata: { name: 'x' }, stringData: { a: 'b' } } }),
     );
     expect(code).toBe(403);
     expect(message).toContain('system:serviceaccount:nvcf-system:nvcf-gpu-agent');
