@@ -5,7 +5,18 @@
  * A malformed value is a UsageError naming the flag and the form it takes.
  */
 import type { CreateFunctionRequest, DeploymentRequest, Secrets } from '../client';
-import { DEFAULT_HEALTH_STATUS_CODE, DEFAULT_HEALTH_TIMEOUT, DEFAULT_HEALTH_URI, DEFAULT_INFERENCE_PORT } from '../core/function-schemas';
+import type { DEFAULT_HEALTH_STATUS_CODE, DEFAULT_HEALTH_TIMEOUT, DEFAULT_HEALTH_URI, DEFAULT_INFERENCE_PORT } from '../core/function-schemas';
+
+/**
+ * NVCF's health check defaults, typed by core/function-schemas.ts (a different value does not
+ * compile): importing that module would load the AWS SDK (through secrets) at every command's start.
+ */
+const HEALTH_DEFAULTS: {
+  port: typeof DEFAULT_INFERENCE_PORT;
+  uri: typeof DEFAULT_HEALTH_URI;
+  timeout: typeof DEFAULT_HEALTH_TIMEOUT;
+  expectedStatusCode: typeof DEFAULT_HEALTH_STATUS_CODE;
+} = { port: 8000, uri: '/v2/health/ready', timeout: 'PT10S', expectedStatusCode: 200 };
 
 /** A mistake in the command line: reported with a hint and exit code 2. */
 export class UsageError extends Error {
@@ -168,10 +179,10 @@ export function createFunctionRequest(flags: FunctionFlags, jsonSecrets: { name:
     health: healthGiven
       ? {
           protocol: flags.healthProtocol ?? 'HTTP',
-          uri: flags.healthUri ?? DEFAULT_HEALTH_URI,
-          port: flags.healthPort ?? flags.inferencePort ?? DEFAULT_INFERENCE_PORT,
-          timeout: flags.healthTimeout ?? DEFAULT_HEALTH_TIMEOUT,
-          expectedStatusCode: flags.healthExpectedStatusCode ?? DEFAULT_HEALTH_STATUS_CODE,
+          uri: flags.healthUri ?? HEALTH_DEFAULTS.uri,
+          port: flags.healthPort ?? flags.inferencePort ?? HEALTH_DEFAULTS.port,
+          timeout: flags.healthTimeout ?? HEALTH_DEFAULTS.timeout,
+          expectedStatusCode: flags.healthExpectedStatusCode ?? HEALTH_DEFAULTS.expectedStatusCode,
         }
       : undefined,
     description: flags.description,

@@ -9,21 +9,35 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import * as z from 'zod';
+import type * as Zod from 'zod';
 import { describeIssues, ourWords } from '../core/schema-messages';
 import { DEFAULT_LOCAL_PORT, findLocalApi } from '../local/discovery';
 import { UsageError } from './args';
 import { FORMATS } from './output';
 
-const httpUrl = z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' });
+function buildConfigSchema(z: typeof Zod) {
+  const httpUrl = z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' });
+  return z.object({
+    baseUrl: httpUrl.optional(),
+    invocationUrl: httpUrl.optional(),
+    apiKey: z.string().min(1, 'must not be empty').optional(),
+    format: z.enum(FORMATS, { error: `must be ${FORMATS.join(' or ')}` }).optional(),
+  });
+}
+export type Config = Zod.infer<ReturnType<typeof buildConfigSchema>>;
 
-export const configSchema = z.object({
-  baseUrl: httpUrl.optional(),
-  invocationUrl: httpUrl.optional(),
-  apiKey: z.string().min(1, 'must not be empty').optional(),
-  format: z.enum(FORMATS, { error: `must be ${FORMATS.join(' or ')}` }).optional(),
-});
-export type Config = z.infer<typeof configSchema>;
+let schema: Promise<ReturnType<typeof buildConfigSchema>> | undefined;
+
+/**
+ * Checks settings, naming a bad one as `names` spells it (flag or variable).
+ * zod is loaded only when there is a setting to check: its import is a good part of every command's start.
+ */
+async function checked(settings: Config, names: Record<keyof Config, string>, prefix = ''): Promise<Config> {
+  if (Object.values(settings).every((value) => value === undefined)) return {};
+  const parsed = (await (schema ??= import('zod').then(buildConfigSchema))).safeParse(settings, { error: ourWords });
+  if (parsed.success) return parsed.data;
+  throw new UsageError(`${prefix}${describeIssues(parsed.error).replace(/\b(baseUrl|invocationUrl|apiKey|format)\b/g, (field) => names[field as keyof Config])}`);
+}
 
 /** The directory of config.json: NVCF_CONFIG_DIR, else $XDG_CONFIG_HOME/nvcf, %APPDATA%\nvcf or ~/.config/nvcf. */
 export function configDir(env: NodeJS.ProcessEnv = process.env): string {
@@ -53,16 +67,13 @@ export async function readConfig(env: NodeJS.ProcessEnv = process.env): Promise<
   } catch {
     throw new UsageError(`${file} is not JSON; fix it or remove it and run nvcf config set again`);
   }
-  const parsed = configSchema.safeParse(json, { error: ourWords });
-  if (!parsed.success) throw new UsageError(`${file}: ${describeIssues(parsed.error)}`);
-  return parsed.data;
+  if (!json || typeof json !== 'object' || Array.isArray(json)) throw new UsageError(`${file} must hold a JSON object; fix it or remove it and run nvcf config set again`);
+  return checked(json as Config, FIELD_NAMES, `${file}: `);
 }
 
 /** Merges `changes` into the config file (readable by its user only: it may hold the key). */
 export async function writeConfig(changes: Config, env: NodeJS.ProcessEnv = process.env): Promise<Config> {
-  const parsed = configSchema.safeParse(changes, { error: ourWords });
-  if (!parsed.success) throw new UsageError(describeIssues(parsed.error).replace(/\b(baseUrl|invocationUrl|apiKey|format)\b/g, (field) => FLAG_NAMES[field as keyof Config]));
-  const config = { ...(await readConfig(env)), ...parsed.data };
+  const config = { ...(await readConfig(env)), ...(await checked(changes, FLAG_NAMES)) };
   await mkdir(configDir(env), { recursive: true, mode: 0o700 });
   await writeFile(configFile(env), `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
   return config;
@@ -78,13 +89,12 @@ export interface Connection {
 /** The settings in effect: environment over config file over the local stack. */
 export async function resolveConnection(env: NodeJS.ProcessEnv = process.env): Promise<Connection> {
   const config = await readConfig(env);
-  const fromEnv = configSchema.safeParse(
-    { baseUrl: env.NVCF_BASE_URL || undefined, invocationUrl: env.NVCF_INVOCATION_URL || undefined, apiKey: env.NVCF_API_KEY || undefined, format: env.NVCF_FORMAT || undefined },
-    { error: ourWords },
+  const fromEnv = await checked(
+    { baseUrl: env.NVCF_BASE_URL || undefined, invocationUrl: env.NVCF_INVOCATION_URL || undefined, apiKey: env.NVCF_API_KEY || undefined, format: (env.NVCF_FORMAT || undefined) as Config['format'] },
+    ENV_NAMES,
   );
-  if (!fromEnv.success) throw new UsageError(describeIssues(fromEnv.error).replace(/\b(baseUrl|invocationUrl|apiKey|format)\b/g, (field) => ENV_NAMES[field as keyof Config]));
-  let baseUrl = fromEnv.data.baseUrl ?? config.baseUrl;
-  let apiKey = fromEnv.data.apiKey ?? config.apiKey;
+  let baseUrl = fromEnv.baseUrl ?? config.baseUrl;
+  let apiKey = fromEnv.apiKey ?? config.apiKey;
   if (!baseUrl) {
     const local = await findLocalApi(env);
     if (!local) {
@@ -96,7 +106,7 @@ export async function resolveConnection(env: NodeJS.ProcessEnv = process.env): P
     apiKey ??= local.apiKey;
   }
   if (!apiKey) throw new UsageError(`no API key for ${baseUrl}: set NVCF_API_KEY or run nvcf config set --api-key <key>`);
-  return { baseUrl, invocationUrl: fromEnv.data.invocationUrl ?? config.invocationUrl, apiKey, format: fromEnv.data.format ?? config.format };
+  return { baseUrl, invocationUrl: fromEnv.invocationUrl ?? config.invocationUrl, apiKey, format: fromEnv.format ?? config.format };
 }
 
 const ENV_NAMES: Record<keyof Config, string> = {
@@ -104,6 +114,14 @@ const ENV_NAMES: Record<keyof Config, string> = {
   invocationUrl: 'NVCF_INVOCATION_URL',
   apiKey: 'NVCF_API_KEY',
   format: 'NVCF_FORMAT',
+};
+
+/** In the config file a bad setting is named by its field. */
+const FIELD_NAMES: Record<keyof Config, string> = {
+  baseUrl: 'baseUrl',
+  invocationUrl: 'invocationUrl',
+  apiKey: 'apiKey',
+  format: 'format',
 };
 
 const FLAG_NAMES: Record<keyof Config, string> = {

@@ -19,7 +19,7 @@ import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { Readable } from 'node:stream';
 import type * as z from 'zod';
-import { ASSET_DESCRIPTION_HEADER, type AssetRecord, type CreatedAsset, type createAssetRequestSchema } from '../core/assets';
+import type { ASSET_DESCRIPTION_HEADER, AssetRecord, CreatedAsset, createAssetRequestSchema } from '../core/assets';
 import type { deploymentRequestSchema } from '../core/deployment-schemas';
 import type { createFunctionRequestSchema, secretsSchema, tagsSchema } from '../core/function-schemas';
 import type { LogsPage, LogsQuery } from '../core/function-logs';
@@ -134,6 +134,11 @@ export interface DeploymentProgress {
 }
 
 const ROUTES_BY_REF = new Map(ROUTES.map((route) => [route.ref, route]));
+/**
+ * core/assets.ts's header, typed by it (a different value does not compile): importing the
+ * module itself would load the AWS SDK, half a second of every nvcf command's start.
+ */
+const DESCRIPTION_HEADER: typeof ASSET_DESCRIPTION_HEADER = 'x-amz-meta-nvcf-asset-description';
 const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json\b/i;
 
 function routeOf(ref: string): RouteDefinition {
@@ -400,7 +405,7 @@ export class NvcfClient {
   async uploadAsset(asset: CreatedAssetAnswer, source: Readable, size: number, onProgress: (sentBytes: number) => void = () => {}): Promise<void> {
     const url = new URL(asset.uploadUrl);
     const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
-    const headers = { 'content-type': asset.contentType, [ASSET_DESCRIPTION_HEADER]: asset.description, 'content-length': String(size) };
+    const headers = { 'content-type': asset.contentType, [DESCRIPTION_HEADER]: asset.description, 'content-length': String(size) };
     const response = await new Promise<IncomingMessage>((resolve, reject) => {
       const request = send(url, { method: 'PUT', headers }, resolve);
       request.on('error', (error) => reject(new NvcfConnectionError(url.origin, error)));

@@ -8,7 +8,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -104,16 +104,25 @@ describe('nvcf against npm start', () => {
       const run = await start(['-c', `set -euo pipefail\n${script}`], userEnv(), ['bash'], cwd).done;
       expect(run.stderr).not.toMatch(/^nvcf: /m);
       expect(run.code).toBe(0);
-      const { stdout } = run;
+      const { stdout, stderr } = run;
       expect(stdout).toMatch(/"functionStatus": "ACTIVE"/); // deploy --wait
-      expect(stdout).toContain('"hello hello "'); // sync
-      expect(stdout).toContain('"slow"'); // async, followed
+      expect(stderr).toMatch(/deployment ACTIVE: 1 instance\(s\) ready/);
+      expect(stdout).toContain('"hello hello "'); // sync: the answer alone
+      expect(stdout).toContain('"slow"'); // async, followed to its result
+      expect(stderr).toMatch(new RegExp(`^request ${UUID} \\d+% in-progress \\{"step":\\d\\}$`, 'm')); // NVCF-PERCENT-COMPLETE and the partial response
+      expect(stderr).toMatch(new RegExp(`^request ${UUID} 100% fulfilled$`, 'm'));
       expect(stdout).toContain('{"data":"tick"}\n{"data":"tick"}\n{"data":"tick"}\n'); // stream, one JSON line per event
-      expect(stdout).toMatch(/"assets":\{"[0-9a-f-]{36}":"[0-9a-f]{64}"\}/); // asset
-      expect((await stat(join(cwd, 'out', 'result.bin'))).size).toBe(1048576); // large output unpacked
+      // The asset, uploaded with progress first: the container saw its bytes.
+      expect(stderr).toMatch(/^uploading input\.txt 100% of 38 bytes$/m);
+      const inputDigest = createHash('sha256').update('an input too large for a request body\n').digest('hex');
+      expect(stdout).toMatch(new RegExp(`"assets":\\{"${UUID}":"${inputDigest}"\\}`));
+      // The large output, downloaded and unpacked: the file and the response beside it.
+      const unpacked = await readdir(join(cwd, 'out'));
+      expect(unpacked.sort()).toEqual([expect.stringMatching(new RegExp(`^${UUID}\\.response$`)), 'result.bin']);
+      expect((await stat(join(cwd, 'out', 'result.bin'))).size).toBe(1048576);
+      expect(await readFile(join(cwd, 'out', unpacked.find((name) => name.endsWith('.response'))!), 'utf8')).toBe('"big"');
       expect(stdout).toMatch(/"status": "canceled"/);
       expect(stdout).toMatch(/"status": "INACTIVE"[\s\S]*"deleted": true\s*\}\s*$/); // undeploy, delete
-      expect(run.stderr).toMatch(/deployment ACTIVE: 1 instance\(s\) ready/);
     } finally {
       await rm(cwd, { recursive: true, force: true });
     }
@@ -211,20 +220,6 @@ describe('nvcf against npm start', () => {
     expect(await nvcf(['asset', 'info', assetId])).toMatchObject({ code: 1, stderr: `nvcf: Not Found (404): Asset '${assetId}' not found\n` });
   }, 90_000);
 
-  it('invokes synchronously, printing the answer alone', async () => {
-    const run = await nvcf(['invoke', functionId, '--data', '{"message": "hi"}']);
-    expect(run).toMatchObject({ code: 0, stdout: '"hi"' });
-  }, 60_000);
-
-  it('invokes --async with the progress the container reports, then prints the result', async () => {
-    const run = await nvcf(['invoke', target, '--async', '--data', '{"message": "slow", "delay": 3, "progress": 2}']);
-    expect(run.code).toBe(0);
-    expect(run.stdout).toBe('"slow"');
-    expect(run.stderr).toMatch(new RegExp(`^request ${UUID} (\\d+% )?(pending-evaluation|in-progress)`, 'm'));
-    expect(run.stderr).toMatch(/ \d+% in-progress \{"step":\d\}/); // NVCF-PERCENT-COMPLETE and the partial response
-    expect(run.stderr).toMatch(/ 100% fulfilled$/m);
-  }, 60_000);
-
   it('invokes --stream, printing each event as it arrives', async () => {
     const streaming = start(['invoke', functionId, '--stream', '--format', 'table', '--data', '{"message": "tick", "stream": true, "repeats": 3, "delay": 2}']);
     // The container writes an event every 2 s: the first output is the first event alone, not the whole stream at its end.
@@ -232,27 +227,6 @@ describe('nvcf against npm start', () => {
     const run = await streaming.done;
     expect(await first).toBe('tick\n');
     expect(run).toMatchObject({ code: 0, stdout: 'tick\ntick\ntick\n' });
-  }, 60_000);
-
-  it('uploads --asset files with a progress bar first and passes them to the function', async () => {
-    const file = join(workDir, 'input.txt');
-    const content = randomBytes(50_000);
-    await writeFile(file, content);
-    const run = await nvcf(['invoke', functionId, '--asset', file, '--data', '{"message": "with an asset", "assets": true}']);
-    expect(run.code).toBe(0);
-    expect(run.stderr).toMatch(/^uploading input\.txt 100% of 50000 bytes$/m);
-    const answer = json(run);
-    expect(Object.values(answer.assets)).toEqual([createHash('sha256').update(content).digest('hex')]);
-  }, 60_000);
-
-  it('downloads and unpacks a large output (302 to a zip) with --output DIR', async () => {
-    const dir = join(workDir, 'out');
-    const run = await nvcf(['invoke', functionId, '--output', dir, '--data', '{"message": "big", "outputFile": {"name": "result.bin", "bytes": 1048576}}']);
-    expect(run.code).toBe(0);
-    const { requestId, files } = json(run);
-    expect(files).toEqual(expect.arrayContaining([{ name: `${requestId}.response`, bytes: 5 }, { name: 'result.bin', bytes: 1048576 }]));
-    expect((await stat(join(dir, 'result.bin'))).size).toBe(1048576);
-    expect(await readFile(join(dir, `${requestId}.response`), 'utf8')).toBe('"big"');
   }, 60_000);
 
   it('cancels a call another nvcf follows: that one ends with the 410 and a non-zero exit', async () => {

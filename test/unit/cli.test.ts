@@ -166,6 +166,8 @@ describe('nvcf settings', () => {
     await writeConfig({ apiKey: 'k' }, env);
     await writeFile(join(dir, 'bad', 'config.json'), '{nope');
     await expect(readConfig(env)).rejects.toThrow(/config\.json is not JSON/);
+    await writeFile(join(dir, 'bad', 'config.json'), '{"format": "xml"}');
+    await expect(readConfig(env)).rejects.toThrow(/config\.json: format: must be table or json$/);
   });
 
   it('takes the environment over the config file', async () => {
