@@ -637,6 +637,11 @@ export function buildProgram(): Command {
 
 /** Runs the command line; answers the exit code. */
 export async function main(argv: string[]): Promise<number> {
+  // `nvcf ... | head`: a reader that went away is not a failure of the command.
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') throw error;
+    process.exit(0);
+  });
   const program = buildProgram();
   try {
     await program.parseAsync(argv, { from: 'user' });
