@@ -120,7 +120,7 @@ describe('Helm function image pulls from NGC', () => {
     controller = new Controller(runtime, {}, async () => versions);
     versions = [await helmVersion()];
     await controller.reconcile();
-    const secret = api.objects.get(PULL_SECRET) as { type: string; data: Record<string, string> };
+    const secret = api.objects.get(PULL_SECRET) as unknown as { type: string; data: Record<string, string> };
     expect(secret.type).toBe('kubernetes.io/dockerconfigjson');
     expect(JSON.parse(Buffer.from(secret.data['.dockerconfigjson']!, 'base64').toString('utf8')).auths['nvcr.io']).toMatchObject({ username: '$oauthtoken', password: 'ngc-pull-key' });
     expect(helm.installed.get(`${CHART_NAMESPACE}/${NAME}`)!.values).toMatchObject({ ngcImagePullSecretName: K8S.helmNgcPullSecret });
