@@ -4,6 +4,7 @@
  */
 
 import { STATUS_CODES } from 'node:http';
+import * as z from 'zod';
 
 /** HTTP reason phrase of a status code, as Node knows them ("Unknown Status" for a code without one). */
 export function reasonPhrase(status: number): string {
@@ -15,14 +16,17 @@ export function kebabReason(status: number): string {
   return reasonPhrase(status).toLowerCase().replace(/[^a-z0-9]+/g, '-');
 }
 
-export interface ProblemBody {
-  type: string;
-  title: string;
-  status: number;
-  detail: string;
-  instance?: string;
-  requestId?: string;
-}
+/** RFC 7807 problem details, as every error answer carries them (and the OpenAPI document describes them). */
+export const problemBodySchema = z.object({
+  type: z.string().meta({ description: 'urn:nvcf:problem-details:<reason>, e.g. urn:nvcf:problem-details:not-found' }),
+  title: z.string().meta({ description: "the status code's reason phrase" }),
+  status: z.number().int(),
+  detail: z.string().meta({ description: 'what was wrong, and what to do about it' }),
+  instance: z.string().optional().meta({ description: 'the request path' }),
+  requestId: z.string().optional().meta({ description: 'the id to quote when reporting the error' }),
+});
+
+export type ProblemBody = z.infer<typeof problemBodySchema>;
 
 /** An error that reaches the client as problem+json with its own status. */
 export class Problem extends Error {

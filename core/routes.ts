@@ -38,15 +38,27 @@ export type RouteTarget = ApiHandlerName | typeof INVOCATION_SERVICE;
 
 export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'DELETE' | 'PATCH';
 
-export interface RouteDefinition {
+interface RouteBase {
   method: HttpMethod;
   /** API Gateway path with `{param}` placeholders. */
   path: string;
-  handler: RouteTarget;
-  scope: Scope;
   /** Reference of the route (F1, D2, ...), as docs/api.md lists it. */
   ref: string;
 }
+
+/** A route that needs an API key holding `scope`. */
+export interface AuthenticatedRoute extends RouteBase {
+  handler: RouteTarget;
+  scope: Scope;
+}
+
+/** A route anyone may call, without a key (the OpenAPI document): no authorizer runs for it. */
+export interface PublicRoute extends RouteBase {
+  handler: ApiHandlerName;
+  scope: null;
+}
+
+export type RouteDefinition = AuthenticatedRoute | PublicRoute;
 
 const FN = '/v2/nvcf/functions';
 const VERSION = '{functionId}/versions/{functionVersionId}';
@@ -55,6 +67,7 @@ const REGISTRY_CREDENTIALS = '/v2/nvcf/registry-credentials';
 const AUTHORIZATIONS = '/v2/nvcf/authorizations/functions/{functionId}';
 const VERSION_AUTHORIZATIONS = `${AUTHORIZATIONS}/versions/{functionVersionId}`;
 const KEYS = '/v1/keys';
+export const OPENAPI_PATH = '/v2/nvcf/openapi.json';
 
 export const ROUTES: readonly RouteDefinition[] = [
   { ref: 'F1', method: 'POST', path: FN, handler: 'functions', scope: 'register_function' },
@@ -66,6 +79,12 @@ export const ROUTES: readonly RouteDefinition[] = [
   { ref: 'F7', method: 'DELETE', path: `${FN}/${VERSION}`, handler: 'functions', scope: 'delete_function' },
   { ref: 'F8', method: 'PUT', path: `/v2/nvcf/metadata/functions/${VERSION}`, handler: 'functions', scope: 'update_function' },
   { ref: 'S1', method: 'PUT', path: `/v2/nvcf/secrets/functions/${VERSION}`, handler: 'functions', scope: 'update_secrets' },
+  // Open-source NVCF's successor of F8 (tags, rateLimit) and its ratelimit routes (core/rate-limits.ts).
+  { ref: 'F9', method: 'PUT', path: `${FN}/${VERSION}`, handler: 'functions', scope: 'update_function' },
+  { ref: 'RL1', method: 'PUT', path: `/v2/nvcf/ratelimit/functions/${VERSION}`, handler: 'functions', scope: 'update_function' },
+  { ref: 'RL2', method: 'DELETE', path: `/v2/nvcf/ratelimit/functions/${VERSION}`, handler: 'functions', scope: 'update_function' },
+  // Our extension: the caller account's usage against its quotas (core/quotas.ts).
+  { ref: 'U1', method: 'GET', path: '/v2/nvcf/accounts/me/usage', handler: 'functions', scope: 'list_functions' },
 
   // Registry credentials: served by the functions Lambda, which already seals secrets with the installation's key.
   { ref: 'R1', method: 'POST', path: REGISTRY_CREDENTIALS, handler: 'functions', scope: 'manage_registry_credentials' },
@@ -115,6 +134,9 @@ export const ROUTES: readonly RouteDefinition[] = [
 
   { ref: 'G1', method: 'GET', path: '/v2/nvcf/clusterGroups', handler: 'gpus', scope: 'list_cluster_groups' },
   { ref: 'G2', method: 'GET', path: '/v2/nvcf/supportedGpus', handler: 'gpus', scope: 'register_function' },
+
+  // Our extension: the OpenAPI document of this API (docs/openapi.json), public as API documents are; it holds no account's data.
+  { ref: 'O1', method: 'GET', path: OPENAPI_PATH, handler: 'gpus', scope: null },
 
   // Our extension (NVCF has none): a version's instance logs. Reading a function is what list_functions grants, and a
   // key that may read a function's definition and status may read how it runs; a scope of its own would leave every

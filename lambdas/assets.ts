@@ -6,6 +6,7 @@
 import { createAsset, createAssetRequestSchema, deleteOwnedAsset, getOwnedAsset, listAccountAssets } from '../core/assets';
 import { notFound } from '../core/problem';
 import { createApiHandler } from './http/handler';
+import type { RouteDocs } from './http/route-docs';
 import { parseJsonBody, uuidParam, type ApiRequest } from './http/request';
 import { json, noContent, type ApiResponse } from './http/responses';
 
@@ -37,5 +38,19 @@ async function remove(req: ApiRequest): Promise<ApiResponse> {
   return noContent();
 }
 
+export const assetRouteDocs: RouteDocs = {
+  A1: {
+    operationId: 'createAsset', summary: 'Create an asset (an input uploaded before an invocation)',
+    description: 'Upload the bytes with `PUT` to `uploadUrl`, or with the presigned POST `uploadForm`; then name the asset in `NVCF-INPUT-ASSET-REFERENCES`.',
+    body: createAssetRequestSchema,
+    examples: { text: { contentType: 'text/plain', description: 'my input' } },
+    answer: { status: 200, description: '`{assetId, uploadUrl, uploadForm, contentType, description}`' },
+    errors: [413],
+  },
+  A2: { operationId: 'listAssets', summary: 'List assets', answer: { status: 200, description: '`{"assets": [Asset]}`' } },
+  A3: { operationId: 'getAsset', summary: 'Get an asset', answer: { status: 200, description: '`{"asset": Asset}`' }, errors: [404] },
+  A4: { operationId: 'deleteAsset', summary: 'Delete an asset', answer: { status: 204, description: 'deleted' }, errors: [404] },
+};
+
 /** Serves the assets routes of core/routes.ts. */
-export const handler = createApiHandler('assets', { A1: create, A2: list, A3: get, A4: remove });
+export const handler = createApiHandler('assets', { A1: create, A2: list, A3: get, A4: remove }, assetRouteDocs);

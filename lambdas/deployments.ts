@@ -9,6 +9,7 @@ import { deployVersion, requireDeployedVersion, requireOwnedVersion, undeployVer
 import type { GpuSpecification } from '../core/model';
 import { badRequest } from '../core/problem';
 import { createApiHandler } from './http/handler';
+import type { RouteDocs } from './http/route-docs';
 import { logger } from './http/logger';
 import { parseJsonBody, parseQuery, queryFlag, versionIds, type ApiRequest } from './http/request';
 import { json, type ApiResponse } from './http/responses';
@@ -91,5 +92,25 @@ async function undeploy(req: ApiRequest): Promise<ApiResponse> {
   return json(200, { function: toFunctionJson(reportNodegroupError(change, { functionId, versionId })) });
 }
 
+const DEPLOYMENT_EXAMPLES = {
+  local: { deploymentSpecifications: [{ gpu: 'LOCAL', instanceType: 'local.gpu', minInstances: 1, maxInstances: 2 }] },
+  aws: { deploymentSpecifications: [{ gpu: 'L4', instanceType: 'g6.xlarge', minInstances: 0, maxInstances: 4, maxRequestConcurrency: 2 }] },
+};
+const DEPLOYMENT_ANSWER = { status: 200, description: '`{"deployment": Deployment}`' } as const;
+
+export const deploymentRouteDocs: RouteDocs = {
+  D1: {
+    operationId: 'deployFunctionVersion', summary: 'Deploy a function version',
+    description: 'The version becomes DEPLOYING, then ACTIVE once an instance is healthy, or ERROR with its healthInfo.',
+    body: deploymentRequestSchema,
+    examples: DEPLOYMENT_EXAMPLES,
+    answer: DEPLOYMENT_ANSWER,
+    errors: [404, 413],
+  },
+  D2: { operationId: 'getDeployment', summary: "Get a version's deployment", answer: DEPLOYMENT_ANSWER, errors: [404] },
+  D3: { operationId: 'updateDeployment', summary: "Change a deployed version's instances", body: deploymentRequestSchema, examples: DEPLOYMENT_EXAMPLES, answer: DEPLOYMENT_ANSWER, errors: [404, 413] },
+  D4: { operationId: 'undeployFunctionVersion', summary: 'Undeploy a function version', query: undeployQuery, answer: { status: 200, description: '`{"function": Function}`, INACTIVE; running jobs finish first' }, errors: [404] },
+};
+
 /** Serves D1–D4 of core/routes.ts. */
-export const handler = createApiHandler('deployments', { D1: deploy, D2: getDeployment, D3: update, D4: undeploy });
+export const handler = createApiHandler('deployments', { D1: deploy, D2: getDeployment, D3: update, D4: undeploy }, deploymentRouteDocs);

@@ -12,6 +12,7 @@ import { apiKeyStatus, createApiKey, getApiKey, listApiKeys, revokeApiKey, type 
 import { badRequest, forbidden, notFound } from '../core/problem';
 import { SCOPES, type Scope } from '../core/routes';
 import { createApiHandler } from './http/handler';
+import type { RouteDocs } from './http/route-docs';
 import { parseJsonBody, type ApiRequest } from './http/request';
 import { json, noContent, type ApiResponse } from './http/responses';
 
@@ -97,10 +98,19 @@ async function revokeKey(req: ApiRequest): Promise<ApiResponse> {
   return noContent();
 }
 
+export const keyRouteDocs: RouteDocs = {
+  K1: {
+    operationId: 'createApiKey', summary: 'Create an API key for the caller\'s account',
+    description: 'Its scopes are at most the calling key\'s, its expiry at most the calling key\'s and within a year. The answer holds the key\'s `value`, shown this once.',
+    body: createKeySchema,
+    examples: { invokeOnly: { description: 'CI invoker', expires_at: '2030-01-31T00:00:00Z', authorizations: { policies: [{ scopes: ['invoke_function'] }] } } },
+    answer: { status: 200, description: 'the Key with its `value`' },
+    errors: [413],
+  },
+  K2: { operationId: 'listApiKeys', summary: "List the account's API keys", answer: { status: 200, description: '`{"keys": [Key]}`, oldest first, without values or scopes' } },
+  K3: { operationId: 'getApiKey', summary: 'Get an API key', answer: { status: 200, description: 'the Key, without its value' }, errors: [404] },
+  K4: { operationId: 'revokeApiKey', summary: 'Revoke an API key', answer: { status: 204, description: 'revoked; it stays listed as REVOKED' }, errors: [404] },
+};
+
 /** Serves K1–K4 of core/routes.ts. */
-export const handler = createApiHandler('keys', {
-  K1: createKey,
-  K2: listKeys,
-  K3: getKey,
-  K4: revokeKey,
-});
+export const handler = createApiHandler('keys', { K1: createKey, K2: listKeys, K3: getKey, K4: revokeKey }, keyRouteDocs);

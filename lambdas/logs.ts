@@ -5,6 +5,7 @@
 import { requireOwnedVersion } from '../core/deployments';
 import { parseLogsQuery, readFunctionLogs } from '../core/function-logs';
 import { createApiHandler } from './http/handler';
+import type { RouteDocs } from './http/route-docs';
 import { versionIds, type ApiRequest } from './http/request';
 import { json, type ApiResponse } from './http/responses';
 
@@ -16,5 +17,14 @@ async function versionLogs(req: ApiRequest): Promise<ApiResponse> {
   return json(200, { functionId, functionVersionId: versionId, ...page });
 }
 
+export const logRouteDocs: RouteDocs = {
+  L1: {
+    operationId: 'getFunctionLogs', summary: "A function version's instance logs (our extension)",
+    description: 'Query: `since` (ISO time or epoch ms), `limit`, `instanceId`, and `cursor` (the one the previous page carried).',
+    answer: { status: 200, description: '`{functionId, functionVersionId, lines, cursor}`' },
+    errors: [404],
+  },
+};
+
 /** Serves L1 of core/routes.ts. */
-export const handler = createApiHandler('logs', { L1: versionLogs });
+export const handler = createApiHandler('logs', { L1: versionLogs }, logRouteDocs);

@@ -7,6 +7,7 @@ import { listOwnedVersions } from '../core/functions';
 import { queueCounts, queuePosition } from '../core/queues';
 import { notFound } from '../core/problem';
 import { createApiHandler } from './http/handler';
+import type { RouteDocs } from './http/route-docs';
 import { uuidParam, versionIds, type ApiRequest } from './http/request';
 import { json, type ApiResponse } from './http/responses';
 
@@ -41,5 +42,13 @@ async function requestPosition(req: ApiRequest): Promise<ApiResponse> {
   return json(200, position);
 }
 
+const QUEUES_ANSWER = { status: 200, description: '`{functionId, queues: [{functionVersionId, functionName, functionStatus, queueDepth}]}`' } as const;
+
+export const queueRouteDocs: RouteDocs = {
+  Q1: { operationId: 'getFunctionQueues', summary: "Queue depth of a function's deployed versions", answer: QUEUES_ANSWER, errors: [404] },
+  Q2: { operationId: 'getVersionQueue', summary: "Queue depth of a deployed version", answer: QUEUES_ANSWER, errors: [404] },
+  Q3: { operationId: 'getQueuePosition', summary: "A request's position in its queue", answer: { status: 200, description: '`{functionId, functionVersionId, positionInQueue}`' }, errors: [404] },
+};
+
 /** Serves Q1–Q3 of core/routes.ts. */
-export const handler = createApiHandler('queues', { Q1: functionQueues, Q2: versionQueue, Q3: requestPosition });
+export const handler = createApiHandler('queues', { Q1: functionQueues, Q2: versionQueue, Q3: requestPosition }, queueRouteDocs);

@@ -109,7 +109,7 @@ export class NvcfHttpApi extends Construct {
         httpApi: this.api,
         routeKey: apigw.HttpRouteKey.with(route.path, apigw.HttpMethod[route.method]),
         integration,
-        authorizer,
+        ...(route.scope === null ? {} : { authorizer }),
       });
     }
 

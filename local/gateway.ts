@@ -168,7 +168,7 @@ export class LocalGateway {
 
     const headers = normaliseHeaders(request.headers);
     const authorization = headers.authorization;
-    if (!authorization) return gatewayError(401, 'Unauthorized');
+    if (!authorization && match.route.scope !== null) return gatewayError(401, 'Unauthorized');
 
     const rawQuery = request.query ?? '';
     const now = new Date();
@@ -193,7 +193,8 @@ export class LocalGateway {
       timeEpoch: now.getTime(),
     };
 
-    const context = await this.authorize(authorization, {
+    // A public route has no authorizer (lib/http-api.ts), so its event carries no authorizer context.
+    const context = match.route.scope === null ? undefined : await this.authorize(authorization!, {
       version: '2.0',
       type: 'REQUEST',
       routeArn: `arn:aws:execute-api:us-east-1:000000000000:local/$default/${match.route.method}${match.route.path}`,
@@ -206,7 +207,7 @@ export class LocalGateway {
       pathParameters: match.pathParameters,
       requestContext,
     } as APIGatewayRequestAuthorizerEventV2);
-    if (!context) return gatewayError(403, 'Forbidden');
+    if (!context && match.route.scope !== null) return gatewayError(403, 'Forbidden');
 
     const body = request.body ?? Buffer.alloc(0);
     const isText = TEXT_TYPES.test(headers['content-type'] ?? '');
@@ -218,7 +219,7 @@ export class LocalGateway {
       headers,
       queryStringParameters: queryParameters(rawQuery),
       pathParameters: Object.keys(match.pathParameters).length > 0 ? match.pathParameters : undefined,
-      requestContext: { ...requestContext, authorizer: { lambda: context } },
+      requestContext: { ...requestContext, ...(context ? { authorizer: { lambda: context } } : {}) },
       ...(body.length > 0 ? { body: body.toString(isText ? 'utf8' : 'base64'), isBase64Encoded: !isText } : { isBase64Encoded: false }),
     } as APIGatewayProxyEventV2WithLambdaAuthorizer<AuthorizerContext>;
 

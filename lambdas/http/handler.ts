@@ -8,15 +8,20 @@ import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
 import { Problem, forbidden, notFound, unauthorized } from '../../core/problem';
-import { DEFAULT_ROUTE_KEY, ROUTES, SCOPES, routeByKey, unmatchedRequest, type ApiHandlerName, type Scope } from '../../core/routes';
+import { DEFAULT_ROUTE_KEY, ROUTES, SCOPES, routeByKey, unmatchedRequest, type ApiHandlerName } from '../../core/routes';
 import { logger } from './logger';
 import { lowerCaseHeaders, rawBody, type ApiEvent, type ApiRequest, type Caller } from './request';
+import type { RouteDocs } from './route-docs';
 import { problemResponse, type ApiResponse } from './responses';
 
 export type RouteImplementation = (req: ApiRequest) => Promise<ApiResponse>;
 
 /** Implementations keyed by the route's reference (F1, D2, ...; core/routes.ts, docs/api.md). */
 export type RouteImplementations = Record<string, RouteImplementation>;
+
+
+/** The caller of a public route: no account, no scope. */
+const ANONYMOUS: Caller = { accountId: '', scopes: new Set() };
 
 function callerOf(event: ApiEvent): Caller {
   const context = event.requestContext.authorizer?.lambda;
@@ -39,12 +44,15 @@ function toProblemResponse(error: unknown, event: ApiEvent): ApiResponse {
 /**
  * Builds the Lambda handler for one resource group of the route table.
  *
+ * `docs` describes the routes for the OpenAPI document (lambdas/http/openapi.ts); a
+ * route parses its body and query only with the schemas its entry names.
+ *
  * @example
- * export const handler = createApiHandler('assets', { A1: createAsset, A3: getAsset });
+ * export const handler = createApiHandler('assets', { A1: createAsset, A3: getAsset }, assetRouteDocs);
  */
-export function createApiHandler(name: ApiHandlerName, implementations: RouteImplementations) {
+export function createApiHandler(name: ApiHandlerName, implementations: RouteImplementations, docs: RouteDocs = {}) {
   const ownRoutes = ROUTES.filter((route) => route.handler === name);
-  for (const ref of Object.keys(implementations)) {
+  for (const ref of [...Object.keys(implementations), ...Object.keys(docs)]) {
     if (!ownRoutes.some((route) => route.ref === ref)) {
       throw new Error(`route ${ref} is not served by the ${name} handler (see core/routes.ts)`);
     }
@@ -55,8 +63,9 @@ export function createApiHandler(name: ApiHandlerName, implementations: RouteImp
     if (event.routeKey === DEFAULT_ROUTE_KEY) throw unmatchedRequest(event.requestContext.http.method, event.rawPath);
     const route = routeByKey(event.routeKey);
     if (!route || route.handler !== name) throw notFound(`no route ${event.routeKey}`);
-    const caller = callerOf(event);
-    if (!caller.scopes.has(route.scope as Scope)) {
+    // A public route has no authorizer in front of it, and no caller.
+    const caller = route.scope === null ? ANONYMOUS : callerOf(event);
+    if (route.scope !== null && !caller.scopes.has(route.scope)) {
       throw forbidden(`this API key lacks the "${route.scope}" scope needed for ${route.method} ${route.path}`);
     }
     const implementation = implementations[route.ref];
@@ -71,6 +80,7 @@ export function createApiHandler(name: ApiHandlerName, implementations: RouteImp
       requestId: event.requestContext.requestId,
       path: event.rawPath,
       event,
+      doc: docs[route.ref],
     });
   };
 

@@ -6,9 +6,10 @@
 import type { APIGatewayProxyEventV2WithLambdaAuthorizer } from 'aws-lambda';
 import * as z from 'zod';
 import { MAX_MANAGEMENT_BODY_BYTES } from '../../core/limits';
-import { badRequest, payloadTooLarge } from '../../core/problem';
+import { Problem, badRequest, payloadTooLarge } from '../../core/problem';
 import { describeIssues, ourWords } from '../../core/schema-messages';
 import type { RouteDefinition, Scope } from '../../core/routes';
+import type { RouteDoc } from './route-docs';
 
 /** What the authorizer hands to every route (simple-response context values are strings). */
 export interface AuthorizerContext {
@@ -46,6 +47,8 @@ export interface ApiRequest {
   requestId: string;
   path: string;
   event: ApiEvent;
+  /** The route's entry in the OpenAPI document, when it has one. */
+  doc?: RouteDoc;
 }
 
 export function lowerCaseHeaders(headers: Record<string, string | undefined> | undefined): Record<string, string> {
@@ -66,6 +69,7 @@ export function rawBody(event: Pick<ApiEvent, 'body' | 'isBase64Encoded'>): Buff
  * body (one that may carry secret values) is never quoted: V8's parse errors cite the text.
  */
 export function parseJsonBody<S extends z.ZodType>(req: ApiRequest, schema: S, maxBytes = MAX_MANAGEMENT_BODY_BYTES, { sensitive = false } = {}): z.infer<S> {
+  documented(req, 'body', schema);
   if (req.body.length > maxBytes) {
     throw payloadTooLarge(`request body is ${req.body.length} bytes; at most ${maxBytes} bytes are accepted here`);
   }
@@ -82,6 +86,17 @@ export function parseJsonBody<S extends z.ZodType>(req: ApiRequest, schema: S, m
   const result = schema.safeParse(value, { error: ourWords });
   if (!result.success) throw badRequest(`invalid request body: ${describeIssues(result.error)}`);
   return result.data;
+}
+
+/**
+ * A route that has an OpenAPI entry validates with the schema the entry names,
+ * or the document would describe a different request than the one accepted:
+ * a developer's mistake, which every test of the route then finds.
+ */
+function documented(req: ApiRequest, part: 'body' | 'query', schema: z.ZodType): void {
+  if (req.doc && req.doc[part] !== schema) {
+    throw new Problem(500, `route ${req.route.ref} validates its ${part} with a schema its OpenAPI entry does not name (see its RouteDocs)`);
+  }
 }
 
 const uuid = z.uuid();
@@ -110,6 +125,7 @@ export const queryFlag = z
 
 /** Validates the query string with a schema; 400 naming the parameter otherwise. */
 export function parseQuery<S extends z.ZodType>(req: ApiRequest, schema: S): z.infer<S> {
+  documented(req, 'query', schema);
   const result = schema.safeParse(req.query, { error: ourWords });
   if (!result.success) throw badRequest(`invalid query parameters: ${describeIssues(result.error)}`);
   return result.data;

@@ -12,6 +12,7 @@ import type { FunctionVersionRecord } from '../../core/model';
 import { badRequest, conflict, notFound } from '../../core/problem';
 import { parseJsonBody, uuidParam, versionIds, type ApiRequest } from '../http/request';
 import { json, type ApiResponse } from '../http/responses';
+import type { RouteDoc, RouteDocs } from '../http/route-docs';
 
 /** Parties a set may hold: NVCF sets no number; this keeps one item well under DynamoDB's 400 KB. */
 export const MAX_AUTHORIZED_PARTIES = 1000;
@@ -165,6 +166,39 @@ async function removeVersionAuthorization(req: ApiRequest): Promise<ApiResponse>
   }
   return json(200, { function: await versionAuthFn(req, functionId, versionId) });
 }
+
+const ACCOUNT = '123456789012';
+const AUTH_FN = { status: 200, description: '`{"function": AuthFn}`: the function (and version), its owner and the accounts it is shared with' } as const;
+const replaceDoc = (operationId: string, what: string): RouteDoc => ({
+  operationId,
+  summary: `Share ${what} with these accounts (replacing its set)`,
+  body: replaceSchema,
+  examples: { two: { authorizedParties: [{ ncaId: ACCOUNT }, { ncaId: '210987654321' }] } },
+  answer: AUTH_FN,
+  errors: [404],
+});
+const addDoc = (operationId: string, what: string): RouteDoc => ({
+  operationId,
+  summary: `Add an account to the set of ${what}`,
+  body: changeSchema,
+  examples: { one: { authorizedParty: { ncaId: ACCOUNT } } },
+  answer: AUTH_FN,
+  errors: [404, 409],
+});
+const removeDoc = (operationId: string, what: string): RouteDoc => ({ ...addDoc(operationId, what), summary: `Remove an account from the set of ${what}`, errors: [404] });
+
+export const authorizationRouteDocs: RouteDocs = {
+  Z1: { operationId: 'listFunctionAuthorizations', summary: "List a function's authorizations, per version", answer: { status: 200, description: '`{"functions": [AuthFn]}`, one per version, inherited parties included' }, errors: [404] },
+  Z2: replaceDoc('replaceFunctionAuthorizations', 'a function (every version)'),
+  Z3: { operationId: 'deleteFunctionAuthorizations', summary: "Delete a function's set and every version's own set", answer: AUTH_FN, errors: [404] },
+  Z4: addDoc('addFunctionAuthorization', 'a function'),
+  Z5: removeDoc('removeFunctionAuthorization', 'a function'),
+  Z6: { operationId: 'getVersionAuthorizations', summary: "Get a version's authorizations (its own set and the function's)", answer: AUTH_FN, errors: [404] },
+  Z7: replaceDoc('replaceVersionAuthorizations', 'one version'),
+  Z8: { operationId: 'deleteVersionAuthorizations', summary: "Delete a version's own set", answer: AUTH_FN, errors: [404] },
+  Z9: addDoc('addVersionAuthorization', 'one version'),
+  Z10: removeDoc('removeVersionAuthorization', 'one version'),
+};
 
 export const authorizationRoutes = {
   Z1: listFunctionAuthorizations,

@@ -22,6 +22,7 @@ import {
 } from '../../core/registry-credentials';
 import { parseJsonBody, parseQuery, uuidParam, type ApiRequest } from '../http/request';
 import { json, noContent, type ApiResponse } from '../http/responses';
+import type { RouteDocs } from '../http/route-docs';
 
 /** Bodies carrying a secret: their parse errors quote nothing. */
 const SENSITIVE = [MAX_MANAGEMENT_BODY_BYTES, { sensitive: true }] as const;
@@ -81,6 +82,30 @@ async function deleteCredential(req: ApiRequest): Promise<ApiResponse> {
 async function recognizedRegistries(): Promise<ApiResponse> {
   return json(200, recognizedRegistriesJson());
 }
+
+const CREDENTIAL_ANSWER = { status: 200, description: '`{"registryCredential": RegistryCredential}` (never its secret)' } as const;
+
+export const registryCredentialRouteDocs: RouteDocs = {
+  R1: {
+    operationId: 'addRegistryCredential', summary: 'Add a registry credential',
+    description: 'Pulls of container images, Helm charts, models and resources from that registry use it. One credential per registry host and account.',
+    body: addRegistryCredentialSchema,
+    examples: { ngc: { registryHostname: 'nvcr.io', secret: { name: '$oauthtoken', value: 'nvapi-example' }, artifactTypes: ['CONTAINER', 'HELM'], description: 'NGC' } },
+    answer: CREDENTIAL_ANSWER,
+    errors: [409, 413],
+  },
+  R2: { operationId: 'listRegistryCredentials', summary: 'List registry credentials', query: listQuery, answer: { status: 200, description: '`{"registryCredentials": [RegistryCredential]}`, oldest first' } },
+  R3: { operationId: 'getRegistryCredential', summary: 'Get a registry credential', answer: CREDENTIAL_ANSWER, errors: [404] },
+  R4: {
+    operationId: 'updateRegistryCredential', summary: 'Replace the secret of a registry credential, or add artifact types',
+    body: updateRegistryCredentialSchema,
+    examples: { rotate: { secret: { name: '$oauthtoken', value: 'nvapi-rotated' } }, addTypes: { artifactTypeEnums: ['MODEL'] } },
+    answer: CREDENTIAL_ANSWER,
+    errors: [404, 413],
+  },
+  R5: { operationId: 'deleteRegistryCredential', summary: 'Delete a registry credential', answer: { status: 204, description: 'deleted' }, errors: [404] },
+  R6: { operationId: 'listRecognizedRegistries', summary: 'List the registries credentials may be added for', answer: { status: 200, description: '`{"recognizedRegistries": {CONTAINER: [...], HELM: [...], MODEL: [...], RESOURCE: [...]}}`' } },
+};
 
 export const registryCredentialRoutes = {
   R1: addCredential,

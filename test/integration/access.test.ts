@@ -12,7 +12,7 @@ import { hashApiKey } from '../../core/api-keys';
 import { dynamo } from '../../core/aws';
 import { tableName } from '../../core/config';
 import { INVOCATION_TTL_SECONDS } from '../../core/limits';
-import { ROUTES, SCOPES, type RouteDefinition, type Scope } from '../../core/routes';
+import { ROUTES, SCOPES, type AuthenticatedRoute, type RouteDefinition, type Scope } from '../../core/routes';
 import { newAccount, startTestStack, type TestResponse, type TestStack } from '../support/stack';
 
 type Account = { accountId: string; key: string };
@@ -29,6 +29,9 @@ type CrossAccountCase =
   | { kind: 'lists'; ids: (json: any) => string[] }
   /** The route addresses nothing another account owns. */
   | { kind: 'none'; why: string };
+
+const KEYED_ROUTES = ROUTES.filter((route): route is AuthenticatedRoute => route.scope !== null);
+const PUBLIC_ROUTES = ROUTES.filter((route) => route.scope === null);
 
 const addresses = (status: number, options: { body?: unknown; ownerStatus?: number } = {}): CrossAccountCase => ({ kind: 'addresses', status, ...options });
 
@@ -58,6 +61,7 @@ const CROSS_ACCOUNT: Record<string, CrossAccountCase> = {
   // After I3 in the table: the owner's QUEUED call is cancelled last.
   I6: addresses(404, { ownerStatus: 204 }),
   A1: { kind: 'none', why: 'creates a new asset owned by the caller' },
+  O1: { kind: 'none', why: 'the OpenAPI document is the same for every caller' },
   A2: { kind: 'lists', ids: (json) => json.assets.map((asset: { assetId: string }) => asset.assetId) },
   A3: addresses(404, { ownerStatus: 200 }),
   A4: addresses(404),
@@ -162,14 +166,19 @@ describe('access to every route', () => {
     stack.call(route.method, pathOf(route, ids), { ...options, headers });
 
   describe('(1) without an Authorization header', () => {
-    it.each(ROUTES.map((route) => [label(route), route] as const))('%s answers 401', async (_, route) => {
+    it.each(KEYED_ROUTES.map((route) => [label(route), route] as const))('%s answers 401', async (_, route) => {
       const response = await call(route, randomIds());
       expect(response.statusCode).toBe(401);
+    });
+
+    it.each(PUBLIC_ROUTES.map((route) => [label(route), route] as const))('%s, public, answers 200', async (_, route) => {
+      const response = await call(route, randomIds());
+      expect(response.statusCode).toBe(200);
     });
   });
 
   describe('(2) with an unknown key', () => {
-    it.each(ROUTES.map((route) => [label(route), route] as const))('%s answers 401 problem+json', async (_, route) => {
+    it.each(KEYED_ROUTES.map((route) => [label(route), route] as const))('%s answers 401 problem+json', async (_, route) => {
       const response = await call(route, randomIds(), { key: `nvapi-${'0'.repeat(43)}` });
       expectProblem(response, 401);
       expect(response.json.detail).toMatch(/unknown or has been revoked/);
@@ -177,8 +186,8 @@ describe('access to every route', () => {
   });
 
   describe('(3) with a key lacking the route’s scope', () => {
-    it.each(ROUTES.map((route) => [label(route), route] as const))('%s answers 403 problem+json naming the scope', async (_, route) => {
-      const response = await call(route, randomIds(), { key: lacking.get(route.scope as Scope)!.key });
+    it.each(KEYED_ROUTES.map((route) => [label(route), route] as const))('%s answers 403 problem+json naming the scope', async (_, route) => {
+      const response = await call(route, randomIds(), { key: lacking.get(route.scope)!.key });
       expectProblem(response, 403);
       expect(response.json.detail).toContain(`"${route.scope}"`);
     });
