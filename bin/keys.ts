@@ -1,5 +1,5 @@
 /**
- * Admin command for API keys, run as `npm run keys -- <command>`. It talks to
+ * Admin command for API keys and per-account quotas, run as `npm run keys -- <command>`. It talks to
  * the ApiKeys table through the AWS SDK's normal credential chain, so it works
  * against any environment the SDK can reach (AWS, or the emulators when
  * AWS_ENDPOINT_URL_DYNAMODB points at them), and finds a running local stack
@@ -10,6 +10,7 @@
 import { parseArgs } from 'node:util';
 import { accountIdSchema, API_KEY_PREFIX, apiKeyStatus, createApiKey, listApiKeys, revokeApiKey } from '../core/api-keys';
 import { ENV } from '../core/names';
+import { QUOTA_NAMES, changeQuotaOverrides, parseQuotaValues, quotaOverrides, type QuotaName, type QuotaValues } from '../core/quotas';
 import { SCOPES, type Scope } from '../core/routes';
 import { DEFAULT_LOCAL_PORT, findLocalStack } from '../local/discovery';
 
@@ -17,6 +18,9 @@ const USAGE = `usage:
   npm run keys -- create --account <id> [--scopes <scope,scope,...>] [--description <text>] [--table <name>]
   npm run keys -- revoke <key or its sha256> [--table <name>]
   npm run keys -- list --account <id> [--table <name>]
+  npm run keys -- quota set --account <id> [--functions <n>] [--versions-per-function <n>] [--deployed-instances <n>]
+                           [--gpus <n>] [--concurrent-invocations <n>] [--asset-bytes <n>]
+  npm run keys -- quota show --account <id>
 
 create prints the new key alone on stdout; it is shown only this once.
 scopes (default: all): ${SCOPES.join(', ')}
@@ -24,7 +28,10 @@ The ApiKeys table is --table, else the ${ENV.apiKeysTable} environment variable;
 the stack output ApiKeysTableName:
   export ${ENV.apiKeysTable}=$(aws cloudformation describe-stacks --stack-name Nvcf \\
     --query "Stacks[0].Outputs[?OutputKey=='ApiKeysTableName'].OutputValue" --output text)
-Without either, the local stack (npm start) running with the same PORT is used.`;
+Without either, the local stack (npm start) running with the same PORT is used.
+quota set overrides the installation's quotas (${ENV.quotas}, CDK context nvcf:quotas) for one account that has
+API keys: a whole number, "unlimited", or "default" to go back to the installation's value. quota show prints the
+account's overrides. Against AWS, also set ${ENV.quotasTable} (stack output QuotasTableName).`;
 
 /** A mistake in the command line: reported with the usage text and exit code 2. */
 class UsageError extends Error {}
@@ -43,6 +50,7 @@ function parseCommandLine(argv: string[]) {
         description: { type: 'string' },
         table: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
+        ...Object.fromEntries(QUOTA_NAMES.map((name) => [quotaOption(name), { type: 'string' as const }])),
       },
     });
   } catch (error) {
@@ -64,6 +72,32 @@ function parseScopes(list: string | undefined): Scope[] | undefined {
   const unknown = scopes.filter((scope) => !(SCOPES as readonly string[]).includes(scope));
   if (unknown.length > 0) throw new UsageError(`unknown scope(s) ${unknown.join(', ')}; known scopes: ${SCOPES.join(', ')}`);
   return scopes as Scope[];
+}
+
+/** `versionsPerFunction` → `versions-per-function`. */
+function quotaOption(name: QuotaName): string {
+  return name.replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`);
+}
+
+/** The quota options given: values to set, and names to reset to the installation's. */
+function parseQuotaOptions(values: Record<string, unknown>): { set: QuotaValues; reset: QuotaName[] } {
+  const set: Record<string, number | null> = {};
+  const reset: QuotaName[] = [];
+  for (const name of QUOTA_NAMES) {
+    const raw = values[quotaOption(name)];
+    if (typeof raw !== 'string') continue;
+    const text = raw.trim().toLowerCase();
+    if (text === 'default') reset.push(name);
+    else if (text === 'unlimited') set[name] = null;
+    else if (/^\d+$/.test(text)) set[name] = Number(text);
+    else throw new UsageError(`--${quotaOption(name)} must be a whole number, "unlimited" or "default", got "${raw}"`);
+  }
+  const checked = parseQuotaValues(set);
+  if (typeof checked === 'string') throw new UsageError(checked);
+  if (Object.keys(checked).length === 0 && reset.length === 0) {
+    throw new UsageError(`quota set needs at least one of ${QUOTA_NAMES.map((name) => `--${quotaOption(name)}`).join(', ')}`);
+  }
+  return { set: checked, reset };
 }
 
 /**
@@ -125,6 +159,20 @@ async function run(argv: string[]): Promise<number> {
         const state = apiKeyStatus(record).toLowerCase();
         console.log([record.keyHash, state, record.createdAt, record.scopes.join(','), record.description ?? ''].join('\t'));
       }
+      return 0;
+    }
+    case 'quota': {
+      const [action, ...extra] = rest;
+      if (extra.length > 0) throw new UsageError(`quota ${action} takes no further positional arguments, got "${extra.join(' ')}"`);
+      if (action !== 'set' && action !== 'show') throw new UsageError('quota takes set or show');
+      const accountId = requireAccount(values.account);
+      const change = action === 'set' ? parseQuotaOptions(values) : undefined;
+      await selectTable(values.table);
+      if (!process.env[ENV.quotasTable]) throw new UsageError(`no Quotas table given: set ${ENV.quotasTable} (stack output QuotasTableName)`);
+      // An override for an account nobody can use is a typo: refused, like a bad option.
+      if ((await listApiKeys(accountId)).length === 0) throw new UsageError(`account ${accountId} has no API keys; create one first (npm run keys -- create --account ${accountId})`);
+      const overrides = change ? await changeQuotaOverrides(accountId, change.set, change.reset) : await quotaOverrides(accountId);
+      console.log(JSON.stringify({ accountId, overrides }));
       return 0;
     }
     case undefined:

@@ -15,6 +15,7 @@ import { conditionalWrite, dynamo, s3 } from './aws';
 import { bucketName, tableName } from './config';
 import { ASSET_MAX_BYTES, ASSET_TTL_SECONDS, MAX_DESCRIPTION_LENGTH, PRESIGNED_URL_SECONDS } from './limits';
 import { assetObjectKey } from './names';
+import { requireAssetQuota } from './quotas';
 import { BY_ACCOUNT_INDEX } from './tables';
 
 /** S3 user-metadata key of the description; clients send it as `x-amz-meta-nvcf-asset-description`. */
@@ -68,7 +69,7 @@ export interface CreatedAsset {
 const nowSeconds = () => Math.floor(Date.now() / 1000);
 const isLive = (asset: AssetRecord) => asset.expiresAt > nowSeconds();
 
-/** Stores a new asset of an account and presigns its two upload forms. */
+/** Stores a new asset of an account and presigns its two upload forms; 403 when its assets fill the assetBytes quota. */
 export async function createAsset(accountId: string, request: CreateAssetRequest): Promise<CreatedAsset> {
   const assetId = randomUUID();
   const created = new Date();
@@ -82,7 +83,8 @@ export async function createAsset(accountId: string, request: CreateAssetRequest
     createdAt: created.toISOString(),
     expiresAt: Math.floor(created.getTime() / 1000) + ASSET_TTL_SECONDS,
   };
-  const [uploadUrl, uploadForm] = await Promise.all([presignPut(asset), presignPost(asset)]);
+  const freeBytes = await requireAssetQuota(accountId);
+  const [uploadUrl, uploadForm] = await Promise.all([presignPut(asset), presignPost(asset, Math.min(ASSET_MAX_BYTES, freeBytes ?? ASSET_MAX_BYTES))]);
   await dynamo().send(
     new PutCommand({ TableName: tableName('assets'), Item: asset, ConditionExpression: 'attribute_not_exists(assetId)' }),
   );
@@ -101,12 +103,13 @@ function presignPut(asset: AssetRecord): Promise<string> {
   return getSignedUrl(s3(), command, { expiresIn: PRESIGNED_URL_SECONDS, signableHeaders: headers, unhoistableHeaders: headers });
 }
 
-function presignPost(asset: AssetRecord): Promise<PresignedPost> {
+/** `maxBytes`: what the account's assetBytes quota leaves free, at most ASSET_MAX_BYTES. */
+function presignPost(asset: AssetRecord, maxBytes: number): Promise<PresignedPost> {
   // Each field becomes an exact-match condition of the policy, and the key is pinned by createPresignedPost.
   return createPresignedPost(s3(), {
     Bucket: bucketName(),
     Key: asset.s3Key,
-    Conditions: [['content-length-range', 1, ASSET_MAX_BYTES]],
+    Conditions: [['content-length-range', 1, maxBytes]],
     Fields: { 'Content-Type': asset.contentType, [ASSET_DESCRIPTION_HEADER]: asset.description },
     Expires: PRESIGNED_URL_SECONDS,
   });

@@ -34,6 +34,7 @@ import { AWS_BACKEND, LOCAL_CLUSTER_NAME, describeGpuNodegroup, gpuOffers, type 
 import { UNDEPLOY_DRAIN_SECONDS } from './limits';
 import type { DeploymentRecord, FunctionStatus, FunctionVersionRecord, GpuSpecification } from './model';
 import { Problem, badRequest, notFound } from './problem';
+import { requireDeploymentQuota } from './quotas';
 import { UNDEPLOYED_AT_TAG, ensureDeploymentQueues, newDeploymentQueueNames, tagQueue, type VersionQueues } from './queues';
 
 /** Statuses in which a version has a deployment (and its queues). */
@@ -222,6 +223,7 @@ export async function deployVersion(accountId: string, functionId: string, versi
   }
   const offers = await gpuOffers();
   const specifications = validateSpecifications(record, request.deploymentSpecifications, offers, clusterName() ?? LOCAL_CLUSTER_NAME);
+  await requireDeploymentQuota(accountId, record, specifications);
   await checkArtifacts(record);
 
   const queues = await createQueues(record);
@@ -252,6 +254,7 @@ export async function updateDeployment(accountId: string, functionId: string, ve
     const offers = await gpuOffers();
     const validated = validateSpecifications(record, request.deploymentSpecifications, offers, clusterName() ?? LOCAL_CLUSTER_NAME);
     const specifications = mergeSpecificationUpdate(record.deployment.specifications, validated, request.deploymentSpecifications);
+    await requireDeploymentQuota(accountId, record, specifications);
 
     const deployment: DeploymentRecord = { ...record.deployment, specifications, updatedAt: new Date().toISOString() };
     const to = record.status === 'DEPLOYING' && needsNoInstances(specifications) ? 'ACTIVE' : record.status;

@@ -34,6 +34,7 @@ import {
   RESERVED_CONTAINER_PORTS,
 } from './limits';
 import type { FunctionVersionRecord } from './model';
+import { rateLimitSchema } from './rate-limits';
 import { secretsDocument, type SecretEntry } from './secrets';
 
 /** NVCF's own wording for the artifact rule, which clients match on. */
@@ -245,6 +246,7 @@ export const createFunctionRequestSchema = z
       description: z.string().max(MAX_DESCRIPTION_LENGTH, `must be at most ${MAX_DESCRIPTION_LENGTH} characters`).nullish(),
       tags: tagsSchema.nullish(),
       secrets: secretsSchema.nullish(),
+      rateLimit: rateLimitSchema.nullish(),
     },
     { error: 'must be a JSON object' },
   )
@@ -292,8 +294,26 @@ export const createFunctionRequestSchema = z
       description: request.description ?? request.name,
       tags: given(request.tags),
       secrets: given(request.secrets),
+      rateLimit: request.rateLimit ?? undefined,
     };
   });
 
 /** The body of F8: `{"tags": [...]}` replaces the version's tags (an empty list clears them). */
 export const metadataUpdateSchema = z.object({ tags: tagsSchema }, { error: 'must be a JSON object {"tags": [...]}' });
+
+/**
+ * The body of F9 (open-source NVCF's UpdateFunctionRequest): `tags` replaces the
+ * tags, `rateLimit` the rate limit; at least one of them. NVCF's `modelUpdates`
+ * and `llmInvocationConfig` concern LLM functions, which this platform does not run.
+ */
+export const versionUpdateSchema = z
+  .object(
+    {
+      tags: tagsSchema.optional(),
+      rateLimit: rateLimitSchema.optional(),
+      modelUpdates: z.undefined({ error: 'is not supported: this platform has no LLM functions' }).optional(),
+      llmInvocationConfig: z.undefined({ error: 'is not supported: this platform has no LLM functions' }).optional(),
+    },
+    { error: 'must be a JSON object {"tags"?: [...], "rateLimit"?: {...}}' },
+  )
+  .refine((update) => update.tags !== undefined || update.rateLimit !== undefined, 'give at least one of tags and rateLimit');

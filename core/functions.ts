@@ -9,6 +9,7 @@ import { conditionalWrite, dynamo } from './aws';
 import { tableName } from './config';
 import type { FunctionDefinition } from './function-schemas';
 import type { DeploymentRecord, FunctionStatus, FunctionVersionRecord, HealthInfo } from './model';
+import type { RateLimitRecord } from './rate-limits';
 import { sealSecrets, type SealedSecrets, type SecretEntry } from './secrets';
 import { BY_ACCOUNT_INDEX } from './tables';
 
@@ -250,6 +251,47 @@ export async function replaceTags(accountId: string, functionId: string, version
         ConditionExpression: 'attribute_exists(functionId) AND accountId = :accountId',
         ExpressionAttributeNames: { '#tags': 'tags', '#updatedAt': 'updatedAt' },
         ExpressionAttributeValues: { ':accountId': accountId, ':now': new Date().toISOString(), ...(tags.length > 0 ? { ':tags': tags } : {}) },
+        ReturnValues: 'ALL_NEW',
+      }),
+    );
+    return Attributes as FunctionVersionRecord;
+  } catch (error) {
+    if (error instanceof ConditionalCheckFailedException) return undefined;
+    throw error;
+  }
+}
+
+/** What F9 and the ratelimit routes change on a version: tags (empty clears them) and the rate limit (null removes it). */
+export interface VersionUpdate {
+  tags?: string[];
+  rateLimit?: RateLimitRecord | null;
+}
+
+/** Applies an update to an account's version in one conditional write; undefined when it owns no such version. */
+export async function updateVersionFields(accountId: string, functionId: string, versionId: string, update: VersionUpdate): Promise<FunctionVersionRecord | undefined> {
+  const set = ['#updatedAt = :now'];
+  const remove: string[] = [];
+  const names: Record<string, string> = { '#updatedAt': 'updatedAt' };
+  const values: Record<string, unknown> = { ':accountId': accountId, ':now': new Date().toISOString() };
+  for (const [field, value] of Object.entries(update) as [keyof VersionUpdate, unknown][]) {
+    if (value === undefined) continue;
+    names[`#${field}`] = field;
+    const empty = value === null || (Array.isArray(value) && value.length === 0);
+    if (empty) remove.push(`#${field}`);
+    else {
+      set.push(`#${field} = :${field}`);
+      values[`:${field}`] = value;
+    }
+  }
+  try {
+    const { Attributes } = await dynamo().send(
+      new UpdateCommand({
+        TableName: tableName('functions'),
+        Key: { functionId, versionId },
+        UpdateExpression: `SET ${set.join(', ')}${remove.length ? ` REMOVE ${remove.join(', ')}` : ''}`,
+        ConditionExpression: 'attribute_exists(functionId) AND accountId = :accountId',
+        ExpressionAttributeNames: names,
+        ExpressionAttributeValues: values,
         ReturnValues: 'ALL_NEW',
       }),
     );

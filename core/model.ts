@@ -2,6 +2,7 @@
  * The records the platform keeps, as stored in DynamoDB (see DESIGN.md "Data").
  * API shapes (nvcf-api.md) are derived from these in the Lambdas.
  */
+import type { RateLimitRecord } from './rate-limits';
 import type { SealedSecrets } from './secrets';
 
 /** Function version status; NVCF's DEGRADED/DEGRADING are not produced yet. */
@@ -91,6 +92,8 @@ export interface FunctionVersionRecord {
   /** Sealed (core/secrets.ts): only the worker's identity opens them; only names ever leave the API. */
   secrets?: SealedSecrets;
   deployment?: DeploymentRecord;
+  /** NVCF's rateLimit of the version (core/rate-limits.ts); absent: unlimited. */
+  rateLimit?: RateLimitRecord;
 }
 
 /** Invocation status; on the wire QUEUED is `pending-evaluation`, and so on. CANCELED is our extension (nvcf-api.md §7). */

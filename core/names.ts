@@ -13,6 +13,10 @@ export const ENV = {
   apiKeysTable: 'NVCF_API_KEYS_TABLE',
   registryCredentialsTable: 'NVCF_REGISTRY_CREDENTIALS_TABLE',
   authorizationsTable: 'NVCF_AUTHORIZATIONS_TABLE',
+  countersTable: 'NVCF_COUNTERS_TABLE',
+  quotasTable: 'NVCF_QUOTAS_TABLE',
+  /** The installation's quotas per account, JSON `{"functions": 100, ...}` over the defaults of core/quotas.ts (CDK context `nvcf:quotas`). */
+  quotas: 'NVCF_QUOTAS',
   bucket: 'NVCF_BUCKET',
   queuePrefix: 'NVCF_QUEUE_PREFIX',
   /** KMS key for per-version queues; empty means SQS-managed SSE. */

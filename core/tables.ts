@@ -18,7 +18,7 @@ export interface GlobalIndexDefinition {
 
 export interface TableDefinition {
   /** Logical name used for construct ids and outputs. */
-  id: 'Functions' | 'Instances' | 'Invocations' | 'Assets' | 'ApiKeys' | 'RegistryCredentials' | 'Authorizations';
+  id: 'Functions' | 'Instances' | 'Invocations' | 'Assets' | 'ApiKeys' | 'RegistryCredentials' | 'Authorizations' | 'Counters' | 'Quotas';
   /** Environment variable that carries the physical table name. */
   envVar: string;
   partitionKey: KeyAttribute;
@@ -109,6 +109,25 @@ export const TABLES = {
     envVar: ENV.authorizationsTable,
     partitionKey: { name: 'functionId', type: 'S' },
     sortKey: { name: 'target', type: 'S' },
+    globalIndexes: [],
+  },
+  /**
+   * Shared counters of the invocation service (core/rate-limits.ts, core/quotas.ts): one item per
+   * rate-limit window (`rate#<versionId>#<caller>#<rate>#<windowStart>`, expiring by TTL) and one
+   * per account's concurrent invocations (`concurrent#<accountId>`).
+   */
+  counters: {
+    id: 'Counters',
+    envVar: ENV.countersTable,
+    partitionKey: { name: 'counterKey', type: 'S' },
+    ttlAttribute: TTL_ATTRIBUTE,
+    globalIndexes: [],
+  },
+  /** Per-account quota overrides the admin CLI sets (core/quotas.ts); an account without an item has the installation's quotas. */
+  quotas: {
+    id: 'Quotas',
+    envVar: ENV.quotasTable,
+    partitionKey: { name: 'accountId', type: 'S' },
     globalIndexes: [],
   },
 } as const satisfies Record<string, TableDefinition>;

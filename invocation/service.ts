@@ -32,7 +32,8 @@ import { INVOCATION_SERVICE, matchRoute, type RouteMatch } from '../core/routes'
 import { CallRegistry, serveAttach, type AttachServer } from './attach-server';
 import { ServiceCaches } from './caches';
 import { BodyBudget, acceptsEventStream, authenticate, header, logger, pollSecondsOf, sendProblem } from './http';
-import { Invoker } from './invoke';
+import { Invoker, type InvocationTarget } from './invoke';
+import { InvocationAdmission } from './rate-limits';
 import type { InvocationSettings } from './settings';
 import { serveCancel, serveStatus } from './status';
 
@@ -52,6 +53,8 @@ function validId(value: string, what: string): string {
 export class InvocationService {
   readonly registry = new CallRegistry();
   readonly caches = new ServiceCaches();
+  /** Rate limits and concurrency quotas; the gRPC path admits each session through it too. */
+  readonly admission = new InvocationAdmission();
   private readonly invoker: Invoker;
   private attachServer: AttachServer | undefined;
   private server: Server | undefined;
@@ -124,7 +127,7 @@ export class InvocationService {
       const cap = this.pollCap(req);
       const waitSeconds = Math.min(pollSecondsOf(req, cap, POLL_SECONDS_MAX), cap);
       const route = { method: (req.method ?? 'GET').toUpperCase(), path: `${url.pathname}${url.search}` };
-      return this.invoker.invoke(req, res, caller, { version, route, waitSeconds, stream }, url.pathname);
+      return this.invokeAdmitted(req, res, caller, { version, route, waitSeconds, stream }, url.pathname);
     }
     const match = matchRoute(req.method ?? 'GET', url.pathname) as RouteMatch | undefined;
     if (!match || !('route' in match) || match.route.handler !== INVOCATION_SERVICE) throw notFound(`no route ${req.method} ${url.pathname}`);
@@ -137,7 +140,7 @@ export class InvocationService {
         const stream = acceptsEventStream(req);
         const waitSeconds = Math.min(pollSecondsOf(req, stream ? POLL_SECONDS_STREAM_DEFAULT : POLL_SECONDS_DEFAULT, POLL_SECONDS_MAX), cap);
         const version = await this.versionFor(caller, validId(params.functionId!, 'path parameter functionId'), params.functionVersionId && validId(params.functionVersionId, 'path parameter functionVersionId'));
-        return this.invoker.invoke(req, res, caller, { version, waitSeconds, stream }, url.pathname);
+        return this.invokeAdmitted(req, res, caller, { version, waitSeconds, stream }, url.pathname);
       }
       case 'I3': {
         const waitSeconds = Math.min(pollSecondsOf(req, POLL_SECONDS_DEFAULT, POLL_SECONDS_MAX), cap);
@@ -147,6 +150,16 @@ export class InvocationService {
         return serveCancel(res, this.registry, caller.accountId, validRequestId(params.requestId!));
       default:
         throw notFound(`no route ${req.method} ${url.pathname}`);
+    }
+  }
+
+  /** Queues and answers a call once its rate limit and concurrency quotas admit it (invocation/rate-limits.ts). */
+  private async invokeAdmitted(req: IncomingMessage, res: ServerResponse, caller: ApiKeyRecord, target: InvocationTarget, instance: string): Promise<void> {
+    const release = await this.admission.admit(caller.accountId, target.version);
+    try {
+      await this.invoker.invoke(req, res, caller, target, instance);
+    } finally {
+      await release();
     }
   }
 

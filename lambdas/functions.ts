@@ -23,12 +23,15 @@ import {
 } from '../core/functions';
 import { MAX_MANAGEMENT_BODY_BYTES } from '../core/limits';
 import type { FunctionVersionRecord } from '../core/model';
+import { requireFunctionQuota, requireVersionQuota } from '../core/quotas';
 import { conflict, notFound } from '../core/problem';
 import { createApiHandler } from './http/handler';
 import { parseJsonBody, parseQuery, queryFlag, uuidParam, versionIds, type ApiRequest } from './http/request';
 import { json, noContent, type ApiResponse } from './http/responses';
 import { authorizationRoutes } from './shared/authorizations';
 import { toFunctionJson, toSharedFunctionJson } from './shared/function-json';
+import { rateLimitRoutes } from './shared/rate-limits';
+import { usageRoutes } from './shared/usage';
 import { registryCredentialRoutes } from './shared/registry-credentials';
 
 const VISIBILITIES = ['authorized', 'private', 'public'] as const;
@@ -74,6 +77,7 @@ const SENSITIVE = [MAX_MANAGEMENT_BODY_BYTES, { sensitive: true }] as const;
 
 async function createFunction(req: ApiRequest): Promise<ApiResponse> {
   const definition = parseJsonBody(req, createFunctionRequestSchema, ...SENSITIVE);
+  await requireFunctionQuota(req.caller.accountId);
   return json(200, { function: toFunctionJson(await createVersion(req.caller.accountId, definition)) });
 }
 
@@ -81,6 +85,7 @@ async function createFunctionVersion(req: ApiRequest): Promise<ApiResponse> {
   const functionId = uuidParam(req, 'functionId');
   const definition = parseJsonBody(req, createFunctionRequestSchema, ...SENSITIVE);
   if ((await listOwnedVersions(req.caller.accountId, functionId)).length === 0) throw functionNotFound(functionId);
+  await requireVersionQuota(req.caller.accountId, functionId);
   return json(200, { function: toFunctionJson(await createVersion(req.caller.accountId, definition, functionId)) });
 }
 
@@ -145,7 +150,7 @@ async function updateSecrets(req: ApiRequest): Promise<ApiResponse> {
   return noContent();
 }
 
-/** Serves F1–F8, S1, the registry credentials R1–R6 and the authorizations Z1–Z10 of core/routes.ts. */
+/** Serves F1–F9, S1, the registry credentials R1–R6, the authorizations Z1–Z10, the rate limits RL1/RL2 and the usage U1 of core/routes.ts. */
 export const handler = createApiHandler('functions', {
   F1: createFunction,
   F2: createFunctionVersion,
@@ -158,4 +163,6 @@ export const handler = createApiHandler('functions', {
   S1: updateSecrets,
   ...registryCredentialRoutes,
   ...authorizationRoutes,
+  ...rateLimitRoutes,
+  ...usageRoutes,
 });

@@ -15,6 +15,7 @@ import { API_KEY_PREFIX, registerApiKey } from '../core/api-keys';
 import { resetAwsClients } from '../core/aws';
 import { listDeployedVersions } from '../core/deployments';
 import { parseGpuConfiguration } from '../core/gpus';
+import { installationQuotas } from '../core/quotas';
 import type { FunctionVersionRecord } from '../core/model';
 import { ENV, queueNameOf } from '../core/names';
 import { sweepQueues } from '../core/sweeper';
@@ -144,6 +145,15 @@ function readGpus(): string | undefined {
   return json;
 }
 
+/** NVCF_QUOTAS (core/quotas.ts), checked before anything starts: the handlers read it from this process's environment. */
+function checkQuotas(): void {
+  try {
+    installationQuotas();
+  } catch (error) {
+    throw new ConfigError((error as Error).message);
+  }
+}
+
 /** NVCF_API_KEY, else the key generated on an earlier start with the same NVCF_DATA_DIR, else a new one. */
 async function localApiKey(dataDir: string | undefined): Promise<string> {
   const given = process.env.NVCF_API_KEY?.trim();
@@ -234,6 +244,7 @@ async function main(): Promise<void> {
   const gpus = readGpus();
   const healthTimeoutSeconds = readHealthTimeout();
   const logLevel = readLogLevel();
+  checkQuotas();
   const dataDir = process.env.NVCF_DATA_DIR ? resolve(process.env.NVCF_DATA_DIR) : undefined;
   if (dataDir) await mkdir(dataDir, { recursive: true });
   process.env.POWERTOOLS_LOG_LEVEL ??= 'WARN';

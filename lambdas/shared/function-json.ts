@@ -63,6 +63,7 @@ export function toFunctionJson(record: FunctionVersionRecord, options: FunctionJ
     tags: record.tags,
     health: record.health,
     secrets: includeSecrets && record.secrets?.names.length ? record.secrets.names : undefined,
+    rateLimit: record.rateLimit,
     activeInstances: instances.length > 0 ? instances.map((instance) => instanceJson(record, instance)) : undefined,
   };
 }

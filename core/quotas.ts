@@ -1,0 +1,302 @@
+/**
+ * Quotas per account: what one team may hold of an installation shared by
+ * many. The installation sets them (CDK context `nvcf:quotas`, `npm start`'s
+ * NVCF_QUOTAS) over the defaults below; the admin CLI overrides them per
+ * account in the Quotas table. The Lambdas check the counted ones before they
+ * write (functions, versions, deployments, assets), the invocation service the
+ * concurrent invocations; `GET /v2/nvcf/accounts/me/usage` shows them all.
+ *
+ * Counted quotas (functions, versions per function, deployed instances, GPUs,
+ * asset bytes) answer 403: the account is not entitled to more, and retrying
+ * does not help until it frees some or the admin raises the quota. Concurrent
+ * invocations answer 429 with Retry-After: they free themselves as calls end.
+ */
+import { ListObjectsV2Command, type ListObjectsV2CommandOutput } from '@aws-sdk/client-s3';
+import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
+import { GetCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import * as z from 'zod';
+import { dynamo, s3 } from './aws';
+import { bucketName, tableName } from './config';
+import { listAccountVersions, listOwnedVersions } from './functions';
+import { gpusPerInstance } from './gpu-instance-types';
+import { GiB, SATURATED_RETRY_AFTER_SECONDS } from './limits';
+import type { FunctionVersionRecord, GpuSpecification } from './model';
+import { ENV, S3_PREFIX } from './names';
+import { Problem } from './problem';
+
+export const QUOTA_NAMES = ['functions', 'versionsPerFunction', 'deployedInstances', 'gpus', 'concurrentInvocations', 'assetBytes'] as const;
+export type QuotaName = (typeof QUOTA_NAMES)[number];
+/** A quota's value; null: unlimited. */
+export type Quotas = Record<QuotaName, number | null>;
+
+/**
+ * The installation's defaults. Concurrent invocations are unlimited by
+ * default: each invocation service instance already bounds what it holds
+ * (NVCF_MAX_IN_FLIGHT), and the quota costs two DynamoDB writes per call
+ * while it is set.
+ */
+export const DEFAULT_QUOTAS: Quotas = {
+  functions: 100,
+  versionsPerFunction: 50,
+  deployedInstances: 100,
+  gpus: 100,
+  concurrentInvocations: null,
+  assetBytes: 100 * GiB,
+};
+
+/** What each quota counts, for messages and the usage endpoint. */
+export const QUOTA_DESCRIPTIONS: Record<QuotaName, string> = {
+  functions: 'functions the account owns',
+  versionsPerFunction: 'versions of one function',
+  deployedInstances: 'instances the account may run at once: the sum of maxInstances over its deployed versions',
+  gpus: 'GPUs the account may hold at once: the sum of maxInstances x GPUs per instance over its deployed versions',
+  concurrentInvocations: 'invocations of (or by) the account the invocation service holds at once',
+  assetBytes: 'bytes of the account\'s uploaded assets',
+};
+
+const quotaValue = z.union([z.number().int('must be a whole number').min(0, 'must be 0 or more').max(Number.MAX_SAFE_INTEGER), z.null()], {
+  error: 'must be a whole number of 0 or more, or null for unlimited',
+});
+
+/** Quota values as the installation's settings and the admin CLI give them: any subset, unknown names refused. */
+export const quotaValuesSchema = z.object(Object.fromEntries(QUOTA_NAMES.map((name) => [name, quotaValue.optional()])) as Record<QuotaName, z.ZodOptional<typeof quotaValue>>).strict();
+export type QuotaValues = Partial<Quotas>;
+
+function describeIssues(error: z.ZodError): string {
+  return error.issues.map((issue) => `${issue.path.join('.') || '(value)'}: ${issue.message}`).join('; ');
+}
+
+/** Parses quota values; a message naming each mistake otherwise. */
+export function parseQuotaValues(value: unknown): QuotaValues | string {
+  const parsed = quotaValuesSchema.safeParse(value);
+  return parsed.success ? (parsed.data as QuotaValues) : describeIssues(parsed.error);
+}
+
+/** The installation's quotas: NVCF_QUOTAS (JSON) over DEFAULT_QUOTAS. A malformed setting stops the process that reads it. */
+export function installationQuotas(env: NodeJS.ProcessEnv = process.env): Quotas {
+  const raw = env[ENV.quotas];
+  if (!raw) return { ...DEFAULT_QUOTAS };
+  let json: unknown;
+  try {
+    json = JSON.parse(raw);
+  } catch {
+    throw new Error(`${ENV.quotas} must be a JSON object such as {"functions": 10}, got ${raw}`);
+  }
+  const values = parseQuotaValues(json);
+  if (typeof values === 'string') throw new Error(`${ENV.quotas}: ${values}; known quotas: ${QUOTA_NAMES.join(', ')}`);
+  return { ...DEFAULT_QUOTAS, ...values };
+}
+
+/** The overrides the admin set for an account (empty when none). */
+export async function quotaOverrides(accountId: string): Promise<QuotaValues> {
+  const { Item } = await dynamo().send(new GetCommand({ TableName: tableName('quotas'), Key: { accountId } }));
+  if (!Item) return {};
+  return Object.fromEntries(QUOTA_NAMES.filter((name) => name in Item).map((name) => [name, Item[name] as number | null]));
+}
+
+/** An account's quotas: its overrides over the installation's. */
+export async function accountQuotas(accountId: string): Promise<Quotas> {
+  return { ...installationQuotas(), ...(await quotaOverrides(accountId)) };
+}
+
+/**
+ * Sets (value or null for unlimited) and resets (back to the installation's)
+ * quota overrides of an account, as the admin CLI does; returns the account's
+ * overrides afterwards.
+ */
+export async function changeQuotaOverrides(accountId: string, set: QuotaValues, reset: readonly QuotaName[] = []): Promise<QuotaValues> {
+  const names: Record<string, string> = { '#updatedAt': 'updatedAt' };
+  const values: Record<string, unknown> = { ':now': new Date().toISOString() };
+  const assignments = ['#updatedAt = :now'];
+  for (const [name, value] of Object.entries(set)) {
+    names[`#${name}`] = name;
+    values[`:${name}`] = value;
+    assignments.push(`#${name} = :${name}`);
+  }
+  for (const name of reset) names[`#${name}`] = name;
+  await dynamo().send(
+    new UpdateCommand({
+      TableName: tableName('quotas'),
+      Key: { accountId },
+      UpdateExpression: `SET ${assignments.join(', ')}${reset.length ? ` REMOVE ${reset.map((name) => `#${name}`).join(', ')}` : ''}`,
+      ExpressionAttributeNames: names,
+      ExpressionAttributeValues: values,
+    }),
+  );
+  return quotaOverrides(accountId);
+}
+
+/** The 4xx of a quota the request would exceed: names the quota, its value and the current use. */
+export function quotaExceeded(name: QuotaName, accountId: string, quota: number, used: number, wanted: number): Problem {
+  const rateLike = name === 'concurrentInvocations';
+  return new Problem(
+    rateLike ? 429 : 403,
+    `quota ${name} of account '${accountId}' is ${quota} (${QUOTA_DESCRIPTIONS[name]}); ${used} in use, and this request needs ${wanted} more. ` +
+      (rateLike ? 'Retry once calls of the account have ended.' : 'Free some, or ask the installation\'s admin to raise the quota (GET /v2/nvcf/accounts/me/usage shows them all).'),
+    { type: `urn:nvcf:problem-details:quota-exceeded:${name}`, title: 'Quota Exceeded', headers: rateLike ? { 'retry-after': String(SATURATED_RETRY_AFTER_SECONDS) } : {} },
+  );
+}
+
+function requireWithin(name: QuotaName, accountId: string, quotas: Quotas, used: number, wanted: number): void {
+  const quota = quotas[name];
+  if (quota !== null && used + wanted > quota) throw quotaExceeded(name, accountId, quota, used, wanted);
+}
+
+const DEPLOYED = new Set(['DEPLOYING', 'ACTIVE', 'ERROR']);
+
+/** Instances and GPUs that deployments hold: the sum of maxInstances, and of maxInstances x GPUs per instance. */
+export function deploymentFootprint(specifications: readonly Pick<GpuSpecification, 'instanceType' | 'maxInstances'>[]): { instances: number; gpus: number } {
+  return specifications.reduce(
+    (sum, spec) => ({ instances: sum.instances + spec.maxInstances, gpus: sum.gpus + spec.maxInstances * gpusPerInstance(spec.instanceType) }),
+    { instances: 0, gpus: 0 },
+  );
+}
+
+function deployedFootprint(versions: readonly FunctionVersionRecord[], exceptVersionId?: string) {
+  return deploymentFootprint(versions.filter((version) => version.versionId !== exceptVersionId && DEPLOYED.has(version.status)).flatMap((version) => version.deployment?.specifications ?? []));
+}
+
+/** F1: refuses a new function beyond the account's `functions` quota. */
+export async function requireFunctionQuota(accountId: string): Promise<void> {
+  const [quotas, versions] = await Promise.all([accountQuotas(accountId), listAccountVersions(accountId)]);
+  requireWithin('functions', accountId, quotas, new Set(versions.map((version) => version.functionId)).size, 1);
+}
+
+/** F2: refuses a new version of `functionId` beyond `versionsPerFunction`. */
+export async function requireVersionQuota(accountId: string, functionId: string): Promise<void> {
+  const [quotas, versions] = await Promise.all([accountQuotas(accountId), listOwnedVersions(accountId, functionId)]);
+  requireWithin('versionsPerFunction', accountId, quotas, versions.length, 1);
+}
+
+/**
+ * D1/D3: refuses a deployment of `versionId` with `specifications` whose
+ * instances or GPUs, with those of the account's other deployed versions,
+ * would exceed `deployedInstances` or `gpus`. Only the growth is counted on
+ * an update: a deployment that shrinks is never refused.
+ */
+export async function requireDeploymentQuota(accountId: string, version: FunctionVersionRecord, specifications: readonly GpuSpecification[]): Promise<void> {
+  const [quotas, versions] = await Promise.all([accountQuotas(accountId), listAccountVersions(accountId)]);
+  const others = deployedFootprint(versions, version.versionId);
+  const before = deploymentFootprint(DEPLOYED.has(version.status) ? (version.deployment?.specifications ?? []) : []);
+  const after = deploymentFootprint(specifications);
+  if (after.instances > before.instances) requireWithin('deployedInstances', accountId, quotas, others.instances + before.instances, after.instances - before.instances);
+  if (after.gpus > before.gpus) requireWithin('gpus', accountId, quotas, others.gpus + before.gpus, after.gpus - before.gpus);
+}
+
+/** Bytes of the account's uploaded assets: a listing of its asset prefix (one request per 1000 assets). */
+export async function assetBytesInUse(accountId: string): Promise<number> {
+  let bytes = 0;
+  let ContinuationToken: string | undefined;
+  do {
+    const page: ListObjectsV2CommandOutput = await s3().send(new ListObjectsV2Command({ Bucket: bucketName(), Prefix: `${S3_PREFIX.assets}${accountId}/`, ContinuationToken }));
+    for (const object of page.Contents ?? []) bytes += object.Size ?? 0;
+    ContinuationToken = page.IsTruncated ? page.NextContinuationToken : undefined;
+  } while (ContinuationToken);
+  return bytes;
+}
+
+/**
+ * A1: refuses a new asset once the account's assets fill `assetBytes`;
+ * otherwise the bytes still free, which bound the presigned POST's size
+ * (undefined: unlimited). A presigned PUT cannot be bounded, so one upload
+ * through it may overshoot the quota by at most one asset; the next A1 is refused.
+ */
+export async function requireAssetQuota(accountId: string): Promise<number | undefined> {
+  const quotas = await accountQuotas(accountId);
+  if (quotas.assetBytes === null) return undefined;
+  const used = await assetBytesInUse(accountId);
+  if (used >= quotas.assetBytes) throw quotaExceeded('assetBytes', accountId, quotas.assetBytes, used, 1);
+  return quotas.assetBytes - used;
+}
+
+const concurrentKey = (accountId: string) => `concurrent#${accountId}`;
+
+async function takeSlot(accountId: string, quota: number): Promise<boolean> {
+  try {
+    await dynamo().send(
+      new UpdateCommand({
+        TableName: tableName('counters'),
+        Key: { counterKey: concurrentKey(accountId) },
+        UpdateExpression: 'ADD #calls :one',
+        ConditionExpression: 'attribute_not_exists(#calls) OR #calls < :quota',
+        ExpressionAttributeNames: { '#calls': 'calls' },
+        ExpressionAttributeValues: { ':one': 1, ':quota': quota },
+      }),
+    );
+    return true;
+  } catch (error) {
+    if (error instanceof ConditionalCheckFailedException) return false;
+    throw error;
+  }
+}
+
+async function freeSlot(accountId: string): Promise<void> {
+  await dynamo().send(
+    new UpdateCommand({
+      TableName: tableName('counters'),
+      Key: { counterKey: concurrentKey(accountId) },
+      UpdateExpression: 'ADD #calls :minusOne',
+      ExpressionAttributeNames: { '#calls': 'calls' },
+      ExpressionAttributeValues: { ':minusOne': -1 },
+    }),
+  );
+}
+
+/** Invocations of an account the service holds now (all replicas). */
+export async function concurrentInvocations(accountId: string): Promise<number> {
+  const { Item } = await dynamo().send(new GetCommand({ TableName: tableName('counters'), Key: { counterKey: concurrentKey(accountId) } }));
+  return Math.max(0, Number(Item?.calls ?? 0));
+}
+
+/**
+ * Takes one concurrent-invocation slot of each account (the caller and, for
+ * a shared function, its owner) whose quota is set, or refuses with 429
+ * naming the quota; resolves with the function that gives them back, which
+ * the caller runs once the call is no longer held. No request when no quota
+ * is set.
+ */
+export async function takeInvocationSlots(accounts: readonly { accountId: string; quotas: Quotas }[]): Promise<() => Promise<void>> {
+  const taken: string[] = [];
+  const release = async () => {
+    await Promise.all(taken.splice(0).map((accountId) => freeSlot(accountId)));
+  };
+  for (const { accountId, quotas } of accounts) {
+    const quota = quotas.concurrentInvocations;
+    if (quota === null || taken.includes(accountId)) continue;
+    if (!(await takeSlot(accountId, quota))) {
+      await release();
+      throw quotaExceeded('concurrentInvocations', accountId, quota, await concurrentInvocations(accountId), 1);
+    }
+    taken.push(accountId);
+  }
+  return release;
+}
+
+/** One quota's standing, as the usage endpoint shows it. */
+export interface QuotaUsage {
+  quota: number | null;
+  used: number;
+  description: string;
+  /** versionsPerFunction: the function with the most versions. */
+  functionId?: string;
+}
+
+/** U1: the account's usage against each of its quotas. */
+export async function accountUsage(accountId: string): Promise<Record<QuotaName, QuotaUsage>> {
+  const [quotas, versions, assetBytes, concurrent] = await Promise.all([accountQuotas(accountId), listAccountVersions(accountId), assetBytesInUse(accountId), concurrentInvocations(accountId)]);
+  const perFunction = new Map<string, number>();
+  for (const version of versions) perFunction.set(version.functionId, (perFunction.get(version.functionId) ?? 0) + 1);
+  const [busiest] = [...perFunction.entries()].sort((a, b) => b[1] - a[1]);
+  const footprint = deployedFootprint(versions);
+  const used: Record<QuotaName, number> = {
+    functions: perFunction.size,
+    versionsPerFunction: busiest?.[1] ?? 0,
+    deployedInstances: footprint.instances,
+    gpus: footprint.gpus,
+    concurrentInvocations: concurrent,
+    assetBytes,
+  };
+  return Object.fromEntries(
+    QUOTA_NAMES.map((name) => [name, { quota: quotas[name], used: used[name], description: QUOTA_DESCRIPTIONS[name], ...(name === 'versionsPerFunction' && busiest ? { functionId: busiest[0] } : {}) }]),
+  ) as Record<QuotaName, QuotaUsage>;
+}
