@@ -105,12 +105,15 @@ export class NvcfHttpApi extends Construct {
     for (const route of ROUTES) {
       const integration = route.handler === INVOCATION_SERVICE ? invocationService : integrations[route.handler];
       if (!integration) continue;
-      new apigw.HttpRoute(this, `Route${route.ref}`, {
+      const httpRoute = new apigw.HttpRoute(this, `Route${route.ref}`, {
         httpApi: this.api,
         routeKey: apigw.HttpRouteKey.with(route.path, apigw.HttpMethod[route.method]),
         integration,
         ...(route.scope === null ? {} : { authorizer }),
       });
+      if (route.scope === null) {
+        acknowledge(httpRoute, 'AwsSolutions-APIG4', `${route.method} ${route.path} (${route.ref}) is public by design: it answers the API's OpenAPI document, the same for everyone, and reads no account's data.`);
+      }
     }
 
     // Anything else gets problem+json (404, or 405 on a known path) instead of API Gateway's bare {"message":"Not Found"}.
