@@ -86,6 +86,17 @@ function parseSince(raw: string): number {
   return at;
 }
 
+/**
+ * The parameters of a logs request as they travel (strings), for the OpenAPI
+ * document and the first check; parseLogsQuery then reads each one.
+ */
+export const logsQueryParametersSchema = z.object({
+  since: z.string().optional().meta({ description: 'lines at or after this time: ISO 8601 (2026-01-31T12:00:00Z) or epoch milliseconds' }),
+  limit: z.string().optional().meta({ description: `lines in one page, 1 to ${LOG_LIMITS.maxLines} (default ${LOG_LIMITS.defaultLines})` }),
+  instanceId: z.string().optional().meta({ description: "one instance's lines, by its id as the deployment reports it" }),
+  cursor: z.string().optional().meta({ description: 'where the previous page stopped: the `cursor` it carried' }),
+});
+
 /** Reads the query of a logs request; a bad value is a 400 naming the parameter and what it takes. */
 export function parseLogsQuery(query: Record<string, string | undefined>): LogsQuery {
   const parsed: LogsQuery = { limit: LOG_LIMITS.defaultLines };

@@ -3,15 +3,15 @@
  * (our extension; core/function-logs.ts). Owner only, like every version route.
  */
 import { requireOwnedVersion } from '../core/deployments';
-import { parseLogsQuery, readFunctionLogs } from '../core/function-logs';
+import { logsQueryParametersSchema, parseLogsQuery, readFunctionLogs } from '../core/function-logs';
 import { createApiHandler } from './http/handler';
 import type { RouteDocs } from './http/route-docs';
-import { versionIds, type ApiRequest } from './http/request';
+import { parseQuery, versionIds, type ApiRequest } from './http/request';
 import { json, type ApiResponse } from './http/responses';
 
 async function versionLogs(req: ApiRequest): Promise<ApiResponse> {
   const [functionId, versionId] = versionIds(req);
-  const query = parseLogsQuery(req.query);
+  const query = parseLogsQuery(parseQuery(req, logsQueryParametersSchema));
   await requireOwnedVersion(req.caller.accountId, functionId, versionId);
   const page = await readFunctionLogs(functionId, versionId, query);
   return json(200, { functionId, functionVersionId: versionId, ...page });
@@ -20,7 +20,7 @@ async function versionLogs(req: ApiRequest): Promise<ApiResponse> {
 export const logRouteDocs: RouteDocs = {
   L1: {
     operationId: 'getFunctionLogs', summary: "A function version's instance logs (our extension)",
-    description: 'Query: `since` (ISO time or epoch ms), `limit`, `instanceId`, and `cursor` (the one the previous page carried).',
+    query: logsQueryParametersSchema,
     answer: { status: 200, description: '`{functionId, functionVersionId, lines, cursor}`' },
     errors: [404],
   },
