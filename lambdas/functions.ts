@@ -10,7 +10,8 @@
 import * as z from 'zod';
 import { loadFunctionAccess } from '../core/access';
 import { deleteSets, FUNCTION_TARGET, functionsSharedWith } from '../core/authorizations';
-import { createFunctionRequestSchema, metadataUpdateSchema, updateSecretsRequestSchema } from '../core/function-schemas';
+import { createFunctionRequestSchema, metadataUpdateSchema, updateSecretsRequestSchema, versionUpdateSchema } from '../core/function-schemas';
+import { rateLimitSchema } from '../core/rate-limits';
 import {
   createVersion,
   deleteInactiveVersion,
@@ -26,13 +27,14 @@ import type { FunctionVersionRecord } from '../core/model';
 import { requireFunctionQuota, requireVersionQuota } from '../core/quotas';
 import { conflict, notFound } from '../core/problem';
 import { createApiHandler } from './http/handler';
+import type { RouteDocs } from './http/route-docs';
 import { parseJsonBody, parseQuery, queryFlag, uuidParam, versionIds, type ApiRequest } from './http/request';
 import { json, noContent, type ApiResponse } from './http/responses';
-import { authorizationRoutes } from './shared/authorizations';
+import { authorizationRouteDocs, authorizationRoutes } from './shared/authorizations';
 import { toFunctionJson, toSharedFunctionJson } from './shared/function-json';
 import { rateLimitRoutes } from './shared/rate-limits';
 import { usageRoutes } from './shared/usage';
-import { registryCredentialRoutes } from './shared/registry-credentials';
+import { registryCredentialRouteDocs, registryCredentialRoutes } from './shared/registry-credentials';
 
 const VISIBILITIES = ['authorized', 'private', 'public'] as const;
 
@@ -150,6 +152,59 @@ async function updateSecrets(req: ApiRequest): Promise<ApiResponse> {
   return noContent();
 }
 
+const FUNCTION_EXAMPLES = {
+  container: {
+    name: 'echo',
+    inferenceUrl: '/echo',
+    inferencePort: 8000,
+    containerImage: 'nvcr.io/nvcf-examples/echo:1.0',
+    health: { protocol: 'HTTP', uri: '/health', port: 8000, timeout: 'PT10S', expectedStatusCode: 200 },
+  },
+  helm: { name: 'echo-chart', inferenceUrl: '/echo', inferencePort: 8000, helmChart: 'https://helm.ngc.nvidia.com/nvcf-examples/charts/echo-1.0.0.tgz', helmChartServiceName: 'echo' },
+};
+const FUNCTION_ANSWER = { status: 200, description: '`{"function": Function}`: the new version, INACTIVE until deployed' } as const;
+const FUNCTIONS_ANSWER = { status: 200, description: '`{"functions": [Function]}`: every version the caller owns or that is shared with it, flat' } as const;
+
+export const functionRouteDocs: RouteDocs = {
+  F1: { operationId: 'createFunction', summary: 'Create a function (its first version)', body: createFunctionRequestSchema, examples: FUNCTION_EXAMPLES, answer: FUNCTION_ANSWER, errors: [413] },
+  F2: { operationId: 'createFunctionVersion', summary: 'Create a new version of a function', body: createFunctionRequestSchema, examples: FUNCTION_EXAMPLES, answer: FUNCTION_ANSWER, errors: [404, 413] },
+  F3: { operationId: 'listFunctions', summary: 'List functions', query: listQuery, answer: FUNCTIONS_ANSWER },
+  F4: { operationId: 'listFunctionVersions', summary: "List a function's versions", answer: { ...FUNCTIONS_ANSWER, description: '`{"functions": [Function]}`, oldest first' }, errors: [404] },
+  F5: { operationId: 'getFunctionVersion', summary: 'Get a function version', query: getQuery, answer: { status: 200, description: '`{"function": Function}`, with its live instances' }, errors: [404] },
+  F6: { operationId: 'listFunctionIds', summary: 'List function ids', query: listQuery, answer: { status: 200, description: '`{"functionIds": [uuid]}`' } },
+  F7: { operationId: 'deleteFunctionVersion', summary: 'Delete an INACTIVE function version', answer: { status: 204, description: 'deleted, with its authorizations' }, errors: [404, 409] },
+  F8: { operationId: 'updateFunctionMetadata', summary: "Replace a function version's tags", body: metadataUpdateSchema, examples: { tags: { tags: ['team-a', 'llm'] } }, answer: { status: 200, description: '`{"function": Function}`' }, errors: [404] },
+  S1: {
+    operationId: 'updateSecrets', summary: "Replace a function version's secrets",
+    description: 'Running instances see the new `/var/secrets/secrets.json` within a minute.',
+    body: updateSecretsRequestSchema,
+    examples: { secrets: { secrets: [{ name: 'HF_TOKEN', value: 'hf_example' }] } },
+    answer: { status: 204, description: 'replaced' },
+    errors: [404, 413],
+  },
+  F9: {
+    operationId: 'updateFunctionVersion',
+    summary: "Replace a function version's tags and/or rate limit",
+    body: versionUpdateSchema,
+    examples: { rateLimit: { rateLimit: { rateLimit: '100-S' } }, both: { tags: ['team-a'], rateLimit: { rateLimit: '1000-M', perNcaIdRate: { '123456789012': '10-S' } } } },
+    answer: { status: 200, description: '`{"function": Function}`' },
+    errors: [404],
+  },
+  RL1: {
+    operationId: 'setRateLimit',
+    summary: "Set a function version's rate limit",
+    description: 'Windows per second, minute, hour or day (`100-S`, `1000-M`, `10-H`, `5-D`, or several, comma-separated), per calling account; `perNcaIdRate` gives some accounts their own, `exemptedNcaIds` none. Over it a call answers 429 with `Retry-After` and `RateLimit-*` headers.',
+    body: rateLimitSchema,
+    examples: { perSecond: { rateLimit: '10-S' }, perAccount: { rateLimit: '100-M', perNcaIdRate: { '123456789012': '1000-M' }, exemptedNcaIds: ['210987654321'] } },
+    answer: { status: 204, description: 'set; the invocation service applies it within seconds' },
+    errors: [404],
+  },
+  RL2: { operationId: 'deleteRateLimit', summary: "Remove a function version's rate limit", answer: { status: 204, description: 'removed (also when there was none)' }, errors: [404] },
+  U1: { operationId: 'getAccountUsage', summary: "The caller's usage against each of its account's quotas (our extension)", answer: { status: 200, description: '`{accountId, quotas: {<name>: {quota, used, description}}}`; a null quota is unlimited' } },
+  ...registryCredentialRouteDocs,
+  ...authorizationRouteDocs,
+};
+
 /** Serves F1–F9, S1, the registry credentials R1–R6, the authorizations Z1–Z10, the rate limits RL1/RL2 and the usage U1 of core/routes.ts. */
 export const handler = createApiHandler('functions', {
   F1: createFunction,
@@ -165,4 +220,4 @@ export const handler = createApiHandler('functions', {
   ...authorizationRoutes,
   ...rateLimitRoutes,
   ...usageRoutes,
-});
+}, functionRouteDocs);

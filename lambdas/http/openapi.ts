@@ -176,6 +176,7 @@ function pathParameters(path: string): Json[] {
 const TAGS: Record<string, string> = {
   F: 'Functions',
   S: 'Functions',
+  RL: 'Rate limits',
   R: 'Registry credentials',
   Z: 'Authorizations',
   K: 'API keys',
@@ -185,8 +186,16 @@ const TAGS: Record<string, string> = {
   Q: 'Queues',
   G: 'GPUs',
   L: 'Logs',
+  U: 'Accounts',
   O: 'Documentation',
 };
+
+/** The tag of a route: by the letters of its reference (RL1 is a rate-limit route, R1 a registry credentials one). */
+function tagOf(ref: string): string {
+  const tag = TAGS[ref.replace(/\d+$/, '')];
+  if (!tag) throw new Error(`route ${ref} has no OpenAPI tag: add its letters to TAGS in lambdas/http/openapi.ts`);
+  return tag;
+}
 
 /** The operation of a route a Lambda serves. */
 function lambdaOperation(route: RouteDefinition, doc: RouteDoc, bodyNames: Map<z.ZodType, string>): Json {
@@ -204,7 +213,7 @@ function lambdaOperation(route: RouteDefinition, doc: RouteDoc, bodyNames: Map<z
   const answer = doc.answer.status === 204 ? { description: doc.answer.description } : { description: doc.answer.description, content: { 'application/json': { schema: { type: ['object', 'array'] } } } };
   return {
     operationId,
-    tags: [TAGS[route.ref[0]!]],
+    tags: [tagOf(route.ref)],
     summary: doc.summary,
     description: [doc.description, scope ? `Needs an API key with the \`${scope}\` scope.` : 'Needs no API key.'].filter(Boolean).join('\n\n'),
     'x-nvcf-ref': route.ref,
