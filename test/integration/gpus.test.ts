@@ -1,5 +1,8 @@
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ENV } from '../../core/names';
+import { OPENAPI_PATH } from '../../core/routes';
+import { OPENAPI_FILE } from '../../lambdas/http/openapi';
 import { startFakeEks, type FakeEks } from '../support/fake-eks';
 import { newAccount, startTestStack, type TestStack } from '../support/stack';
 
@@ -16,6 +19,16 @@ describe('GPUs from NVCF_GPUS', () => {
     });
   });
   afterAll(async () => stack.stop());
+
+  it('serves the OpenAPI document without a key, as docs/openapi.json holds it, and with a key the same', async () => {
+    const { key } = await newAccount(['register_function']);
+    for (const call of [{}, { key }]) {
+      const response = await stack.call('GET', OPENAPI_PATH, call);
+      expect(response.statusCode).toBe(200);
+      expect(response.headers['content-type']).toBe('application/json');
+      expect(response.json).toEqual(JSON.parse(readFileSync(OPENAPI_FILE, 'utf8')));
+    }
+  });
 
   it('lists supportedGpus as a bare array with the AWS backend', async () => {
     const { key } = await newAccount(['register_function']);
