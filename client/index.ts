@@ -21,13 +21,18 @@ import type { Readable } from 'node:stream';
 import type * as z from 'zod';
 import type { ASSET_DESCRIPTION_HEADER, AssetRecord, CreatedAsset, createAssetRequestSchema } from '../core/assets';
 import type { deploymentRequestSchema } from '../core/deployment-schemas';
-import type { createFunctionRequestSchema, secretsSchema, tagsSchema } from '../core/function-schemas';
+import type { createFunctionRequestSchema, secretsSchema, tagsSchema, versionUpdateSchema } from '../core/function-schemas';
 import type { LogsPage, LogsQuery } from '../core/function-logs';
 import type { FunctionStatus } from '../core/model';
 import { reasonPhrase, type ProblemBody } from '../core/problem';
 import type { QueuePosition } from '../core/queues';
-import { INVOCATION_SERVICE, ROUTES, type RouteDefinition } from '../core/routes';
+import { INVOCATION_SERVICE, ROUTES, type RouteDefinition, type Scope } from '../core/routes';
+import type { accountUsage } from '../core/quotas';
+import type { rateLimitSchema } from '../core/rate-limits';
+import type { addRegistryCredentialSchema, recognizedRegistriesJson, toRegistryCredentialJson, updateRegistryCredentialSchema } from '../core/registry-credentials';
 import type { clusterGroupsJson, supportedGpusJson } from '../lambdas/gpus';
+import type { keyJson } from '../lambdas/keys';
+import type { authFn } from '../lambdas/shared/authorizations';
 import type { deploymentJson } from '../lambdas/deployments';
 import type { queueEntry } from '../lambdas/queues';
 import type { toFunctionJson } from '../lambdas/shared/function-json';
@@ -37,6 +42,23 @@ export type DeploymentRequest = z.input<typeof deploymentRequestSchema>;
 export type CreateAssetRequest = z.input<typeof createAssetRequestSchema>;
 export type Secrets = z.input<typeof secretsSchema>;
 export type Tags = z.input<typeof tagsSchema>;
+export type VersionUpdate = z.input<typeof versionUpdateSchema>;
+export type RateLimit = z.input<typeof rateLimitSchema>;
+export type AddRegistryCredentialRequest = z.input<typeof addRegistryCredentialSchema>;
+export type UpdateRegistryCredentialRequest = z.input<typeof updateRegistryCredentialSchema>;
+export type RegistryCredential = ReturnType<typeof toRegistryCredentialJson>;
+export type RecognizedRegistries = ReturnType<typeof recognizedRegistriesJson>['recognizedRegistries'];
+/** NVCF's AuthFn: a function (and version), its owner and the accounts it is shared with. */
+export type AuthFn = ReturnType<typeof authFn>;
+/** NVCF's KeyDto; `value` only in createKey's answer. */
+export type ApiKey = ReturnType<typeof keyJson>;
+export type AccountUsage = { accountId: string; quotas: Awaited<ReturnType<typeof accountUsage>> };
+/** A new key's description, expiry (ISO 8601) and scopes (the caller's own when left out). */
+export interface CreateKeyRequest {
+  description: string;
+  expiresAt: string;
+  scopes?: readonly Scope[];
+}
 
 /** NVCF's Function object: one function version. */
 export type FunctionVersion = ReturnType<typeof toFunctionJson>;
@@ -294,6 +316,26 @@ export class NvcfClient {
     await this.send('S1', { params: { functionId, functionVersionId }, json: { secrets } });
   }
 
+  /** F9: replaces the version's tags and/or rate limit. */
+  async updateVersion(functionId: string, functionVersionId: string, update: VersionUpdate): Promise<FunctionVersion> {
+    return (await this.json<{ function: FunctionVersion }>('F9', { params: { functionId, functionVersionId }, json: update })).function;
+  }
+
+  /** RL1: sets the version's rate limit, e.g. `{ rateLimit: '100-S' }`. */
+  async setRateLimit(functionId: string, functionVersionId: string, rateLimit: RateLimit): Promise<void> {
+    await this.send('RL1', { params: { functionId, functionVersionId }, json: rateLimit });
+  }
+
+  /** RL2: removes the version's rate limit. */
+  async deleteRateLimit(functionId: string, functionVersionId: string): Promise<void> {
+    await this.send('RL2', { params: { functionId, functionVersionId } });
+  }
+
+  /** U1 (our extension): the account's usage against each of its quotas. */
+  async accountUsage(): Promise<AccountUsage> {
+    return this.json('U1');
+  }
+
   /** L1 (our extension): the stdout/stderr lines of the version's instances; follow by sending back `cursor`. */
   async functionLogs(functionId: string, functionVersionId: string, options: LogsOptions = {}): Promise<FunctionLogs> {
     return this.json('L1', { params: { functionId, functionVersionId }, query: options });
@@ -438,6 +480,86 @@ export class NvcfClient {
     await this.send('A4', { params: { assetId } });
   }
 
+  // Registry credentials (R1–R6)
+
+  async addRegistryCredential(request: AddRegistryCredentialRequest): Promise<RegistryCredential> {
+    return (await this.json<{ registryCredential: RegistryCredential }>('R1', { json: request })).registryCredential;
+  }
+
+  async listRegistryCredentials(options: { artifactTypes?: readonly string[] } = {}): Promise<RegistryCredential[]> {
+    return (await this.json<{ registryCredentials: RegistryCredential[] }>('R2', { query: { artifactType: options.artifactTypes?.join(',') } })).registryCredentials;
+  }
+
+  async getRegistryCredential(registryCredentialId: string): Promise<RegistryCredential> {
+    return (await this.json<{ registryCredential: RegistryCredential }>('R3', { params: { registryCredentialId } })).registryCredential;
+  }
+
+  /** Replaces the secret and/or adds artifact types. */
+  async updateRegistryCredential(registryCredentialId: string, update: UpdateRegistryCredentialRequest): Promise<RegistryCredential> {
+    return (await this.json<{ registryCredential: RegistryCredential }>('R4', { params: { registryCredentialId }, json: update })).registryCredential;
+  }
+
+  async deleteRegistryCredential(registryCredentialId: string): Promise<void> {
+    await this.send('R5', { params: { registryCredentialId } });
+  }
+
+  async recognizedRegistries(): Promise<RecognizedRegistries> {
+    return (await this.json<{ recognizedRegistries: RecognizedRegistries }>('R6')).recognizedRegistries;
+  }
+
+  // Authorizations (Z1–Z10): a function shared with other accounts, or one version (when `functionVersionId` is given)
+
+  /** Z1: the parties of every version of the function (inherited ones included). */
+  async listAuthorizations(functionId: string): Promise<AuthFn[]> {
+    return (await this.json<{ functions: AuthFn[] }>('Z1', { params: { functionId } })).functions;
+  }
+
+  /** Z6: one version's parties, its own and the function's. */
+  async getVersionAuthorizations(functionId: string, functionVersionId: string): Promise<AuthFn> {
+    return (await this.json<{ function: AuthFn }>('Z6', { params: { functionId, functionVersionId } })).function;
+  }
+
+  /** Z2/Z7: shares with exactly these accounts (replacing the set). */
+  async authorize(functionId: string, ncaIds: readonly string[], functionVersionId?: string): Promise<AuthFn> {
+    const json = { authorizedParties: ncaIds.map((ncaId) => ({ ncaId })) };
+    return (await this.json<{ function: AuthFn }>(functionVersionId ? 'Z7' : 'Z2', { params: versionParams(functionId, functionVersionId), json })).function;
+  }
+
+  /** Z4/Z9: adds one account to an existing set. */
+  async addAuthorization(functionId: string, ncaId: string, functionVersionId?: string): Promise<AuthFn> {
+    return (await this.json<{ function: AuthFn }>(functionVersionId ? 'Z9' : 'Z4', { params: versionParams(functionId, functionVersionId), json: { authorizedParty: { ncaId } } })).function;
+  }
+
+  /** Z5/Z10: removes one account from a set. */
+  async removeAuthorization(functionId: string, ncaId: string, functionVersionId?: string): Promise<AuthFn> {
+    return (await this.json<{ function: AuthFn }>(functionVersionId ? 'Z10' : 'Z5', { params: versionParams(functionId, functionVersionId), json: { authorizedParty: { ncaId } } })).function;
+  }
+
+  /** Z3/Z8: deletes the set (Z3: the function's and every version's own). */
+  async deleteAuthorizations(functionId: string, functionVersionId?: string): Promise<AuthFn> {
+    return (await this.json<{ function: AuthFn }>(functionVersionId ? 'Z8' : 'Z3', { params: versionParams(functionId, functionVersionId) })).function;
+  }
+
+  // API keys (K1–K4)
+
+  /** K1: a key for the caller's account; its `value` is in this answer only. */
+  async createKey(request: CreateKeyRequest): Promise<ApiKey> {
+    const json = { description: request.description, expires_at: request.expiresAt, ...(request.scopes ? { authorizations: { policies: [{ scopes: request.scopes }] } } : {}) };
+    return this.json('K1', { json });
+  }
+
+  async listKeys(): Promise<ApiKey[]> {
+    return (await this.json<{ keys: ApiKey[] }>('K2')).keys;
+  }
+
+  async getKey(keyId: string): Promise<ApiKey> {
+    return this.json('K3', { params: { keyId } });
+  }
+
+  async revokeKey(keyId: string): Promise<void> {
+    await this.send('K4', { params: { keyId } });
+  }
+
   // Queues (Q1–Q3) and GPUs (G1, G2)
 
   async functionQueues(functionId: string): Promise<{ functionId: string; queues: QueueEntry[] }> {
@@ -459,6 +581,10 @@ export class NvcfClient {
   async supportedGpus(): Promise<SupportedGpu[]> {
     return this.json('G2');
   }
+}
+
+function versionParams(functionId: string, functionVersionId: string | undefined): Record<string, string> {
+  return functionVersionId ? { functionId, functionVersionId } : { functionId };
 }
 
 /** Reads an invocation's answer (2xx/3xx; failures were thrown already). */

@@ -147,7 +147,7 @@ export async function openRegistryLogin(record: RegistryCredentialRecord): Promi
 }
 
 /** The credential as NVCF's RegistryCredentialDetails shows it: everything but the secret. */
-export function toRegistryCredentialJson(record: RegistryCredentialRecord): Record<string, unknown> {
+export function toRegistryCredentialJson(record: RegistryCredentialRecord) {
   return {
     registryCredentialId: record.registryCredentialId,
     ncaId: record.accountId,

@@ -36,8 +36,8 @@ const createKeySchema = z.object({
 
 const keyIdSchema = z.string().regex(/^[0-9a-f]{64}$/);
 
-/** NVCF's KeyDto: `value` only in the create answer, `authorizations` not in lists. */
-function keyJson(record: ApiKeyRecord, { value, withAuthorizations = true }: { value?: string; withAuthorizations?: boolean } = {}) {
+/** NVCF's KeyDto: `value` only in the create answer, `authorizations` not in lists (exported for the typed client's types). */
+export function keyJson(record: ApiKeyRecord, { value, withAuthorizations = true }: { value?: string; withAuthorizations?: boolean } = {}) {
   return {
     id: record.keyHash,
     ...(value ? { value } : {}),

@@ -22,8 +22,8 @@ const partySchema = z.object({ ncaId: accountIdSchema, clientId: z.string().opti
 const replaceSchema = z.object({ authorizedParties: z.array(partySchema).min(1).max(MAX_AUTHORIZED_PARTIES) });
 const changeSchema = z.object({ authorizedParty: partySchema });
 
-/** NVCF's AuthFn: the function (and version), its owner and the accounts it is shared with. */
-function authFn(owner: string, functionId: string, versionId: string | undefined, parties: Iterable<string>) {
+/** NVCF's AuthFn: the function (and version), its owner and the accounts it is shared with (exported for the typed client's types). */
+export function authFn(owner: string, functionId: string, versionId: string | undefined, parties: Iterable<string>) {
   return { id: functionId, ncaId: owner, ...(versionId ? { versionId } : {}), authorizedParties: [...parties].sort().map((ncaId) => ({ ncaId })) };
 }
 
