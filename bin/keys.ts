@@ -10,7 +10,8 @@
 import { parseArgs } from 'node:util';
 import { accountIdSchema, API_KEY_PREFIX, apiKeyStatus, createApiKey, listApiKeys, revokeApiKey } from '../core/api-keys';
 import { ENV } from '../core/names';
-import { QUOTA_NAMES, changeQuotaOverrides, parseQuotaValues, quotaOverrides, type QuotaName, type QuotaValues } from '../core/quotas';
+import { QUOTA_NAMES, parseQuotaValues, type QuotaName, type QuotaValues } from '../core/quota-settings';
+import { changeQuotaOverrides, quotaOverrides } from '../core/quotas';
 import { SCOPES, type Scope } from '../core/routes';
 import { DEFAULT_LOCAL_PORT, findLocalStack } from '../local/discovery';
 

@@ -40,7 +40,7 @@ export const MAX_RATE_LIMIT_COUNT = 1_000_000_000;
 /** A rate-limit counter item outlives its window by this much before DynamoDB's TTL may remove it. */
 export const RATE_LIMIT_COUNTER_GRACE_SECONDS = 60;
 /** An account's quotas (core/quotas.ts) are cached this long by the invocation service: a changed override is seen within it. */
-export const QUOTA_CACHE_SECONDS = 30;
+export const QUOTA_CACHE_SECONDS = 5;
 /** API keys are cached this long by the invocation service: a revoked key stops working within it. */
 export const API_KEY_CACHE_SECONDS = 10;
 /** A function's versions are cached this long by the invocation service: a deploy or undeploy is seen within it. */

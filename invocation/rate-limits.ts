@@ -6,7 +6,8 @@
  * gRPC path admits once per session.
  */
 import type { FunctionVersionRecord } from '../core/model';
-import { accountQuotas, takeInvocationSlots, type Quotas } from '../core/quotas';
+import type { Quotas } from '../core/quota-settings';
+import { accountQuotas, takeInvocationSlots } from '../core/quotas';
 import { admitCall } from '../core/rate-limits';
 import { QUOTA_CACHE_SECONDS } from '../core/limits';
 import { TtlCache } from './caches';

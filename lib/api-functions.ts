@@ -21,7 +21,7 @@ import { gpuOffers } from './config';
 import type { DataStore } from './data-store';
 import type { FunctionLogs } from './function-logs';
 import type { GpuCluster } from './gpu-cluster';
-import { acknowledge, acknowledgeWildcard, objectStatement, queueArnPattern, queueStatement, registryCredentialsKeyStatement, secretsKeyStatement, type BucketPrefix } from './iam';
+import { acknowledge, acknowledgeWildcard, listBucketStatement, objectStatement, queueArnPattern, queueStatement, registryCredentialsKeyStatement, secretsKeyStatement, type BucketPrefix } from './iam';
 
 export type LambdaName = ApiHandlerName | 'authorizer' | 'sweeper';
 
@@ -205,6 +205,13 @@ export class ApiFunctions extends Construct {
     queueKey?.grantDecrypt(role('deployments'));
 
     tables.assets.grantReadWriteData(role('assets'));
+    // Quotas (core/quotas.ts): each Lambda that creates what a quota counts reads the account's overrides;
+    // assetBytes sums the account's asset objects with a listing of their prefix.
+    for (const name of ['functions', 'deployments', 'assets'] as const) tables.quotas.grant(role(name), 'dynamodb:GetItem');
+    role('assets').addToPrincipalPolicy(listBucketStatement(bucket, ['assets']));
+    // U1 (usage, functions Lambda): the account's concurrent invocations and asset bytes besides what it owns.
+    tables.counters.grant(role('functions'), 'dynamodb:GetItem');
+    role('functions').addToPrincipalPolicy(listBucketStatement(bucket, ['assets']));
     role('assets').addToPrincipalPolicy(objectStatement(bucket, ['s3:PutObject', 's3:DeleteObject'], ['assets']));
 
     tables.functions.grantReadData(role('queues'));

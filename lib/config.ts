@@ -7,6 +7,7 @@ import { RemovalPolicy } from 'aws-cdk-lib';
 import { isKnownGpuInstanceType } from '../core/gpu-instance-types';
 import { DEFAULT_MAX_RECEIVE_COUNT } from '../core/limits';
 import { DEFAULT_TRITON_IMAGE, instanceArch, type CpuArch } from '../core/names';
+import { DEFAULT_QUOTAS, QUOTA_NAMES, parseQuotaValues, type QuotaValues, type Quotas } from '../core/quota-settings';
 
 /**
  * One GPU type offered by the platform, backed by one EKS managed nodegroup
@@ -253,6 +254,14 @@ export interface NvcfConfigProps {
    * @default 900
    */
   readonly oldestMessageAgeAlarmSeconds?: number;
+  /**
+   * Quotas per account (core/quota-settings.ts), over the defaults: any of `functions`,
+   * `versionsPerFunction`, `deployedInstances`, `gpus`, `concurrentInvocations`, `assetBytes`,
+   * each a whole number or null for unlimited, e.g. `{"functions": 20, "gpus": 16}`. The admin
+   * command overrides them per account (`npm run keys -- quota set`).
+   * @default DEFAULT_QUOTAS: 100 functions, 50 versions per function, 100 instances, 100 GPUs, unlimited concurrent invocations, 100 GiB of assets
+   */
+  readonly quotas?: QuotaValues;
 }
 
 /** The configuration after defaults and validation. */
@@ -288,6 +297,7 @@ export interface ResolvedConfig {
   readonly bundleAwsSdk: boolean;
   readonly alarmEmail?: string;
   readonly oldestMessageAgeAlarmSeconds: number;
+  readonly quotas: Quotas;
   /** What synthesizes but deserves a look (unknown GPU instance types); the stack reports them as CDK warnings. */
   readonly warnings: string[];
 }
@@ -328,6 +338,7 @@ export const DEFAULTS = {
   lambdaMemoryMb: 512,
   bundleAwsSdk: false,
   oldestMessageAgeAlarmSeconds: 900,
+  quotas: DEFAULT_QUOTAS,
   gpu: { minNodes: 0, maxNodes: 2, diskSizeGiB: 200, capacityType: 'ON_DEMAND' },
   // The Cluster Autoscaler simulates the scheduler of its own minor version (its appVersion in the comments).
   clusterAutoscalerCharts: { '1.34': '9.53.0' /* 1.34.2 */, '1.35': '9.56.0' /* 1.35.0 */ } as Record<string, string>,
@@ -513,6 +524,10 @@ export function resolveConfig(props: NvcfConfigProps = {}): ResolvedConfig {
     fail('invocationDomain and invocationCertificateArn go together: the domain needs a certificate for invocation.<domain> and *.invocation.<domain>');
   }
 
+  const quotaValues = parseQuotaValues(props.quotas ?? {});
+  if (typeof quotaValues === 'string') fail(`quotas: ${quotaValues}; known quotas: ${QUOTA_NAMES.join(', ')}`);
+  const quotas: Quotas = { ...DEFAULTS.quotas, ...quotaValues };
+
   const dataRemovalPolicy = props.dataRemovalPolicy ?? DEFAULTS.dataRemovalPolicy;
   oneOf('dataRemovalPolicy', dataRemovalPolicy, [RemovalPolicy.RETAIN, RemovalPolicy.DESTROY]);
 
@@ -548,6 +563,7 @@ export function resolveConfig(props: NvcfConfigProps = {}): ResolvedConfig {
     bundleAwsSdk: props.bundleAwsSdk ?? DEFAULTS.bundleAwsSdk,
     alarmEmail,
     oldestMessageAgeAlarmSeconds: integer('oldestMessageAgeAlarmSeconds', props.oldestMessageAgeAlarmSeconds ?? DEFAULTS.oldestMessageAgeAlarmSeconds, 60, 14 * 24 * 3600),
+    quotas,
     warnings,
   };
 }

@@ -44,6 +44,7 @@ export const CONTEXT_KEYS = {
   bundleAwsSdk: 'boolean',
   alarmEmail: 'string',
   oldestMessageAgeAlarmSeconds: 'number',
+  quotas: 'json',
 } as const satisfies Record<keyof NvcfConfigProps, Kind>;
 
 /** Context key of the stack name; not part of NvcfConfigProps. */

@@ -32,11 +32,13 @@ export class DataStore extends Construct {
   /** Customer managed key that wraps the data keys of functions' secrets (core/secrets.ts). */
   readonly secretsKey: kms.Key;
   private readonly maxReceiveCount: number;
+  private readonly quotas: ResolvedConfig['quotas'];
 
   constructor(scope: Construct, id: string, { config }: DataStoreProps) {
     super(scope, id);
     const retain = config.dataRemovalPolicy === RemovalPolicy.RETAIN;
     this.maxReceiveCount = config.maxReceiveCount;
+    this.quotas = config.quotas;
 
     this.tables = Object.fromEntries(
       (Object.entries(TABLES) as [TableName, TableDefinition][]).map(([name, definition]) => {
@@ -147,6 +149,7 @@ export class DataStore extends Construct {
       [ENV.queueKmsKeyId]: this.queueKey?.keyArn ?? '',
       [ENV.maxReceiveCount]: String(this.maxReceiveCount),
       [ENV.secretsKeyId]: this.secretsKey.keyArn,
+      [ENV.quotas]: JSON.stringify(this.quotas),
     };
     for (const [name, table] of Object.entries(this.tables)) env[TABLES[name as TableName].envVar] = table.tableName;
     return env;

@@ -177,7 +177,7 @@ export class InvocationPlane extends Construct {
   }
 
   /**
-   * What the service calls (invocation/): keys (GetItem), a function's
+   * What the service calls (invocation/): rate-limit and concurrency counters (UpdateItem, GetItem), quota overrides (GetItem), keys (GetItem), a function's
    * versions and, for another account's function, its authorizations (Query), assets (GetItem, HeadObject), stored calls (PutItem,
    * GetItem, UpdateItem for cancel), one SendMessage per call, spilled bodies
    * (PutObject inputs/), stored results (GetObject outputs/, also what its
@@ -192,6 +192,10 @@ export class InvocationPlane extends Construct {
     tables.authorizations.grant(role, 'dynamodb:Query');
     tables.assets.grant(role, 'dynamodb:GetItem');
     tables.invocations.grant(role, 'dynamodb:PutItem', 'dynamodb:GetItem', 'dynamodb:UpdateItem');
+    // Rate limits and concurrent invocations (invocation/rate-limits.ts): conditional ADDs on the shared counters, the count
+    // quoted in a refusal, and each account's quota overrides.
+    tables.counters.grant(role, 'dynamodb:UpdateItem', 'dynamodb:GetItem');
+    tables.quotas.grant(role, 'dynamodb:GetItem');
     role.addToPrincipalPolicy(queueStatement(['sqs:SendMessage'], this));
     queueKey?.grant(role, 'kms:GenerateDataKey', 'kms:Decrypt');
     role.addToPrincipalPolicy(objectStatement(bucket, ['s3:PutObject'], ['inputs']));

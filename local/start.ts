@@ -15,7 +15,7 @@ import { API_KEY_PREFIX, registerApiKey } from '../core/api-keys';
 import { resetAwsClients } from '../core/aws';
 import { listDeployedVersions } from '../core/deployments';
 import { parseGpuConfiguration } from '../core/gpus';
-import { installationQuotas } from '../core/quotas';
+import { installationQuotas } from '../core/quota-settings';
 import type { FunctionVersionRecord } from '../core/model';
 import { ENV, queueNameOf } from '../core/names';
 import { sweepQueues } from '../core/sweeper';

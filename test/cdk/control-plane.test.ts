@@ -253,8 +253,11 @@ describe('least privilege per Lambda', () => {
 
   it('grants each Lambda exactly its S3 actions, on its key prefixes only', () => {
     const s3 = (name: LambdaName) => statementsOf(name).filter((s) => actionsOf([s]).some((a) => a.startsWith('s3:')));
-    expect(s3('assets')).toEqual([{ Effect: 'Allow', Action: ['s3:PutObject', 's3:DeleteObject'], Resource: bucketPrefixArn('assets') }]);
-    for (const name of ['functions', 'deployments', 'queues', 'gpus', 'authorizer', 'sweeper', 'keys'] as const) expect(s3(name)).toEqual([]);
+    // Listing the assets prefix: the assetBytes quota (A1) and the usage endpoint (U1, functions Lambda).
+    const listAssets = { Effect: 'Allow', Action: 's3:ListBucket', Resource: { 'Fn::GetAtt': [logicalId(synth.stack.data.bucket), 'Arn'] }, Condition: { StringLike: { 's3:prefix': ['assets/*'] } } };
+    expect(s3('assets')).toEqual([listAssets, { Effect: 'Allow', Action: ['s3:PutObject', 's3:DeleteObject'], Resource: bucketPrefixArn('assets') }]);
+    expect(s3('functions')).toEqual([listAssets]);
+    for (const name of ['deployments', 'queues', 'gpus', 'authorizer', 'sweeper', 'keys'] as const) expect(s3(name)).toEqual([]);
   });
 
   it('grants each Lambda only the tables it uses, writing only where it must', () => {
@@ -268,9 +271,9 @@ describe('least privilege per Lambda', () => {
       }
       return result;
     };
-    expect(access('functions')).toEqual({ functions: 'write', instances: 'read', registryCredentials: 'write', authorizations: 'write' });
-    expect(access('deployments')).toEqual({ functions: 'write', invocations: 'write', registryCredentials: 'read' });
-    expect(access('assets')).toEqual({ assets: 'write' });
+    expect(access('functions')).toEqual({ functions: 'write', instances: 'read', registryCredentials: 'write', authorizations: 'write', quotas: 'read', counters: 'read' });
+    expect(access('deployments')).toEqual({ functions: 'write', invocations: 'write', registryCredentials: 'read', quotas: 'read' });
+    expect(access('assets')).toEqual({ assets: 'write', quotas: 'read' });
     expect(access('queues')).toEqual({ functions: 'read', invocations: 'read' });
     expect(access('gpus')).toEqual({});
     expect(access('authorizer')).toEqual({ apiKeys: 'read' });

@@ -114,7 +114,7 @@ describe('the invocation service on the cluster', () => {
 });
 
 describe('least privilege', () => {
-  it('lets the service read keys, versions and assets, write only invocations, send to the platform queues only', () => {
+  it('lets the service read keys, versions, assets and quotas, write only invocations and counters, send to the platform queues only', () => {
     const statements = serviceStatements();
     const on = (table: TableName) => actionsOf(statements.filter((s) => JSON.stringify(s.Resource).includes(tableArn(table)))).sort();
     expect(on('apiKeys')).toEqual(['dynamodb:GetItem']);
@@ -124,6 +124,9 @@ describe('least privilege', () => {
     expect(on('assets')).toEqual(['dynamodb:GetItem']);
     expect(on('invocations')).toEqual(['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem']);
     expect(on('instances')).toEqual([]);
+    // Rate limits and concurrent invocations: conditional ADDs on the shared counters (core/rate-limits.ts, core/quotas.ts).
+    expect(on('counters')).toEqual(['dynamodb:GetItem', 'dynamodb:UpdateItem']);
+    expect(on('quotas')).toEqual(['dynamodb:GetItem']);
     expect(actionsOf(statements).filter((a) => a.startsWith('sqs:'))).toEqual(['sqs:SendMessage']);
   });
 
