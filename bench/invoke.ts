@@ -12,7 +12,9 @@
  * bench/aws-counter.ts preloaded, in the worker); sustained throughput of 32
  * closed-loop clients on 2 workers × 16 slots, with the CPU of each process;
  * SSE time to first event and the gaps between events; caller disconnect →
- * the container sees its request closed (its ECHO_CALL_LOG `aborted` line).
+ * the container sees its request closed (its ECHO_CALL_LOG `aborted` line);
+ * the overhead of a rate limit (a limit too high to refuse anything, so only
+ * its counter costs), in blocks alternating with the same calls unlimited.
  *
  * Usage: npm run bench [-- <calls>]   (default 200). Prints one JSON object.
  * BENCH_CPU_PROFILE=<dir>: CPU profiles of the throughput run (this process
@@ -28,6 +30,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { updateVersionFields } from '../core/functions';
+import { MAX_RATE_LIMIT_COUNT } from '../core/limits';
 import { deployVersion, putVersion } from '../test/support/function-versions';
 import { startEcho, stopAllProcesses, waitFor } from '../test/support/processes';
 import { newAccount, startTestStack } from '../test/support/stack';
@@ -44,6 +48,8 @@ const THROUGHPUT_SECONDS = 15;
 const WORKERS = 2;
 const SLOTS_PER_WORKER = 16;
 const SSE_TRIES = 20;
+/** Blocks of sequential calls with a rate limit set, each after a block without. */
+const RATE_LIMIT_BLOCKS = 4;
 const DISCONNECT_TRIES = 20;
 const ROOT = new URL('../', import.meta.url).pathname;
 const profileDir = process.env.BENCH_CPU_PROFILE;
@@ -238,6 +244,38 @@ async function main(): Promise<void> {
     let after = await countsNow();
     const syncRequests = requestsBetween(before, after, calls);
 
+    // Rate limit on vs off, same version and worker, in alternating blocks so that drift hits both alike.
+    const setLimit = async (rateLimit: { rateLimit: string } | null) => {
+      await updateVersionFields(accountId, version.functionId, version.versionId, { rateLimit });
+      stack.service.caches.forgetAccess(accountId, version.functionId);
+      await invokeOnce();
+    };
+    const pairedRuns: Record<'unlimited' | 'limited', number[]> = { unlimited: [], limited: [] };
+    const limitedCounts = { before: [] as Counts[], after: [] as Counts[] };
+    const blockCalls = Math.max(5, Math.floor(calls / RATE_LIMIT_BLOCKS));
+    for (let block = 0; block < RATE_LIMIT_BLOCKS * 2; block += 1) {
+      const mode = block % 2 === 0 ? 'unlimited' : 'limited';
+      await setLimit(mode === 'limited' ? { rateLimit: `${MAX_RATE_LIMIT_COUNT}-S` } : null);
+      if (mode === 'limited') limitedCounts.before.push(await countsNow());
+      for (let i = 0; i < blockCalls; i += 1) {
+        const directMs = await directOnce();
+        pairedRuns[mode].push((await invokeOnce()) - directMs);
+      }
+      if (mode === 'limited') limitedCounts.after.push(await countsNow());
+    }
+    await setLimit(null);
+    const limitedRequests = limitedCounts.before.map((from, i) => requestsBetween(from, limitedCounts.after[i]!, blockCalls).DynamoDB);
+    const withoutLimit = summary(pairedRuns.unlimited);
+    const withLimit = summary(pairedRuns.limited);
+    const rateLimitOverhead = {
+      note: `paired overhead (platform minus direct) of ${RATE_LIMIT_BLOCKS} blocks of ${blockCalls} calls each way, alternating; the limit is ${MAX_RATE_LIMIT_COUNT}-S, never reached`,
+      withoutLimitMs: withoutLimit,
+      withLimitMs: withLimit,
+      addedMs: { p50: round(withLimit.p50 - withoutLimit.p50), p99: round(withLimit.p99 - withoutLimit.p99) },
+      dynamoRequestsPerCallWithLimit: round(limitedRequests.reduce((a, b) => a + b, 0) / limitedRequests.length),
+      dynamoRequestsPerCallWithoutLimit: syncRequests.DynamoDB,
+    };
+
     // Async: accepted at once (NVCF-POLL-SECONDS: 0), then polled until the result is there.
     before = after;
     for (let i = 0; i < ASYNC_CALLS; i += 1) {
@@ -353,6 +391,7 @@ async function main(): Promise<void> {
           invokeMs: invokedSummary,
           directMs: directSummary,
           awsRequestsPerInvocation: { sync: syncRequests, async: asyncRequests },
+          rateLimitOverhead,
           throughput,
           sseFirstEventMs: { ...sse, platformMinusDirectP50: round(sse.platform.p50 - sse.direct.p50), eventGapMs: summary(gaps) },
           disconnectToContainerClosedMs: summary(closedAfter),
