@@ -56,6 +56,11 @@ export const invocationMessageSchema = z.object({
   /** The caller accepts `text/event-stream`: an SSE answer of the container is relayed as it is written. */
   stream: z.boolean().optional(),
   /**
+   * `grpc`: a gRPC session (core/grpc.ts), not one call: the worker attaches to `replyTo` and serves
+   * the caller connection's streams through it for its lifetime, holding one slot; no body, no store.
+   */
+  session: z.literal('grpc').optional(),
+  /**
    * Set on a copy a worker sends when it hands a job back on its last allowed delivery: the
    * MessageId of the message it replaces, so the copy is not mistaken for a duplicate.
    */

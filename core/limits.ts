@@ -29,6 +29,10 @@ export const INVOCATION_URL_POLL_CAP_SECONDS = 55;
 /** Ports of the invocation service: callers', and the attach port workers call back on. */
 export const DEFAULT_INVOCATION_PORT = 8000;
 export const DEFAULT_ATTACH_PORT = 8001;
+/** A gRPC session (one caller connection to one worker) with no call open ends after this long by default (NVCF_GRPC_IDLE_SECONDS). */
+export const DEFAULT_GRPC_SESSION_IDLE_SECONDS = 30;
+/** How long the calls of a new gRPC session wait for a worker to take it before they are answered UNAVAILABLE. */
+export const GRPC_SESSION_ATTACH_SECONDS = 60;
 /** Requests one invocation service instance holds at once by default (NVCF_MAX_IN_FLIGHT). */
 export const DEFAULT_MAX_IN_FLIGHT = 1024;
 /** Bytes of request bodies one invocation service instance holds at once by default (NVCF_MAX_HELD_REQUEST_BYTES). */

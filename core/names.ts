@@ -43,6 +43,8 @@ export const ENV = {
   invocationDomain: 'NVCF_INVOCATION_DOMAIN',
   /** Requests one invocation service instance holds at once; beyond it callers get 429. */
   maxInFlight: 'NVCF_MAX_IN_FLIGHT',
+  /** Seconds a gRPC session (a caller connection served by one worker) may stay without an open call before it ends. */
+  grpcIdleSeconds: 'NVCF_GRPC_IDLE_SECONDS',
   /** Largest request body the invocation service accepts; beyond it 413 pointing to assets. */
   maxRequestBytes: 'NVCF_MAX_REQUEST_BYTES',
   /** Bytes of request bodies one invocation service instance holds at once; beyond it callers get 429. */

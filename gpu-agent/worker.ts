@@ -129,6 +129,7 @@ export class Worker {
       queueUrl,
       maxReceiveCount,
       inferenceUrl: new URL(this.version.inferenceUrl, this.baseUrl).toString(),
+      containerBaseUrl: this.baseUrl,
       onContainerUnreachable: () => (this.containerSuspect = true),
     };
     while (!this.stopping) {

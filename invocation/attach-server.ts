@@ -38,9 +38,30 @@ function sameToken(a: string, b: string): boolean {
   return left.length === right.length && timingSafeEqual(left, right);
 }
 
+/** A gRPC session waiting for its worker (invocation/grpc.ts): takes the attach stream as its tunnel. */
+export interface TunnelWaiter {
+  token: string;
+  /** The worker attached: the stream is the session's tunnel from now on. */
+  onAttach(stream: ServerHttp2Stream): void;
+}
+
 export class CallRegistry {
   private readonly live = new Map<string, LiveCall>();
+  private readonly tunnels = new Map<string, TunnelWaiter>();
   private readonly tombstones = new Map<string, { state: AttachState; token: string; until: number }>();
+
+  /** A gRPC session waits for its worker under `sessionId`. */
+  addTunnel(sessionId: string, waiter: TunnelWaiter): void {
+    this.tunnels.set(sessionId, waiter);
+  }
+
+  /** The session is over (or attached): a later attach learns it has nothing to do. */
+  settleTunnel(sessionId: string): void {
+    const waiter = this.tunnels.get(sessionId);
+    if (!waiter) return;
+    this.tunnels.delete(sessionId);
+    this.tombstones.set(sessionId, { state: 'finished', token: waiter.token, until: Date.now() + TOMBSTONE_MS });
+  }
 
   add(call: LiveCall): void {
     this.live.set(call.requestId, call);
@@ -70,6 +91,13 @@ export class CallRegistry {
   /** Serves one attach stream. */
   attach(requestId: string, token: string, stream: ServerHttp2Stream): void {
     if (stream.destroyed) return;
+    const tunnel = this.tunnels.get(requestId);
+    if (tunnel && sameToken(tunnel.token, token)) {
+      this.settleTunnel(requestId);
+      stream.respond({ ':status': 200, [ATTACH_STATE_HEADER]: 'live' });
+      tunnel.onAttach(stream);
+      return;
+    }
     const call = this.live.get(requestId);
     let state: AttachState;
     if (call && sameToken(call.options.token, token)) {

@@ -27,7 +27,7 @@ export function sendProblem(res: ServerResponse, problem: Problem, instance: str
 }
 
 /** The caller's key record, with the scope checked; 401/403 problems otherwise. */
-export async function authenticate(req: IncomingMessage, caches: ServiceCaches, scope: Scope): Promise<ApiKeyRecord> {
+export async function authenticate(req: Pick<IncomingMessage, 'headers'>, caches: ServiceCaches, scope: Scope): Promise<ApiKeyRecord> {
   const match = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
   if (!match) throw unauthorized('the Authorization header must be "Bearer <API key>"');
   const record = await caches.keys.get(match[1]!);

@@ -11,10 +11,12 @@
  */
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Server as NetServer } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as z from 'zod';
 import { invocableVersion } from '../core/access';
+import { isGrpcInferenceUrl } from '../core/function-schemas';
 import type { ApiKeyRecord } from '../core/api-keys';
 import {
   API_GATEWAY_POLL_CAP_SECONDS,
@@ -31,6 +33,8 @@ import { Problem, badRequest, notFound } from '../core/problem';
 import { INVOCATION_SERVICE, matchRoute, type RouteMatch } from '../core/routes';
 import { CallRegistry, serveAttach, type AttachServer } from './attach-server';
 import { ServiceCaches } from './caches';
+import { GrpcFront } from './grpc';
+import { sniffingServer } from './preface';
 import { BodyBudget, acceptsEventStream, authenticate, header, logger, pollSecondsOf, sendProblem } from './http';
 import { Invoker, type InvocationTarget } from './invoke';
 import { InvocationAdmission } from './rate-limits';
@@ -58,6 +62,8 @@ export class InvocationService {
   private readonly invoker: Invoker;
   private attachServer: AttachServer | undefined;
   private server: Server | undefined;
+  private listener: NetServer | undefined;
+  private readonly grpc: GrpcFront;
   private boundAttachPort = 0;
   private inFlight = 0;
   private draining = false;
@@ -70,6 +76,20 @@ export class InvocationService {
       maxRequestBytes: settings.maxRequestBytes,
       bodies: new BodyBudget(settings.maxHeldRequestBytes),
     });
+    this.grpc = new GrpcFront({
+      caches: this.caches,
+      registry: this.registry,
+      versionFor: (caller, functionId, versionId) => this.versionFor(caller, functionId, versionId),
+      admit: (callerAccountId, version) => this.admission.admit(callerAccountId, version),
+      attachHost: settings.attachHost,
+      attachPort: () => this.boundAttachPort,
+      idleSeconds: settings.grpcIdleSeconds,
+    });
+  }
+
+  /** Serves a caller connection that opened with the HTTP/2 preface: gRPC calls (invocation/grpc.ts). */
+  acceptHttp2(connection: Duplex): void {
+    this.grpc.accept(connection);
   }
 
   /** Starts the attach server (workers); callers are served through `handle`. */
@@ -122,7 +142,7 @@ export class InvocationService {
     const direct = this.directAddress(req);
     if (direct) {
       const caller = await authenticate(req, this.caches, 'invoke_function');
-      const version = await this.versionFor(caller, direct.functionId, direct.versionId);
+      const version = httpInvocable(await this.versionFor(caller, direct.functionId, direct.versionId));
       const stream = acceptsEventStream(req);
       const cap = this.pollCap(req);
       const waitSeconds = Math.min(pollSecondsOf(req, cap, POLL_SECONDS_MAX), cap);
@@ -139,7 +159,7 @@ export class InvocationService {
       case 'I2': {
         const stream = acceptsEventStream(req);
         const waitSeconds = Math.min(pollSecondsOf(req, stream ? POLL_SECONDS_STREAM_DEFAULT : POLL_SECONDS_DEFAULT, POLL_SECONDS_MAX), cap);
-        const version = await this.versionFor(caller, validId(params.functionId!, 'path parameter functionId'), params.functionVersionId && validId(params.functionVersionId, 'path parameter functionVersionId'));
+        const version = httpInvocable(await this.versionFor(caller, validId(params.functionId!, 'path parameter functionId'), params.functionVersionId && validId(params.functionVersionId, 'path parameter functionVersionId')));
         return this.invokeAdmitted(req, res, caller, { version, waitSeconds, stream }, url.pathname);
       }
       case 'I3': {
@@ -221,11 +241,13 @@ export class InvocationService {
     // Streams may be quiet for long; the fronts enforce their own timeouts.
     this.server.requestTimeout = 0;
     this.server.headersTimeout = 60_000;
+    // One port for HTTP/1.1 and gRPC (cleartext HTTP/2 with prior knowledge), told apart by the connection preface.
+    const listener = (this.listener = sniffingServer(this.server, (connection) => this.acceptHttp2(connection)));
     await new Promise<void>((resolve, reject) => {
-      this.server!.once('error', reject);
-      this.server!.listen(this.settings.port, this.settings.listenHost, () => resolve());
+      listener.once('error', reject);
+      listener.listen(this.settings.port, this.settings.listenHost, () => resolve());
     });
-    return (this.server.address() as AddressInfo).port;
+    return (listener.address() as AddressInfo).port;
   }
 
   /**
@@ -243,12 +265,23 @@ export class InvocationService {
 
   async close(): Promise<void> {
     for (const call of this.registry.all()) call.cancel();
+    this.grpc.close();
     await Promise.all([
-      new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve())),
+      new Promise<void>((resolve) => (this.listener ? this.listener.close(() => resolve()) : resolve())),
       this.attachServer?.close(),
     ]);
     this.server?.closeAllConnections();
   }
+}
+
+/** HTTP/1.1 reaches HTTP functions only: a gRPC function's container speaks HTTP/2 gRPC. */
+function httpInvocable(version: FunctionVersionRecord): FunctionVersionRecord {
+  if (isGrpcInferenceUrl(version.inferenceUrl)) {
+    throw badRequest(
+      `function ${version.functionId} is a gRPC function (inferenceUrl ${version.inferenceUrl}): call it over gRPC (HTTP/2) on this address with metadata authorization: Bearer <key> and function-id: ${version.functionId}, not over HTTP/1.1`,
+    );
+  }
+  return version;
 }
 
 function validRequestId(value: string): string {

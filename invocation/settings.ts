@@ -2,7 +2,7 @@
  * Settings of the invocation service, read from the environment in one place
  * (CDK sets them on the Deployment; local/ passes them in).
  */
-import { DEFAULT_ATTACH_PORT, DEFAULT_INVOCATION_PORT, DEFAULT_MAX_HELD_REQUEST_BYTES, DEFAULT_MAX_IN_FLIGHT, MAX_REQUEST_BYTES } from '../core/limits';
+import { DEFAULT_ATTACH_PORT, DEFAULT_GRPC_SESSION_IDLE_SECONDS, DEFAULT_INVOCATION_PORT, DEFAULT_MAX_HELD_REQUEST_BYTES, DEFAULT_MAX_IN_FLIGHT, MAX_REQUEST_BYTES } from '../core/limits';
 import { ENV } from '../core/names';
 
 export interface InvocationSettings {
@@ -22,6 +22,8 @@ export interface InvocationSettings {
   maxRequestBytes: number;
   /** Bytes of request bodies held at once (read, or waiting for their worker); beyond it 429. */
   maxHeldRequestBytes: number;
+  /** Seconds a gRPC session stays without an open call before it ends and its worker's slot is free. */
+  grpcIdleSeconds: number;
 }
 
 function integer(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
@@ -43,6 +45,7 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env, overrides: Pa
     maxInFlight: integer(env, ENV.maxInFlight, DEFAULT_MAX_IN_FLIGHT, 1, 1_000_000),
     maxRequestBytes: integer(env, ENV.maxRequestBytes, MAX_REQUEST_BYTES, 1, 5 * 1024 ** 3),
     maxHeldRequestBytes: integer(env, ENV.maxHeldRequestBytes, DEFAULT_MAX_HELD_REQUEST_BYTES, 1, 64 * 1024 ** 3),
+    grpcIdleSeconds: integer(env, ENV.grpcIdleSeconds, DEFAULT_GRPC_SESSION_IDLE_SECONDS, 1, 3600),
     ...overrides,
   };
 }

@@ -18,6 +18,7 @@ import { DEFAULT_TRITON_IMAGE, ENV } from '../../core/names';
 import { fetchArtifacts } from '../fetch-artifacts';
 import { deliverSecrets, SECRETS_FILE_NAME } from '../secrets-file';
 import { WORKER_ENV, WORKER_EXIT_UNHEALTHY } from '../worker/config';
+import { checkGrpcHealth } from '../worker/grpc-health';
 import { containerEnvironment, workerEnvironment, type PlatformContext } from './environment';
 import { workloadFingerprint, type Workload } from './plan';
 import type { ObservedWorkload, Runtime } from './reconcile';
@@ -281,9 +282,12 @@ export class ProcessRuntime implements Runtime {
     const { health } = entry.workload.version;
     const url = `http://127.0.0.1:${instance.port}${health.uri.startsWith('/') ? '' : '/'}${health.uri}`;
     const deadline = Date.now() + this.healthTimeoutSeconds * 1000;
+    // A gRPC function answers grpc.health.v1 for the overall service, not an HTTP GET.
+    const healthy = health.protocol === 'gRPC'
+      ? async () => (await checkGrpcHealth('127.0.0.1', instance.port, 2000)) === undefined
+      : async () => (await fetch(url, { signal: AbortSignal.timeout(2000) }).then((response) => response.status, () => 0)) === health.expectedStatusCode;
     while (!instance.stopping && alive(instance.command) && Date.now() < deadline) {
-      const status = await fetch(url, { signal: AbortSignal.timeout(2000) }).then((response) => response.status, () => 0);
-      if (status === health.expectedStatusCode) {
+      if (await healthy()) {
         instance.ready = true;
         entry.crashes = [];
         this.options.onEvent?.({ kind: 'ready', workload: entry.workload, instanceId: instance.id, port: instance.port });

@@ -52,6 +52,22 @@ export function closeAttachSessions(): void {
 
 /** Attaches to the instance that holds the caller of `requestId`. */
 export function attach(address: ReplyAddress, requestId: string, workerId: string): Promise<AttachResult> {
+  return openAttach(address, requestId, workerId, (stream) => ({ state: 'live', channel: new LiveChannel(stream) }));
+}
+
+export type TunnelResult = { state: 'live'; stream: ClientHttp2Stream } | { state: Exclude<AttachState, 'live'> } | { state: 'unreachable'; reason: string };
+
+/** Attaches to the instance that holds a gRPC session (core/grpc.ts): a live attach stream is the session's tunnel. */
+export function attachTunnel(address: ReplyAddress, sessionId: string, workerId: string): Promise<TunnelResult> {
+  return openAttach(address, sessionId, workerId, (stream) => ({ state: 'live', stream }));
+}
+
+function openAttach<Live>(
+  address: ReplyAddress,
+  requestId: string,
+  workerId: string,
+  live: (stream: ClientHttp2Stream) => Live,
+): Promise<Live | { state: Exclude<AttachState, 'live'> } | { state: 'unreachable'; reason: string }> {
   return new Promise((resolve) => {
     let stream: ClientHttp2Stream;
     try {
@@ -76,7 +92,7 @@ export function attach(address: ReplyAddress, requestId: string, workerId: strin
     stream.on('response', (headers) => {
       clearTimeout(timer);
       const state = String(headers[ATTACH_STATE_HEADER] ?? 'unknown') as AttachState;
-      if (state === 'live') return resolve({ state, channel: new LiveChannel(stream) });
+      if (state === 'live') return resolve(live(stream));
       stream.resume();
       resolve({ state: state === 'held' || state === 'finished' || state === 'canceled' || state === 'durable' ? state : 'unknown' });
     });

@@ -13,6 +13,7 @@ import { durationSeconds } from '../../core/function-schemas';
 import { forwardableResponseHeaders, sendableHeaders } from '../../core/invocation-message';
 import { MAX_RESPONSE_BYTES } from '../../core/limits';
 import type { HealthCheck } from '../../core/model';
+import { checkGrpcHealth } from './grpc-health';
 
 /**
  * Idle keep-alive sockets are closed after this long: below the keep-alive
@@ -191,8 +192,12 @@ export function readResponse(open: OpenResponse, spillFile: string): Promise<Con
   });
 }
 
-/** One health probe: undefined when healthy, else why not. */
+/** One health probe: undefined when healthy, else why not. A gRPC function's is grpc.health.v1 at the URL's host and port. */
 async function probe(url: string, health: HealthCheck): Promise<string | undefined> {
+  if (health.protocol === 'gRPC') {
+    const { hostname, port } = new URL(url);
+    return checkGrpcHealth(hostname.replace(/^\[|\]$/g, ''), Number(port || health.port), (durationSeconds(health.timeout) || 10) * 1000);
+  }
   try {
     const response = await fetch(url, { signal: AbortSignal.timeout((durationSeconds(health.timeout) || 10) * 1000) });
     await response.arrayBuffer();

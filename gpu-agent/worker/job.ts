@@ -14,11 +14,13 @@ import type { Message } from '@aws-sdk/client-sqs';
 import { invocationMessageSchema, type InvocationMessage } from '../../core/invocation-message';
 import { finishInvocation, getInvocation, newOwnerToken, releaseInvocation, type Claim, type Outcome } from '../../core/invocations';
 import { isTerminal, type FunctionVersionRecord } from '../../core/model';
+import { GRPC_SESSION_KIND } from '../../core/grpc';
 import { attach } from './attach';
 import { afterAttach, afterClaim, afterFailure, whileHeld, type DeliveryFacts, type Step } from './delivery';
 import { ContainerUnreachable } from './container';
 import { logger, type WorkerConfig } from './config';
 import { Interrupted, lastDeliveryProblem } from './errors';
+import { serveGrpcSession } from './grpc-session';
 import { DeliveryMessage, Lease, claim, recordOutcome } from './lease';
 import { LiveDelivery, secondsLeftOfLiveWindow } from './live';
 import { deleteObject, deleteUnrecordedResult, spilledBodyKey } from './objects';
@@ -34,6 +36,8 @@ export interface JobRuntime {
   maxReceiveCount: number;
   /** Full URL of the container's inference endpoint. */
   inferenceUrl: string;
+  /** Base URL of the container (scheme, host and inference port): gRPC sessions speak HTTP/2 to it. */
+  containerBaseUrl: string;
   /** Told when the container could not be reached, so the worker checks its health before taking more work. */
   onContainerUnreachable(): void;
 }
@@ -129,6 +133,7 @@ export class Job implements RunContext {
   private async deliver(invocation: InvocationMessage): Promise<void> {
     const { requestId } = invocation;
     if (this.releaseRequested) return this.handBack(invocation, this.attempt);
+    if (invocation.session === GRPC_SESSION_KIND && invocation.replyTo) return serveGrpcSession(this, invocation);
     const { leaseSeconds } = this.runtime.config;
     const holder = { requestId, owner: this.owner, leaseSeconds, message: this.delivery, isLost: () => this.lost };
     this.lease = new Lease({ ...holder, holdsItem: () => this.claimed || !this.live, onLost: () => this.interrupt.abort(new Interrupted('lost')) });

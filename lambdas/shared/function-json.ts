@@ -4,7 +4,7 @@
  * Secret values never leave the platform; only their names are shown.
  */
 import type { InstanceRecord } from '../../core/functions';
-import type { FunctionVersionRecord } from '../../core/model';
+import type { FunctionVersionRecord, HealthCheck } from '../../core/model';
 
 /** Instance statuses of NVCF by the worker's state; other states are shown upper-cased as they are. */
 const INSTANCE_STATUS: Record<string, string> = {
@@ -37,6 +37,11 @@ export interface FunctionJsonOptions {
   includeSecrets?: boolean;
 }
 
+/** A gRPC function's health check is grpc.health.v1 Check of "" on its port: no HTTP path or status code to show. */
+function healthJson(health: HealthCheck): Partial<HealthCheck> {
+  return health.protocol === 'gRPC' ? { protocol: health.protocol, port: health.port, timeout: health.timeout } : health;
+}
+
 /** The Function object of a version; absent fields are omitted by JSON serialization. */
 export function toFunctionJson(record: FunctionVersionRecord, options: FunctionJsonOptions = {}) {
   const { instances = [], includeSecrets = true } = options;
@@ -48,7 +53,7 @@ export function toFunctionJson(record: FunctionVersionRecord, options: FunctionJ
     status: record.status,
     functionType: record.functionType,
     createdAt: record.createdAt,
-    healthUri: record.healthUri,
+    healthUri: record.health.protocol === 'gRPC' ? undefined : record.healthUri,
     inferenceUrl: record.inferenceUrl,
     inferencePort: record.inferencePort,
     containerImage: record.containerImage,
@@ -61,7 +66,7 @@ export function toFunctionJson(record: FunctionVersionRecord, options: FunctionJ
     helmChartServiceName: record.helmChartServiceName,
     description: record.description,
     tags: record.tags,
-    health: record.health,
+    health: healthJson(record.health),
     secrets: includeSecrets && record.secrets?.names.length ? record.secrets.names : undefined,
     rateLimit: record.rateLimit,
     activeInstances: instances.length > 0 ? instances.map((instance) => instanceJson(record, instance)) : undefined,
