@@ -8,7 +8,7 @@
  * finds the model under `{config}/models/<name>` and the resource under
  * `{config}/resources/<name>` (examples/models in the shipped image map).
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
@@ -16,9 +16,9 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, waitFor } from '../support/processes';
+import { startNpmStart, type NpmStart } from '../support/npm-start';
+import { waitFor } from '../support/processes';
 
-const ROOT = new URL('../../', import.meta.url).pathname;
 const MODELS_IMAGE = 'nvcr.io/nvcf-examples/models:1.0';
 const NGC_KEY = `nvapi-${randomBytes(24).toString('base64url')}`;
 const WRONG_KEY = `nvapi-wrong-${randomBytes(8).toString('hex')}`;
@@ -39,20 +39,8 @@ function zipOf(files: Record<string, string>): Buffer {
   return readFileSync(join(dir, 'out.zip'));
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 describe('NGC models on npm start', () => {
-  let child: ChildProcess;
-  let output = '';
-  let url: string;
-  let stackPid: number;
+  let stack: NpmStart;
   let ngc: Server;
   /** What the stand-in was asked: path and Authorization header. */
   const asked: { path: string; authorization?: string }[] = [];
@@ -76,45 +64,15 @@ describe('NGC models on npm start', () => {
     await new Promise<void>((resolve) => ngc.listen(0, '127.0.0.1', resolve));
     const ngcUrl = `http://127.0.0.1:${(ngc.address() as AddressInfo).port}`;
 
-    const port = await freePort();
-    child = spawn('npm', ['start', '--silent'], {
-      cwd: ROOT,
-      env: { ...process.env, PORT: String(port), NVCF_API_KEY: apiKey, NVCF_NGC_API_URL: ngcUrl, NVCF_LOCAL_IMAGES: '', NVCF_DATA_DIR: '' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-      detached: true,
-    });
-    child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    const ready = await waitFor(
-      'npm start to print that the API is ready',
-      () => {
-        if (child.exitCode !== null) throw new Error(`npm start exited ${child.exitCode}:\n${output}`);
-        return /NVCF local stack ready at (http:\/\/127\.0\.0\.1:\d+) \(pid (\d+)/.exec(output) ?? undefined;
-      },
-      60_000,
-    );
-    url = ready[1]!;
-    stackPid = Number(ready[2]);
+    stack = await startNpmStart({ NVCF_API_KEY: apiKey, NVCF_NGC_API_URL: ngcUrl });
   }, 90_000);
 
   afterAll(async () => {
-    if (stackPid && alive(stackPid)) {
-      process.kill(stackPid, 'SIGTERM');
-      await waitFor('the stack to stop', () => !alive(stackPid), 60_000).catch(() => undefined);
-    }
-    for (const pid of [stackPid, -child.pid!]) if (pid && alive(pid)) process.kill(pid, 'SIGKILL');
+    await stack?.stop();
     await new Promise((resolve) => ngc?.close(resolve));
   }, 90_000);
 
-  async function call(method: string, path: string, body?: unknown) {
-    const response = await fetch(`${url}${path}`, {
-      method,
-      headers: { authorization: `Bearer ${apiKey}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-      body: body ? JSON.stringify(body) : undefined,
-    });
-    const text = await response.text();
-    return { status: response.status, text, json: text ? JSON.parse(text) : undefined };
-  }
+  const call = (method: string, path: string, body?: unknown) => stack.call(apiKey, method, path, body);
 
   it('refuses to deploy without an NGC credential, turns ERROR naming NGC and 401 with a wrong key, and places the model under {config} with the right one', async () => {
     const created = await call('POST', '/v2/nvcf/functions', {
@@ -177,6 +135,6 @@ describe('NGC models on npm start', () => {
       { path: RESOURCE_PATH, authorization: `Bearer ${NGC_KEY}` },
       { path: '/storage/resource.zip', authorization: undefined },
     ]);
-    for (const key of [NGC_KEY, WRONG_KEY]) expect(output).not.toContain(key);
+    for (const key of [NGC_KEY, WRONG_KEY]) expect(stack.output()).not.toContain(key);
   }, 240_000);
 });

@@ -5,80 +5,25 @@
  * still refused deploy, delete, secrets and queue details; the owner revokes
  * and B's calls fail within the invocation service's cache time.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { VERSION_CACHE_SECONDS } from '../../core/limits';
-import { freePort, waitFor } from '../support/processes';
+import { ONE_LOCAL_INSTANCE, deployAndWait, startNpmStart, type NpmStart } from '../support/npm-start';
+import { waitFor } from '../support/processes';
 
-const ROOT = new URL('../../', import.meta.url).pathname;
 const ECHO_IMAGE = 'nvcr.io/nvcf-examples/echo:1.0';
 const ownerKey = `nvapi-${randomBytes(32).toString('base64url')}`;
 const TEAM_B = 'team-b';
-const run = promisify(execFile);
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 describe('sharing a function on npm start', () => {
-  let child: ChildProcess;
-  let output = '';
-  let url: string;
-  let stackPid: number;
-  let env: NodeJS.ProcessEnv;
-  let workDir: string;
+  let stack: NpmStart;
 
   beforeAll(async () => {
-    workDir = await mkdtemp(join(tmpdir(), 'nvcf-e2e-sharing-'));
-    const port = await freePort();
-    // TMPDIR holds the discovery file through which the admin CLI finds this stack.
-    env = { ...process.env, PORT: String(port), TMPDIR: workDir, NVCF_API_KEY: ownerKey, NVCF_LOCAL_IMAGES: '', NVCF_DATA_DIR: '' };
-    child = spawn('npm', ['start', '--silent'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-    child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    const ready = await waitFor(
-      'npm start to print that the API is ready',
-      () => {
-        if (child.exitCode !== null) throw new Error(`npm start exited ${child.exitCode}:\n${output}`);
-        return /NVCF local stack ready at (http:\/\/127\.0\.0\.1:\d+) \(pid (\d+)/.exec(output) ?? undefined;
-      },
-      60_000,
-    );
-    url = ready[1]!;
-    stackPid = Number(ready[2]);
+    stack = await startNpmStart({ NVCF_API_KEY: ownerKey });
   }, 90_000);
+  afterAll(() => stack?.stop(), 90_000);
 
-  afterAll(async () => {
-    if (stackPid && alive(stackPid)) process.kill(stackPid, 'SIGTERM');
-    await waitFor('npm start to stop', () => !alive(stackPid), 60_000).catch(() => process.kill(-child.pid!, 'SIGKILL'));
-    await rm(workDir, { recursive: true, force: true });
-  }, 90_000);
-
-  async function call(key: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
-    const response = await fetch(`${url}${path}`, {
-      method,
-      headers: { authorization: `Bearer ${key}`, ...(body ? { 'content-type': 'application/json' } : {}), ...headers },
-      body: body ? JSON.stringify(body) : undefined,
-    });
-    const text = await response.text();
-    let json: any;
-    try {
-      json = text ? JSON.parse(text) : undefined;
-    } catch {
-      json = undefined;
-    }
-    return { status: response.status, json, text };
-  }
+  const call = (key: string, method: string, path: string, body?: unknown, headers?: Record<string, string>) => stack.call(key, method, path, body, headers);
 
   it('lets the owner share its function with another team, which invokes it and nothing else, until the owner revokes', async () => {
     // The owner's echo function, deployed.
@@ -87,13 +32,10 @@ describe('sharing a function on npm start', () => {
     const { id: functionId, versionId } = created.json.function;
     const version = `${functionId}/versions/${versionId}`;
     const deployment = `/v2/nvcf/deployments/functions/${version}`;
-    const spec = { deploymentSpecifications: [{ gpu: 'LOCAL', instanceType: 'local.gpu', minInstances: 1, maxInstances: 1 }] };
-    expect((await call(ownerKey, 'POST', deployment, spec)).status).toBe(200);
-    await waitFor('the version to become ACTIVE', async () => ((await call(ownerKey, 'GET', deployment)).json?.deployment.functionStatus === 'ACTIVE' ? true : undefined), 60_000);
+    await deployAndWait(stack, ownerKey, functionId, versionId);
 
     // Team B: its first key from the admin CLI, then an invoke-only key of its own over HTTP.
-    const cli = await run(process.execPath, ['--import', 'tsx', 'bin/keys.ts', 'create', '--account', TEAM_B], { cwd: ROOT, env });
-    const teamKey = cli.stdout.trim();
+    const teamKey = await stack.adminKey(TEAM_B);
     const expiresAt = new Date(Date.now() + 24 * 60 * 60 * 1000).toISOString();
     const made = await call(teamKey, 'POST', '/v1/keys', { description: 'invoker', expires_at: expiresAt, authorizations: { policies: [{ scopes: ['invoke_function', 'list_functions'] }] } });
     expect(made.status).toBe(200);
@@ -119,7 +61,7 @@ describe('sharing a function on npm start', () => {
 
     // Refused, even with team B's full key: management of the owner's function is the owner's.
     const refusals: [string, string, unknown?][] = [
-      ['PUT', deployment, spec],
+      ['PUT', deployment, ONE_LOCAL_INSTANCE],
       ['DELETE', deployment],
       ['DELETE', `/v2/nvcf/functions/${version}`],
       ['PUT', `/v2/nvcf/secrets/functions/${version}`, { secrets: [{ name: 'TEAM_B', value: 'x' }] }],
