@@ -120,10 +120,11 @@ describe('functions', () => {
       expect(fn.health).toEqual({ protocol: 'HTTP', uri: '/health', port: 9000, timeout: 'PT10S', expectedStatusCode: 200 });
     });
 
-    it.each(['/grpc', '/gRPC', 'grpc.nvcf.nvidia.com:443'])('defaults the health check to gRPC for the gRPC inferenceUrl %s', async (inferenceUrl) => {
+    it.each(['/grpc', '/gRPC', 'grpc.nvcf.nvidia.com:443'])('defaults the health check to grpc.health.v1 for the gRPC inferenceUrl %s, shown without an HTTP uri or status code', async (inferenceUrl) => {
       const fn = await created({ ...MINIMAL, inferenceUrl, inferencePort: 8001 });
       expect(fn.inferenceUrl).toBe(inferenceUrl);
-      expect(fn.health).toEqual({ protocol: 'gRPC', uri: '/v2/health/ready', port: 8001, timeout: 'PT10S', expectedStatusCode: 200 });
+      expect(fn.health).toEqual({ protocol: 'gRPC', port: 8001, timeout: 'PT10S' });
+      expect(fn).not.toHaveProperty('healthUri');
     });
 
     it('creates a model-only function and stores a relative inferenceUrl as a path', async () => {
@@ -164,8 +165,9 @@ describe('functions', () => {
       expect(JSON.parse(await openSecrets(stored!.secrets!, owner))).toEqual({ API_TOKEN: 'tok-3f9a1c', 'db.config': { user: 'u', password: 'pw-77e2' } });
     });
 
-    it('ignores fields it does not know, such as rateLimit, and treats null fields as absent', async () => {
-      const fn = await created({ ...MINIMAL, rateLimit: { rateLimit: '100-M' }, telemetries: {}, description: null, models: null });
+    it('ignores fields it does not know, such as telemetries, and treats null fields as absent', async () => {
+      const fn = await created({ ...MINIMAL, telemetries: {}, description: null, models: null, rateLimit: null });
+      expect(fn).not.toHaveProperty('telemetries');
       expect(fn).not.toHaveProperty('rateLimit');
       expect(fn).not.toHaveProperty('models');
       expect(fn.description).toBe('minimal');
