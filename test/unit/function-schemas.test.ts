@@ -105,9 +105,15 @@ describe('createFunctionRequestSchema', () => {
   });
 
   it('drops fields it does not know', () => {
-    const parsed = createFunctionRequestSchema.parse({ ...MINIMAL, rateLimit: { rateLimit: '10-S' }, utilsContainerImage: 'x' });
-    expect(parsed).not.toHaveProperty('rateLimit');
+    const parsed = createFunctionRequestSchema.parse({ ...MINIMAL, telemetries: {}, utilsContainerImage: 'x' });
+    expect(parsed).not.toHaveProperty('telemetries');
     expect(parsed).not.toHaveProperty('utilsContainerImage');
+  });
+
+  it('keeps rateLimit, NVCF’s RateLimit object, and refuses a malformed one', () => {
+    expect(createFunctionRequestSchema.parse({ ...MINIMAL, rateLimit: { rateLimit: '10-S', syncCheck: false } }).rateLimit).toEqual({ rateLimit: '10-S', syncCheck: false });
+    const refused = createFunctionRequestSchema.safeParse({ ...MINIMAL, rateLimit: { rateLimit: '10 per second' } });
+    expect(refused.error?.issues).toEqual([expect.objectContaining({ path: ['rateLimit', 'rateLimit'], message: expect.stringContaining('is not a rate') })]);
   });
 });
 
