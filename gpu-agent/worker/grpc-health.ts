@@ -38,7 +38,10 @@ export function decodeHealthCheckResponse(bytes: Buffer): number {
     const wire = key & 7;
     if (key >>> 3 === 1 && wire === 0) status = varint();
     else if (wire === 0) varint();
-    else if (wire === 2) offset += varint();
+    else if (wire === 2) {
+      const length = varint();
+      offset += length;
+    }
     else if (wire === 1) offset += 8;
     else if (wire === 5) offset += 4;
     else throw new Error(`unexpected wire type ${wire} in the health check response`);
