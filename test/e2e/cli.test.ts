@@ -6,29 +6,23 @@
  * fails; bad flags and API errors; settings from `nvcf config set`; the
  * README's CLI quick start, run by bash as written; and the typed client itself.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NvcfClient, NvcfError } from '../../client';
-import { freePort, waitFor } from '../support/processes';
-
-const ROOT = new URL('../../', import.meta.url).pathname;
+import { ROOT, startNpmStart, type NpmStart } from '../support/npm-start';
+import { waitFor } from '../support/processes';
 const NVCF = join(ROOT, 'bin', 'nvcf.mjs');
 const UUID = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
 const apiKey = `nvapi-${randomBytes(32).toString('base64url')}`;
 
-let workDir: string;
-let port: number;
-let stack: ChildProcess;
-let stackUrl: string;
-let stackOutput = '';
+let stack: NpmStart;
 
 /** The environment a user's shell has: the stack's PORT (and temp dir, where it publishes itself), nothing else of nvcf's. */
 function userEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, PORT: String(port), TMPDIR: workDir, NVCF_CONFIG_DIR: join(workDir, 'config'), ...extra };
+  const env: NodeJS.ProcessEnv = { ...process.env, PORT: String(stack.port), TMPDIR: stack.workDir, NVCF_CONFIG_DIR: join(stack.workDir, 'config'), ...extra };
   for (const name of ['NVCF_API_KEY', 'NVCF_BASE_URL', 'NVCF_INVOCATION_URL', 'NVCF_FORMAT']) if (!(name in extra)) delete env[name];
   return env;
 }
@@ -53,42 +47,9 @@ const nvcf = (args: string[], env?: NodeJS.ProcessEnv) => start(args, env).done;
 const json = (run: Run) => JSON.parse(run.stdout);
 
 beforeAll(async () => {
-  workDir = await mkdtemp(join(tmpdir(), 'nvcf-e2e-cli-'));
-  port = await freePort();
-  stack = spawn('npm', ['start', '--silent'], {
-    cwd: ROOT,
-    env: { ...process.env, PORT: String(port), NVCF_API_KEY: apiKey, TMPDIR: workDir },
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true,
-  });
-  stack.stdout!.on('data', (chunk: Buffer) => (stackOutput += chunk.toString()));
-  stack.stderr!.on('data', (chunk: Buffer) => (stackOutput += chunk.toString()));
-  stackUrl = await waitFor(
-    'npm start to be ready',
-    () => {
-      if (stack.exitCode !== null) throw new Error(`npm start exited ${stack.exitCode}:\n${stackOutput}`);
-      return /NVCF local stack ready at (http:\/\/127\.0\.0\.1:\d+)/.exec(stackOutput)?.[1];
-    },
-    60_000,
-  );
+  stack = await startNpmStart({ NVCF_API_KEY: apiKey });
 }, 90_000);
-
-afterAll(async () => {
-  if (stack?.pid) {
-    const group = -stack.pid;
-    const alive = () => {
-      try {
-        process.kill(group, 0);
-        return true;
-      } catch {
-        return false;
-      }
-    };
-    if (alive()) process.kill(group, 'SIGTERM');
-    await waitFor('npm start to stop', () => !alive(), 60_000).catch(() => process.kill(group, 'SIGKILL'));
-  }
-  await rm(workDir, { recursive: true, force: true });
-}, 90_000);
+afterAll(() => stack?.stop(), 90_000);
 
 describe('nvcf against npm start', () => {
   it('runs the README quick start with the CLI as written', async () => {
@@ -164,7 +125,7 @@ describe('nvcf against npm start', () => {
   }, 90_000);
 
   it('serves the typed client the CLI is built on, every kind of answer typed (the same stack, the version the CLI deployed)', async () => {
-    const client = new NvcfClient({ baseUrl: stackUrl, apiKey });
+    const client = new NvcfClient({ baseUrl: stack.url, apiKey });
     const [, versionId] = target.split(':') as [string, string];
     expect((await client.getVersion(functionId, versionId)).status).toBe('ACTIVE');
     expect(await client.watchDeployment(functionId, versionId, () => {})).toMatchObject({ status: 'ACTIVE', readyInstances: 1, minInstances: 1 });
@@ -211,7 +172,7 @@ describe('nvcf against npm start', () => {
     expect(json(await nvcf(['function', 'list', functionId])).map((version: { versionId: string }) => version.versionId)).toEqual([target.split(':')[1], second.versionId]);
     expect((await nvcf(['function', 'delete', `${functionId}:${second.versionId}`])).code).toBe(0);
 
-    const file = join(workDir, 'notes.txt');
+    const file = join(stack.workDir, 'notes.txt');
     await writeFile(file, 'asset bytes');
     const { assetId } = json(await nvcf(['asset', 'upload', file]));
     expect(json(await nvcf(['asset', 'list']))).toEqual(expect.arrayContaining([{ assetId, contentType: 'text/plain', description: 'notes.txt' }]));
@@ -284,10 +245,10 @@ describe('nvcf against npm start', () => {
   }, 60_000);
 
   it('uses the base URL and key of nvcf config set, with no local stack to find', async () => {
-    const configDir = join(workDir, 'configured');
+    const configDir = join(stack.workDir, 'configured');
     const env = userEnv({ NVCF_CONFIG_DIR: configDir, PORT: '1' }); // PORT of no stack: only the settings lead to it
     expect((await nvcf(['gpus'], env)).code).toBe(2);
-    const set = await nvcf(['config', 'set', '--base-url', stackUrl, '--api-key', apiKey, '--format', 'table'], env);
+    const set = await nvcf(['config', 'set', '--base-url', stack.url, '--api-key', apiKey, '--format', 'table'], env);
     expect(set).toMatchObject({ code: 0, stderr: `saved to ${join(configDir, 'config.json')}\n` });
     const gpus = await nvcf(['gpus'], env);
     expect(gpus).toMatchObject({ code: 0, stdout: 'GPU    BACKEND  INSTANCETYPES\nLOCAL  AWS      local.gpu\n' });

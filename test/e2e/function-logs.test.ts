@@ -5,18 +5,15 @@
  * account gets 404 and a bad limit 400. The files are kept in NVCF_DATA_DIR,
  * at the path the stack prints when the instance starts.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, waitFor } from '../support/processes';
+import { startNpmStart, type NpmStart } from '../support/npm-start';
+import { waitFor } from '../support/processes';
 
-const ROOT = new URL('../../', import.meta.url).pathname;
 const TICKING_IMAGE = 'nvcr.io/nvcf-examples/ticking:1.0';
-const run = promisify(execFile);
 const apiKey = `nvapi-${randomBytes(32).toString('base64url')}`;
 
 /** A function that answers its health check and prints a numbered line every 100 ms, so that polls always have new lines. */
@@ -28,15 +25,13 @@ console.error('ticking server on stderr');
 http.createServer((req, res) => res.end('ok')).listen(Number(process.argv[2]), '127.0.0.1');
 `;
 
+/** Holds the ticking server, its image map and the stack's NVCF_DATA_DIR. */
 let workDir: string;
-let stack: ChildProcess;
-let output = '';
-let url: string;
-let port: number;
+let stack: NpmStart;
 
 async function call(path: string, key = apiKey) {
-  const response = await fetch(`${url}${path}`, { headers: { authorization: `Bearer ${key}` } });
-  return { status: response.status, contentType: response.headers.get('content-type'), json: (await response.json()) as any };
+  const answer = await stack.call(key, 'GET', path);
+  return { status: answer.status, contentType: answer.headers.get('content-type'), json: answer.json };
 }
 
 beforeAll(async () => {
@@ -45,28 +40,12 @@ beforeAll(async () => {
   await writeFile(script, TICKING_SERVER);
   const imageMap = join(workDir, 'images.json');
   await writeFile(imageMap, JSON.stringify({ [TICKING_IMAGE]: { command: [process.execPath, script, '{port}'] } }));
-  port = await freePort();
-  stack = spawn('npm', ['start', '--silent'], {
-    cwd: ROOT,
-    // The worker's INFO lines ('instance ready') give it lines of its own to mark.
-    env: { ...process.env, TMPDIR: workDir, PORT: String(port), NVCF_API_KEY: apiKey, NVCF_LOCAL_IMAGES: imageMap, NVCF_DATA_DIR: join(workDir, 'data'), POWERTOOLS_LOG_LEVEL: 'INFO' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true,
-  });
-  stack.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  stack.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  url = await waitFor('npm start to be ready', () => {
-    if (stack.exitCode !== null) throw new Error(`npm start exited ${stack.exitCode}:\n${output}`);
-    return /NVCF local stack ready at (http:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1];
-  }, 60_000);
+  // The worker's INFO lines ('instance ready') give it lines of its own to mark.
+  stack = await startNpmStart({ NVCF_API_KEY: apiKey, NVCF_LOCAL_IMAGES: imageMap, NVCF_DATA_DIR: join(workDir, 'data'), POWERTOOLS_LOG_LEVEL: 'INFO' });
 }, 90_000);
 
 afterAll(async () => {
-  if (stack && stack.exitCode === null) {
-    const exited = new Promise((resolve) => stack.once('exit', resolve));
-    process.kill(-stack.pid!, 'SIGTERM');
-    await exited;
-  }
+  await stack?.stop();
   await rm(workDir, { recursive: true, force: true });
 }, 90_000);
 
@@ -75,28 +54,26 @@ describe('function logs through npm start', () => {
   let logsPath: string;
 
   beforeAll(async () => {
-    const created = await fetch(`${url}/v2/nvcf/functions`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ name: 'ticking', inferenceUrl: '/', inferencePort: 8000, containerImage: TICKING_IMAGE, health: { protocol: 'HTTP', uri: '/', port: 8000, timeout: 'PT10S', expectedStatusCode: 200 } }),
-    }).then((response) => response.json() as Promise<any>);
-    const { id, versionId } = created.function;
-    version = `${id}/versions/${versionId}`;
-    const deployed = await fetch(`${url}/v2/nvcf/deployments/functions/${version}`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ deploymentSpecifications: [{ gpu: 'LOCAL', minInstances: 1, maxInstances: 1 }] }),
+    const created = await stack.call(apiKey, 'POST', '/v2/nvcf/functions', {
+      name: 'ticking',
+      inferenceUrl: '/',
+      inferencePort: 8000,
+      containerImage: TICKING_IMAGE,
+      health: { protocol: 'HTTP', uri: '/', port: 8000, timeout: 'PT10S', expectedStatusCode: 200 },
     });
+    const { id, versionId } = created.json.function;
+    version = `${id}/versions/${versionId}`;
+    const deployed = await stack.call(apiKey, 'POST', `/v2/nvcf/deployments/functions/${version}`, { deploymentSpecifications: [{ gpu: 'LOCAL', minInstances: 1, maxInstances: 1 }] });
     expect(deployed.status).toBe(200);
     logsPath = `/v2/nvcf/logs/functions/${version}`;
     await waitFor('the version to become ACTIVE', async () => (await call(`/v2/nvcf/deployments/functions/${version}`)).json.deployment.functionStatus === 'ACTIVE', 60_000).catch((error) => {
-      throw new Error(`${(error as Error).message}; npm start printed:\n${output}`);
+      throw new Error(`${(error as Error).message}; npm start printed:\n${stack.output()}`);
     });
   }, 90_000);
 
   it('prints where the instance’s logs are kept, below NVCF_DATA_DIR, and keeps them there', async () => {
-    const printed = new RegExp(`started; logs in (\\S+/data/logs/${version.replace('/versions/', '/')}/local-[0-9a-f]{8})`).exec(output);
-    expect(printed, output).not.toBeNull();
+    const printed = new RegExp(`started; logs in (\\S+/data/logs/${version.replace('/versions/', '/')}/local-[0-9a-f]{8})`).exec(stack.output());
+    expect(printed, stack.output()).not.toBeNull();
     const file = await readFile(join(printed![1]!, 'container.log'), 'utf8');
     expect(JSON.parse(file.split('\n')[0]!)).toMatchObject({ t: expect.stringMatching(/^\d{4}-\d\d-\d\dT/), stream: expect.stringMatching(/^std(out|err)$/), message: expect.any(String) });
   });
@@ -135,9 +112,7 @@ describe('function logs through npm start', () => {
   }, 60_000);
 
   it('answers 404 to another account, as for its other routes of the version', async () => {
-    const env: NodeJS.ProcessEnv = { ...process.env, PORT: String(port), TMPDIR: workDir, NVCF_DATA_DIR: join(workDir, 'data') };
-    const { stdout } = await run('npm', ['run', '--silent', 'keys', '--', 'create', '--account', 'team-b'], { cwd: ROOT, env });
-    const other = await call(logsPath, stdout.trim());
+    const other = await call(logsPath, await stack.adminKey('team-b'));
     expect(other.status).toBe(404);
     expect(other.contentType).toBe('application/problem+json');
   }, 60_000);
