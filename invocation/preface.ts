@@ -61,7 +61,11 @@ export function sniffConnection(socket: Socket, http1: HttpServer, http2: (conne
     if (!protocol) return;
     socket.off('data', onData);
     socket.pause();
-    if (protocol === 'http2') return http2(replaying(socket, head));
+    if (protocol === 'http2') {
+      // Each gRPC message goes out as it is written (Node's own HTTP/2 sockets do this; a wrapped one must be told).
+      socket.setNoDelay(true);
+      return http2(replaying(socket, head));
+    }
     http1.emit('connection', socket);
     // The HTTP/1.1 parser reads the native handle from now on; what was read already it gets as a 'data' event.
     socket.emit('data', head);
