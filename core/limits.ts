@@ -45,6 +45,10 @@ export const MAX_RATE_LIMIT_COUNT = 1_000_000_000;
 export const RATE_LIMIT_COUNTER_GRACE_SECONDS = 60;
 /** An account's quotas (core/quotas.ts) are cached this long by the invocation service: a changed override is seen within it. */
 export const QUOTA_CACHE_SECONDS = 5;
+/** An invocation service replica holding concurrent-invocation slots says it is alive this often (core/quotas.ts). */
+export const CONCURRENCY_HEARTBEAT_SECONDS = 20;
+/** A replica silent this long is taken for dead: the next refusal of the full quota gives its slots back. */
+export const CONCURRENCY_HOLDER_STALE_SECONDS = 90;
 /** API keys are cached this long by the invocation service: a revoked key stops working within it. */
 export const API_KEY_CACHE_SECONDS = 10;
 /** A function's versions are cached this long by the invocation service: a deploy or undeploy is seen within it. */

@@ -15,7 +15,7 @@ export type Quotas = Record<QuotaName, number | null>;
 /**
  * The installation's defaults. Concurrent invocations are unlimited by
  * default: each invocation service instance already bounds what it holds
- * (NVCF_MAX_IN_FLIGHT), and the quota costs two DynamoDB writes per call
+ * (NVCF_MAX_IN_FLIGHT), and the quota costs two or three DynamoDB writes per call
  * while it is set.
  */
 export const DEFAULT_QUOTAS: Quotas = {

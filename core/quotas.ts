@@ -14,11 +14,11 @@
 import { ListObjectsV2Command, type ListObjectsV2CommandOutput } from '@aws-sdk/client-s3';
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
 import { GetCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import { dynamo, s3 } from './aws';
+import { conditionalWrite, dynamo, s3 } from './aws';
 import { bucketName, tableName } from './config';
 import { listAccountVersions, listOwnedVersions } from './functions';
 import { gpusPerInstance } from './gpu-instance-types';
-import { SATURATED_RETRY_AFTER_SECONDS } from './limits';
+import { CONCURRENCY_HOLDER_STALE_SECONDS, SATURATED_RETRY_AFTER_SECONDS } from './limits';
 import type { FunctionVersionRecord, GpuSpecification } from './model';
 import { S3_PREFIX } from './names';
 import { Problem } from './problem';
@@ -148,16 +148,28 @@ export async function requireAssetQuota(accountId: string): Promise<number | und
 
 const concurrentKey = (accountId: string) => `concurrent#${accountId}`;
 
-async function takeSlot(accountId: string, quota: number): Promise<boolean> {
+/**
+ * Concurrent invocations are one counter item per account (`calls`), plus
+ * what each invocation service replica (a holder) holds of it (`held_<holder>`)
+ * and when that replica last said it is alive (`seen_<holder>`, refreshed
+ * every CONCURRENCY_HEARTBEAT_SECONDS while it holds any). Taking and giving
+ * back a slot changes both counts in one update; a replica that dies holding
+ * slots stops refreshing, and the first call the full quota refuses after
+ * CONCURRENCY_HOLDER_STALE_SECONDS gives its slots back, conditioned on
+ * exactly what it held, so no live replica's slot is ever freed.
+ */
+const holderNames = (holder: string) => ({ '#held': `held_${holder}`, '#seen': `seen_${holder}` });
+
+async function takeSlot(accountId: string, quota: number, holder: string, nowMs: number): Promise<boolean> {
   try {
     await dynamo().send(
       new UpdateCommand({
         TableName: tableName('counters'),
         Key: { counterKey: concurrentKey(accountId) },
-        UpdateExpression: 'ADD #calls :one',
+        UpdateExpression: 'ADD #calls :one, #held :one SET #seen = :now',
         ConditionExpression: 'attribute_not_exists(#calls) OR #calls < :quota',
-        ExpressionAttributeNames: { '#calls': 'calls' },
-        ExpressionAttributeValues: { ':one': 1, ':quota': quota },
+        ExpressionAttributeNames: { '#calls': 'calls', ...holderNames(holder) },
+        ExpressionAttributeValues: { ':one': 1, ':quota': quota, ':now': nowMs },
       }),
     );
     return true;
@@ -167,16 +179,86 @@ async function takeSlot(accountId: string, quota: number): Promise<boolean> {
   }
 }
 
-async function freeSlot(accountId: string): Promise<void> {
-  await dynamo().send(
+async function freeSlot(accountId: string, holder: string): Promise<void> {
+  const names = { '#calls': 'calls', '#held': holderNames(holder)['#held'] };
+  const { Attributes } = await dynamo().send(
     new UpdateCommand({
       TableName: tableName('counters'),
       Key: { counterKey: concurrentKey(accountId) },
-      UpdateExpression: 'ADD #calls :minusOne',
-      ExpressionAttributeNames: { '#calls': 'calls' },
+      UpdateExpression: 'ADD #calls :minusOne, #held :minusOne',
+      ExpressionAttributeNames: names,
       ExpressionAttributeValues: { ':minusOne': -1 },
+      ReturnValues: 'UPDATED_NEW',
     }),
   );
+  // A holder that holds nothing leaves no attributes behind (replicas come and go); a take in between keeps them.
+  if (Number(Attributes?.[names['#held']] ?? 0) > 0) return;
+  await conditionalWrite(() =>
+    dynamo().send(
+      new UpdateCommand({
+        TableName: tableName('counters'),
+        Key: { counterKey: concurrentKey(accountId) },
+        UpdateExpression: 'REMOVE #held, #seen',
+        ConditionExpression: '#held = :zero',
+        ExpressionAttributeNames: holderNames(holder),
+        ExpressionAttributeValues: { ':zero': 0 },
+      }),
+    ),
+  );
+}
+
+/** Tells that `holder` is alive for each account it holds slots of (the invocation service calls it periodically). */
+export async function markHolderAlive(accountIds: readonly string[], holder: string, nowMs = Date.now()): Promise<void> {
+  await Promise.all(
+    accountIds.map((accountId) =>
+      conditionalWrite(() =>
+        dynamo().send(
+          new UpdateCommand({
+            TableName: tableName('counters'),
+            Key: { counterKey: concurrentKey(accountId) },
+            UpdateExpression: 'SET #seen = :now',
+            ConditionExpression: 'attribute_exists(#held)',
+            ExpressionAttributeNames: holderNames(holder),
+            ExpressionAttributeValues: { ':now': nowMs },
+          }),
+        ),
+      ),
+    ),
+  );
+}
+
+/**
+ * Gives back the slots of holders silent for CONCURRENCY_HOLDER_STALE_SECONDS
+ * (replicas that died holding them), each in one update conditioned on what
+ * it held and when it was last seen; resolves with the account's count after.
+ */
+async function repairDeadHolders(accountId: string, nowMs: number, onGivenBack?: GivenBack): Promise<number> {
+  const { Item } = await dynamo().send(new GetCommand({ TableName: tableName('counters'), Key: { counterKey: concurrentKey(accountId) }, ConsistentRead: true }));
+  let calls = Number(Item?.calls ?? 0);
+  const staleBefore = nowMs - CONCURRENCY_HOLDER_STALE_SECONDS * 1000;
+  for (const attribute of Object.keys(Item ?? {}).filter((name) => name.startsWith('held_'))) {
+    const holder = attribute.slice('held_'.length);
+    const held = Number(Item![attribute]);
+    const seen = Item![`seen_${holder}`] as number | undefined;
+    if (held <= 0 || (seen !== undefined && seen >= staleBefore)) continue;
+    const given = await conditionalWrite(() =>
+      dynamo().send(
+        new UpdateCommand({
+          TableName: tableName('counters'),
+          Key: { counterKey: concurrentKey(accountId) },
+          UpdateExpression: 'ADD #calls :minusHeld REMOVE #held, #seen',
+          ConditionExpression: `#held = :held AND ${seen === undefined ? 'attribute_not_exists(#seen)' : '#seen = :seen'}`,
+          ExpressionAttributeNames: { '#calls': 'calls', ...holderNames(holder) },
+          ExpressionAttributeValues: { ':minusHeld': -held, ':held': held, ...(seen === undefined ? {} : { ':seen': seen }) },
+        }),
+      ),
+    );
+    if (given) {
+      onGivenBack?.({ accountId, holder, held });
+      calls -= held;
+    }
+  }
+  return Math.max(0, calls);
 }
 
 /** Invocations of an account the service holds now (all replicas). */
@@ -185,28 +267,44 @@ export async function concurrentInvocations(accountId: string): Promise<number> 
   return Math.max(0, Number(Item?.calls ?? 0));
 }
 
+/** What a dead holder held, given back (for the service's log). */
+export type GivenBack = (slots: { accountId: string; holder: string; held: number }) => void;
+
+/** Slots taken by takeInvocationSlots: of which accounts, and how to give them back. */
+export interface InvocationSlots {
+  accountIds: string[];
+  release(): Promise<void>;
+}
+
 /**
  * Takes one concurrent-invocation slot of each account (the caller and, for
- * a shared function, its owner) whose quota is set, or refuses with 429
- * naming the quota; resolves with the function that gives them back, which
- * the caller runs once the call is no longer held. No request when no quota
- * is set.
+ * a shared function, its owner) whose quota is set, for `holder` (the
+ * invocation service replica), or refuses with 429 naming the quota. The
+ * caller gives them back once the call is no longer held. No request when no
+ * quota is set.
  */
-export async function takeInvocationSlots(accounts: readonly { accountId: string; quotas: Quotas }[]): Promise<() => Promise<void>> {
+export async function takeInvocationSlots(
+  accounts: readonly { accountId: string; quotas: Quotas }[],
+  holder: string,
+  { nowMs = Date.now(), onGivenBack }: { nowMs?: number; onGivenBack?: GivenBack } = {},
+): Promise<InvocationSlots> {
   const taken: string[] = [];
   const release = async () => {
-    await Promise.all(taken.splice(0).map((accountId) => freeSlot(accountId)));
+    await Promise.all(taken.splice(0).map((accountId) => freeSlot(accountId, holder)));
   };
   for (const { accountId, quotas } of accounts) {
     const quota = quotas.concurrentInvocations;
     if (quota === null || taken.includes(accountId)) continue;
-    if (!(await takeSlot(accountId, quota))) {
-      await release();
-      throw quotaExceeded('concurrentInvocations', accountId, quota, await concurrentInvocations(accountId), 1);
+    if (!(await takeSlot(accountId, quota, holder, nowMs))) {
+      const inUse = await repairDeadHolders(accountId, nowMs, onGivenBack);
+      if (inUse >= quota || !(await takeSlot(accountId, quota, holder, nowMs))) {
+        await release();
+        throw quotaExceeded('concurrentInvocations', accountId, quota, inUse, 1);
+      }
     }
     taken.push(accountId);
   }
-  return release;
+  return { accountIds: [...taken], release };
 }
 
 /** One quota's standing, as the usage endpoint shows it. */

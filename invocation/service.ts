@@ -175,7 +175,13 @@ export class InvocationService {
 
   /** Queues and answers a call once its rate limit and concurrency quotas admit it (invocation/rate-limits.ts). */
   private async invokeAdmitted(req: IncomingMessage, res: ServerResponse, caller: ApiKeyRecord, target: InvocationTarget, instance: string): Promise<void> {
-    const release = await this.admission.admit(caller.accountId, target.version);
+    const { release, standing } = await this.admission.admitWithStanding(caller.accountId, target.version);
+    // Set before the answer is written: whichever head the call ends with (200, 202, 302, a problem) carries them.
+    if (standing) {
+      res.setHeader('ratelimit-limit', String(standing.limit));
+      res.setHeader('ratelimit-remaining', String(standing.remaining));
+      res.setHeader('ratelimit-reset', String(standing.resetSeconds));
+    }
     try {
       await this.invoker.invoke(req, res, caller, target, instance);
     } finally {
@@ -266,6 +272,7 @@ export class InvocationService {
   async close(): Promise<void> {
     for (const call of this.registry.all()) call.cancel();
     this.grpc.close();
+    this.admission.close();
     await Promise.all([
       new Promise<void>((resolve) => (this.listener ? this.listener.close(() => resolve()) : resolve())),
       this.attachServer?.close(),

@@ -128,7 +128,11 @@ describe('rate limits and quotas on npm start', () => {
     expect(passed.length + refused.length, answers.map((answer) => answer.status).join(',')).toBe(200);
     expect(passed.length).toBeGreaterThanOrEqual(10);
     expect(passed.length, `${passed.length} calls passed in ${windows} one-second windows`).toBeLessThanOrEqual(10 * windows);
-    for (const answer of passed) expect(answer.text).toContain('hi');
+    for (const answer of passed) {
+      expect(answer.text).toContain('hi');
+      expect(answer.headers.get('ratelimit-limit')).toBe('10');
+      expect(Number(answer.headers.get('ratelimit-remaining'))).toBeLessThan(10);
+    }
     for (const answer of refused) {
       expect(Number(answer.headers.get('retry-after'))).toBe(1);
       expect(answer.headers.get('ratelimit-limit')).toBe('10');

@@ -3,14 +3,19 @@
  * per-account overrides; deployments counted by instances and by GPUs of
  * their instance types, an update only on its growth; concurrent
  * invocations counted for the caller and for the owner of a shared
- * function, given back when the call is no longer held; the usage endpoint;
+ * function, given back when the call is no longer held, and those of a
+ * replica that died holding them given back once it is silent; the usage endpoint;
  * malformed settings named.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { GetCommand } from '@aws-sdk/lib-dynamodb';
+import { dynamo } from '../../core/aws';
+import { tableName } from '../../core/config';
 import { GPU_INSTANCE_TYPES } from '../../core/gpu-instance-types';
+import { CONCURRENCY_HOLDER_STALE_SECONDS } from '../../core/limits';
 import { ENV } from '../../core/names';
 import { installationQuotas, parseQuotaValues } from '../../core/quota-settings';
-import { accountQuotas, changeQuotaOverrides, concurrentInvocations, deploymentFootprint } from '../../core/quotas';
+import { accountQuotas, changeQuotaOverrides, concurrentInvocations, deploymentFootprint, markHolderAlive, takeInvocationSlots } from '../../core/quotas';
 import { deployVersion, putVersion } from '../support/function-versions';
 import { newAccount, startTestStack, type TestStack } from '../support/stack';
 
@@ -94,6 +99,29 @@ describe('quotas', () => {
     await expect.poll(() => concurrentInvocations(owner.accountId), { timeout: 5000 }).toBe(0);
     expect((await invoke(owner.key, 0)).statusCode).toBe(202);
     await expect.poll(() => concurrentInvocations(owner.accountId), { timeout: 5000 }).toBe(0);
+  });
+
+  it('gives back the slots of a replica that died holding them, and never a live one’s', async () => {
+    const { accountId } = await newAccount();
+    const accounts = [{ accountId, quotas: { ...installationQuotas(), concurrentInvocations: 2 } }];
+    const now = Date.now();
+    const longAgo = now - (CONCURRENCY_HOLDER_STALE_SECONDS + 60) * 1000;
+    await takeInvocationSlots(accounts, 'dead', { nowMs: longAgo }); // never given back, never refreshed
+    const live = await takeInvocationSlots(accounts, 'live', { nowMs: longAgo });
+    await markHolderAlive([accountId], 'live', now);
+
+    const givenBack: unknown[] = [];
+    const third = await takeInvocationSlots(accounts, 'new', { nowMs: now, onGivenBack: (slots) => givenBack.push(slots) });
+    expect(givenBack).toEqual([{ accountId, holder: 'dead', held: 1 }]);
+    expect(await concurrentInvocations(accountId)).toBe(2);
+    const refused = takeInvocationSlots(accounts, 'new', { nowMs: now });
+    await expect(refused).rejects.toMatchObject({ status: 429, message: expect.stringContaining('2 in use') });
+
+    await Promise.all([live.release(), third.release()]);
+    expect(await concurrentInvocations(accountId)).toBe(0);
+    // Holders that hold nothing leave nothing behind on the item.
+    const { Item } = await dynamo().send(new GetCommand({ TableName: tableName('counters'), Key: { counterKey: `concurrent#${accountId}` } }));
+    expect(Object.keys(Item!).sort()).toEqual(['calls', 'counterKey']);
   });
 
   it('shows each account only its own usage', async () => {

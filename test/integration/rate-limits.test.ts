@@ -151,7 +151,13 @@ describe('rate limits', () => {
   it('refuses the call beyond the limit with 429, Retry-After and RateLimit headers, and queues nothing for it', async () => {
     // A day window: no boundary falls inside the test but at midnight UTC.
     const version = await limitedVersion({ rateLimit: '3-D' });
-    for (let i = 0; i < 3; i += 1) expect((await invoke(version, owner.key)).statusCode).toBe(202);
+    for (let i = 0; i < 3; i += 1) {
+      const accepted = await invoke(version, owner.key);
+      expect(accepted.statusCode).toBe(202);
+      // An admitted call tells its standing too.
+      expect([accepted.headers['ratelimit-limit'], accepted.headers['ratelimit-remaining']]).toEqual(['3', String(2 - i)]);
+      expect(Number(accepted.headers['ratelimit-reset'])).toBeGreaterThan(0);
+    }
     const refused = await invoke(version, owner.key);
     expect(refused.statusCode).toBe(429);
     expect(refused.headers['content-type']).toContain('application/problem+json');
@@ -187,7 +193,11 @@ describe('rate limits', () => {
   it('sends one counter write per call while a limit is set, none without, and lets at most the limit through concurrently', async () => {
     const unlimited = await limitedVersion();
     counterWrites = 0;
-    for (let i = 0; i < 5; i += 1) expect((await invoke(unlimited, owner.key)).statusCode).toBe(202);
+    for (let i = 0; i < 5; i += 1) {
+      const accepted = await invoke(unlimited, owner.key);
+      expect(accepted.statusCode).toBe(202);
+      expect(accepted.headers['ratelimit-limit']).toBeUndefined();
+    }
     expect(counterWrites).toBe(0);
 
     const limited = await limitedVersion({ rateLimit: '20-D' });
