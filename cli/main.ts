@@ -13,13 +13,15 @@ import { basename, dirname, join, resolve, sep } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import yauzl from 'yauzl';
-import { NvcfClient, NvcfConnectionError, NvcfError, type DeploymentProgress, type FunctionVersion, type InvocationOutcome } from '../client';
+import { NvcfClient, NvcfConnectionError, NvcfError, type AuthFn, type DeploymentProgress, type FunctionVersion, type InvocationOutcome } from '../client';
+import type { Scope } from '../core/routes';
 import {
   assetDescriptionOf,
   secretsOf,
   contentTypeOf,
   createFunctionRequest,
   deploymentRequest,
+  keyValue,
   parseJson,
   parseTarget,
   UsageError,
@@ -55,10 +57,18 @@ function example(command: Command, ...lines: string[]): Command {
 
 const FUNCTION_COLUMNS = ['name', 'id', 'versionId', 'status', 'createdAt'];
 
-function functionDetails(version: FunctionVersion): string {
-  const { activeInstances, health, ...rest } = version;
-  return formatDetails({ ...rest, health: health && `${health.protocol} ${health.uri} on ${health.port}, ${health.timeout}, expects ${health.expectedStatusCode}`, activeInstances: activeInstances?.length });
+/** A health check in one line: grpc.health.v1 for a gRPC function, the path and status code for an HTTP one. */
+function healthLine(health: NonNullable<FunctionVersion['health']>): string {
+  if (health.protocol === 'gRPC') return `gRPC grpc.health.v1 on ${health.port}, ${health.timeout}`;
+  return `${health.protocol} ${health.uri} on ${health.port}, ${health.timeout}, expects ${health.expectedStatusCode}`;
 }
+
+function functionDetails(version: FunctionVersion): string {
+  const { activeInstances, health, rateLimit, ...rest } = version;
+  return formatDetails({ ...rest, health: health && healthLine(health), rateLimit: rateLimit?.rateLimit, activeInstances: activeInstances?.length });
+}
+
+const DAY_MS = 24 * 60 * 60 * 1000;
 
 /** `--json-secret-file`s: each a JSON object, named after its file as the NGC CLI names it. */
 async function jsonSecrets(files: string[] = []): Promise<{ name: string; value: Record<string, unknown> }[]> {
@@ -598,6 +608,154 @@ export function buildProgram(): Command {
         out.print({ assetId, deleted: true }, () => `deleted ${assetId}`);
       }),
     'nvcf asset delete <asset-id>',
+  );
+
+  // share: authorizations (Z1–Z10)
+  const share = program.command('share').description('share a function (or one version) with other accounts, who may then invoke it');
+  const sharedWith = (authFn: AuthFn) => authFn.authorizedParties.map((party) => party.ncaId);
+  const printShare = (out: Printer, authFn: AuthFn) => out.print(authFn, () => `${authFn.id}${authFn.versionId ? `:${authFn.versionId}` : ''} shared with: ${sharedWith(authFn).join(', ') || '(nobody)'}`);
+  example(
+    share
+      .command('set')
+      .description('share with exactly these accounts (replacing whom it was shared with)')
+      .argument('<function-id[:version-id]>')
+      .argument('<account...>', 'account ids (ncaId)')
+      .action(async (target: string, accounts: string[], _options, command: Command) => {
+        const { functionId, versionId } = parseTarget(target, false);
+        const { client, out } = await context(command);
+        printShare(out, await client.authorize(functionId, accounts, versionId));
+      }),
+    'nvcf share set <function-id> team-b team-c',
+  );
+  for (const [name, description, run] of [
+    ['add', 'add one account to whom it is shared with (after share set)', (client: NvcfClient, t: { functionId: string; versionId?: string }, account: string) => client.addAuthorization(t.functionId, account, t.versionId)],
+    ['remove', 'stop sharing with one account', (client: NvcfClient, t: { functionId: string; versionId?: string }, account: string) => client.removeAuthorization(t.functionId, account, t.versionId)],
+  ] as const) {
+    example(
+      share
+        .command(name)
+        .description(description)
+        .argument('<function-id[:version-id]>')
+        .argument('<account>', 'an account id (ncaId)')
+        .action(async (target: string, account: string, _options, command: Command) => {
+          const { client, out } = await context(command);
+          printShare(out, await run(client, parseTarget(target, false), account));
+        }),
+      `nvcf share ${name} <function-id> team-b`,
+    );
+  }
+  example(
+    share
+      .command('list')
+      .description('whom each version of a function is shared with')
+      .argument('<function-id>')
+      .action(async (target: string, _options, command: Command) => {
+        const { client, out } = await context(command);
+        const versions = await client.listAuthorizations(parseTarget(target, false).functionId);
+        out.print(versions, () => formatTable(versions.map((authFn) => ({ ...authFn, authorizedParties: sharedWith(authFn) })), ['id', 'versionId', 'authorizedParties']));
+      }),
+    'nvcf share list <function-id>',
+  );
+  example(
+    share
+      .command('clear')
+      .description('share with nobody any more (a function: every version too)')
+      .argument('<function-id[:version-id]>')
+      .action(async (target: string, _options, command: Command) => {
+        const { functionId, versionId } = parseTarget(target, false);
+        const { client, out } = await context(command);
+        printShare(out, await client.deleteAuthorizations(functionId, versionId));
+      }),
+    'nvcf share clear <function-id>',
+  );
+
+  // rate-limit (RL1, RL2)
+  const rateLimit = program.command('rate-limit').description("limit the calls a function version takes from each calling account");
+  example(
+    rateLimit
+      .command('set')
+      .description('set the limit: <count>-<S|M|H|D>, several comma-separated; over it calls answer 429 with Retry-After')
+      .argument('<function-id:version-id>')
+      .argument('<rate>', 'e.g. 100-S, 1000-M or 10-S,500-H')
+      .option('--account <ncaId:rate>', "an account's own rate (repeatable)", collect)
+      .option('--exempt <ncaId>', 'an account the limit does not apply to (repeatable)', collect)
+      .action(async (target: string, rate: string, options: { account?: string[]; exempt?: string[] }, command: Command) => {
+        const { functionId, versionId } = versionTarget(target);
+        const perNcaIdRate = options.account && Object.fromEntries(options.account.map((pair) => Object.values(keyValue('--account', pair))));
+        const { client, out } = await context(command);
+        await client.setRateLimit(functionId, versionId, { rateLimit: rate, ...(perNcaIdRate ? { perNcaIdRate } : {}), ...(options.exempt ? { exemptedNcaIds: options.exempt } : {}) });
+        out.print({ functionId, versionId, rateLimit: rate }, () => `rate limit of ${functionId}:${versionId}: ${rate}`);
+      }),
+    'nvcf rate-limit set <function-id>:<version-id> 10-S',
+    'nvcf rate-limit set <function-id>:<version-id> 1000-M --account team-b:100-M --exempt team-c',
+  );
+  example(
+    rateLimit
+      .command('remove')
+      .description('remove the limit')
+      .argument('<function-id:version-id>')
+      .action(async (target: string, _options, command: Command) => {
+        const { functionId, versionId } = versionTarget(target);
+        const { client, out } = await context(command);
+        await client.deleteRateLimit(functionId, versionId);
+        out.print({ functionId, versionId, rateLimit: null }, () => `rate limit of ${functionId}:${versionId} removed`);
+      }),
+    'nvcf rate-limit remove <function-id>:<version-id>',
+  );
+
+  // key (K1–K4)
+  const key = program.command('key').description("create, list and revoke the account's API keys");
+  example(
+    key
+      .command('create')
+      .description('create a key; its value is printed this once')
+      .requiredOption('--description <text>', 'what the key is for')
+      .option('--expires-in-days <days>', 'lifetime in days (default 30, at most 365 and not beyond the key in use)', integerOption, 30)
+      .option('--scope <scope>', 'a scope of the new key (repeatable; default every scope of the key in use)', collect)
+      .action(async (options: { description: string; expiresInDays: number; scope?: string[] }, command: Command) => {
+        const { client, out } = await context(command);
+        const expiresAt = new Date(Date.now() + options.expiresInDays * DAY_MS).toISOString();
+        const created = await client.createKey({ description: options.description, expiresAt, scopes: options.scope as Scope[] | undefined });
+        out.print(created, () => created.value ?? '');
+      }),
+    'nvcf key create --description "CI invoker" --scope invoke_function --expires-in-days 7',
+  );
+  example(
+    key
+      .command('list')
+      .description("the account's keys, without their values")
+      .action(async (_options, command: Command) => {
+        const { client, out } = await context(command);
+        const keys = await client.listKeys();
+        out.print(keys, () => formatTable(keys, ['id', 'description', 'status', 'expires_at']));
+      }),
+    'nvcf key list',
+  );
+  example(
+    key
+      .command('revoke')
+      .alias('delete')
+      .description('revoke a key (calls with it fail within seconds)')
+      .argument('<key-id>', 'the id nvcf key list shows')
+      .action(async (keyId: string, _options, command: Command) => {
+        const { client, out } = await context(command);
+        await client.revokeKey(keyId);
+        out.print({ id: keyId, status: 'REVOKED' }, () => `revoked ${keyId}`);
+      }),
+    'nvcf key revoke <key-id>',
+  );
+
+  example(
+    program
+      .command('usage')
+      .description("the account's use of each of its quotas")
+      .action(async (_options, command: Command) => {
+        const { client, out } = await context(command);
+        const usage = await client.accountUsage();
+        const rows = Object.entries(usage.quotas).map(([name, entry]) => ({ quota: name, used: entry.used, limit: entry.quota ?? 'unlimited', description: entry.description }));
+        out.print(usage, () => formatTable(rows, ['quota', 'used', 'limit', 'description']));
+      }),
+    'nvcf usage',
   );
 
   // queue, gpus

@@ -1,25 +1,34 @@
 /**
  * The typed client (client/index.ts) over HTTP against the real handlers on
- * the emulators, for the routes the CLI does not drive: rate limits, usage,
- * registry credentials, authorizations and API keys. Each call goes through
- * the client's route table lookup, so a method bound to the wrong route or
- * shape fails here.
+ * the emulators, for the routes the CLI e2e test does not drive: rate limits,
+ * usage, registry credentials, authorizations and API keys; then the nvcf
+ * commands built on them (share, rate-limit, key, usage), spawned as a user
+ * runs them. Each call goes through the client's route table lookup, so a
+ * method bound to the wrong route or shape fails here.
  */
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NvcfClient, NvcfError, type FunctionVersion } from '../../client';
+import { ROOT } from '../support/npm-start';
 import { newAccount, startTestStack, type TestStack } from '../support/stack';
+
+const run = promisify(execFile);
 
 const ECHO = { name: 'client-echo', inferenceUrl: '/echo', inferencePort: 8000, containerImage: 'nvcr.io/nvcf-examples/echo:1.0' };
 
 describe('the typed client', () => {
   let stack: TestStack;
   let owner: NvcfClient;
+  let ownerKey: string;
   let other: { accountId: string; client: NvcfClient };
   let fn: FunctionVersion;
 
   beforeAll(async () => {
     stack = await startTestStack();
-    owner = new NvcfClient({ baseUrl: stack.url, apiKey: (await newAccount()).key });
+    ownerKey = (await newAccount()).key;
+    owner = new NvcfClient({ baseUrl: stack.url, apiKey: ownerKey });
     const account = await newAccount();
     other = { accountId: account.accountId, client: new NvcfClient({ baseUrl: stack.url, apiKey: account.key }) };
     fn = await owner.createFunction(ECHO);
@@ -76,4 +85,34 @@ describe('the typed client', () => {
     await owner.revokeKey(created.id);
     expect((await owner.getKey(created.id)).status).toBe('REVOKED');
   });
+
+  /** `nvcf ...args --format json`, as the owner, parsed; failures reject with the exit code and stderr. */
+  async function nvcf(...args: string[]): Promise<any> {
+    const env = { ...process.env, NVCF_BASE_URL: stack.url, NVCF_API_KEY: ownerKey };
+    const { stdout } = await run(process.execPath, [join(ROOT, 'bin', 'nvcf.mjs'), ...args, '--format', 'json'], { env });
+    return JSON.parse(stdout);
+  }
+
+  it('drives sharing, rate limits, keys and usage with the nvcf commands', async () => {
+    const target = `${fn.id}:${fn.versionId}`;
+    expect((await nvcf('share', 'set', fn.id, other.accountId)).authorizedParties).toEqual([{ ncaId: other.accountId }]);
+    expect(await nvcf('share', 'list', fn.id)).toMatchObject([{ id: fn.id, authorizedParties: [{ ncaId: other.accountId }] }]);
+    expect((await nvcf('share', 'remove', fn.id, other.accountId)).authorizedParties).toEqual([]);
+    await nvcf('share', 'clear', fn.id);
+
+    await nvcf('rate-limit', 'set', target, '5-S', '--account', `${other.accountId}:50-M`, '--exempt', 'team-x');
+    expect((await owner.getVersion(fn.id, fn.versionId)).rateLimit).toEqual({ rateLimit: '5-S', perNcaIdRate: { [other.accountId]: '50-M' }, exemptedNcaIds: ['team-x'] });
+    await nvcf('rate-limit', 'remove', target);
+    expect((await owner.getVersion(fn.id, fn.versionId)).rateLimit).toBeUndefined();
+
+    const created = await nvcf('key', 'create', '--description', 'from the cli', '--scope', 'list_functions', '--expires-in-days', '2');
+    expect(created).toMatchObject({ description: 'from the cli', status: 'ACTIVE', value: expect.stringMatching(/^nvapi-/) });
+    expect(Date.parse(created.expires_at) - Date.now()).toBeGreaterThan(86_400_000);
+    expect((await nvcf('key', 'list')).map((key: { id: string }) => key.id)).toContain(created.id);
+    await nvcf('key', 'revoke', created.id);
+    expect((await owner.getKey(created.id)).status).toBe('REVOKED');
+
+    expect((await nvcf('usage')).quotas.functions).toMatchObject({ used: 1 });
+    await expect(nvcf('rate-limit', 'set', target, 'often')).rejects.toMatchObject({ code: 1, stderr: expect.stringMatching(/^nvcf: Bad Request \(400\): .*rateLimit/) });
+  }, 60_000);
 });
