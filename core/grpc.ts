@@ -32,6 +32,9 @@ export const GRPC_STATUS = {
 } as const;
 export type GrpcStatus = (typeof GRPC_STATUS)[keyof typeof GRPC_STATUS];
 
+/** The standard health check method (grpc.health.v1; nvcf-api.md §4.3). */
+export const HEALTH_CHECK_METHOD = '/grpc.health.v1.Health/Check';
+
 /** The queue message kind of a gRPC session (core/invocation-message.ts `session`). */
 export const GRPC_SESSION_KIND = 'grpc';
 

@@ -18,7 +18,7 @@ import * as z from 'zod';
 import type { ApiKeyRecord } from '../core/api-keys';
 import { sqs } from '../core/aws';
 import { isGrpcInferenceUrl } from '../core/function-schemas';
-import { GRPC_SESSION_KIND, GRPC_STATUS, answerGrpcStatus, forwardStream, isGrpcRequest, type GrpcStatus } from '../core/grpc';
+import { GRPC_SESSION_KIND, GRPC_STATUS, HEALTH_CHECK_METHOD, answerGrpcStatus, forwardStream, isGrpcRequest, type GrpcStatus } from '../core/grpc';
 import { WORKER_OWNED_HEADERS, type InvocationMessage } from '../core/invocation-message';
 import { GRPC_SESSION_ATTACH_SECONDS } from '../core/limits';
 import type { FunctionVersionRecord } from '../core/model';
@@ -42,6 +42,8 @@ export interface GrpcFrontDeps {
   attachHost: string;
   attachPort: () => number;
   idleSeconds: number;
+  /** The instance is draining: its own gRPC health check fails, so the load balancer stops sending. */
+  draining(): boolean;
   /** How long calls wait for a worker to take a new session; default GRPC_SESSION_ATTACH_SECONDS. */
   attachWaitSeconds?: number;
 }
@@ -241,6 +243,8 @@ export class GrpcFront {
   }
 
   private async serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): Promise<void> {
+    // Not addressed to a function: the load balancer's gRPC health check of this instance (lib/invocation-plane.ts).
+    if (headers[':path'] === HEALTH_CHECK_METHOD && metadataValue(headers, 'function-id') === undefined) return this.answerOwnHealth(stream);
     stream.on('error', () => undefined);
     if (!isGrpcRequest(headers)) {
       stream.respond({ ':status': 415, 'content-type': 'text/plain; charset=utf-8' });
@@ -269,6 +273,16 @@ export class GrpcFront {
     const session = new GrpcSession(this.deps, caller, version, release, onClosed);
     void session.queue();
     return session;
+  }
+
+  /** grpc.health.v1 SERVING while the instance takes calls; UNAVAILABLE while it drains. */
+  private answerOwnHealth(stream: ServerHttp2Stream): void {
+    if (this.deps.draining()) return answerGrpcStatus(stream, GRPC_STATUS.unavailable, 'this invocation service instance is draining');
+    stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+    stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': String(GRPC_STATUS.ok) }));
+    // One uncompressed message: HealthCheckResponse{status: SERVING}.
+    stream.end(Buffer.from([0, 0, 0, 0, 2, 0x08, 0x01]));
+    stream.resume();
   }
 
   /** The caller and the version of a call, from its metadata; refusals as gRPC statuses. */

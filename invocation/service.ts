@@ -84,6 +84,7 @@ export class InvocationService {
       attachHost: settings.attachHost,
       attachPort: () => this.boundAttachPort,
       idleSeconds: settings.grpcIdleSeconds,
+      draining: () => this.draining,
     });
   }
 

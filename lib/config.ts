@@ -164,6 +164,16 @@ export interface NvcfConfigProps {
    */
   readonly invocationCertificateArn?: string;
   /**
+   * ACM certificate in the stack's region covering `invocation.<domain>` and `*.invocation.<domain>`
+   * (CloudFront forwards the caller's Host and checks the origin's certificate against it): the
+   * internal ALB then also listens on HTTPS with it, CloudFront reaches it over HTTPS and proxies
+   * gRPC, which needs HTTPS end to end (CloudFront proxies gRPC to HTTPS origins only, and an ALB
+   * has gRPC target groups only behind an HTTPS listener). Needs invocationDomain. gRPC callers
+   * then use `invocation.<domain>:443`.
+   * @default - none: the invocation URL carries HTTP calls only; gRPC is refused by CloudFront
+   */
+  readonly invocationOriginCertificateArn?: string;
+  /**
    * Instances of the invocation service at least (the HPA adds more on CPU, up to four times this).
    * @default 2
    */
@@ -280,6 +290,7 @@ export interface ResolvedConfig {
   readonly chartVersions: Required<ChartVersions>;
   readonly invocationDomain?: string;
   readonly invocationCertificateArn?: string;
+  readonly invocationOriginCertificateArn?: string;
   readonly invocationReplicas: number;
   readonly tritonImage: string;
   readonly dataRemovalPolicy: RemovalPolicy;
@@ -342,7 +353,7 @@ export const DEFAULTS = {
   gpu: { minNodes: 0, maxNodes: 2, diskSizeGiB: 200, capacityType: 'ON_DEMAND' },
   // The Cluster Autoscaler simulates the scheduler of its own minor version (its appVersion in the comments).
   clusterAutoscalerCharts: { '1.34': '9.53.0' /* 1.34.2 */, '1.35': '9.56.0' /* 1.35.0 */ } as Record<string, string>,
-} as const satisfies Omit<Required<NvcfConfigProps>, 'alarmEmail' | 'gpus' | 'invocationDomain' | 'invocationCertificateArn'> & {
+} as const satisfies Omit<Required<NvcfConfigProps>, 'alarmEmail' | 'gpus' | 'invocationDomain' | 'invocationCertificateArn' | 'invocationOriginCertificateArn'> & {
   gpus: readonly GpuNodegroupProps[];
   gpu: Omit<Required<GpuNodegroupProps>, 'name' | 'instanceTypes'>;
   clusterAutoscalerCharts: Record<string, string>;
@@ -523,6 +534,13 @@ export function resolveConfig(props: NvcfConfigProps = {}): ResolvedConfig {
   if ((invocationDomain === undefined) !== (invocationCertificateArn === undefined)) {
     fail('invocationDomain and invocationCertificateArn go together: the domain needs a certificate for invocation.<domain> and *.invocation.<domain>');
   }
+  const { invocationOriginCertificateArn } = props;
+  if (invocationOriginCertificateArn !== undefined) {
+    if (typeof invocationOriginCertificateArn !== 'string' || !/^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate\/[\w-]+$/.test(invocationOriginCertificateArn)) {
+      fail(`invocationOriginCertificateArn must be an ACM certificate ARN in the stack's region, got ${JSON.stringify(invocationOriginCertificateArn)}`);
+    }
+    if (invocationDomain === undefined) fail('invocationOriginCertificateArn needs invocationDomain: the certificate covers invocation.<domain> and *.invocation.<domain>');
+  }
 
   const quotaValues = parseQuotaValues(props.quotas ?? {});
   if (typeof quotaValues === 'string') fail(`quotas: ${quotaValues}; known quotas: ${QUOTA_NAMES.join(', ')}`);
@@ -546,6 +564,7 @@ export function resolveConfig(props: NvcfConfigProps = {}): ResolvedConfig {
     chartVersions,
     invocationDomain,
     invocationCertificateArn,
+    invocationOriginCertificateArn,
     invocationReplicas: integer('invocationReplicas', props.invocationReplicas ?? DEFAULTS.invocationReplicas, 2, 100),
     tritonImage,
     dataRemovalPolicy,

@@ -27,6 +27,7 @@ export const CONTEXT_KEYS = {
   chartVersions: 'json',
   invocationDomain: 'string',
   invocationCertificateArn: 'string',
+  invocationOriginCertificateArn: 'string',
   invocationReplicas: 'number',
   tritonImage: 'string',
   dataRemovalPolicy: 'removal',

@@ -11,6 +11,13 @@
  *   URL: HTTPS, HTTP/2 and 3, no caching, streaming, waits ≤ 55 s. With
  *   `invocationDomain` (and its certificate) it also answers
  *   `*.invocation.<domain>` for host-addressed direct invocation.
+ * - gRPC (with `invocationOriginCertificateArn`): CloudFront proxies gRPC to
+ *   HTTPS origins only, and an ALB has gRPC target groups only behind an
+ *   HTTPS listener; so the ALB also listens on HTTPS, CloudFront's origin is
+ *   that listener, and `content-type: application/grpc*` goes to a second
+ *   target group of the same pods (protocol version gRPC, health checked with
+ *   grpc.health.v1, which the service answers for itself). Without it the
+ *   invocation URL carries HTTP calls only.
  * - Workers reach a service pod's attach port over the VPC; a NetworkPolicy
  *   (VPC CNI network policy, enabled here) admits only pods of the functions
  *   namespace to it, and the ALB's address range to the callers' port.
@@ -37,6 +44,7 @@ import {
   POLL_SECONDS_STREAM_DEFAULT,
 } from '../core/limits';
 import { ENV, FRONT_HEADER, FRONTS, INVOCATION_SERVICE_PATHS, K8S, METRICS_NAMESPACE, S3_PREFIX, SERVICE_NAME } from '../core/names';
+import { GRPC_STATUS, HEALTH_CHECK_METHOD } from '../core/grpc';
 import type { ResolvedConfig } from './config';
 import type { DataStore } from './data-store';
 import type { GpuAgent } from './gpu-agent';
@@ -52,6 +60,9 @@ export const METRICS_SERVER = { namespace: 'kube-system', release: 'metrics-serv
 
 /** The ALB's listener port (HTTP inside the VPC; callers meet TLS at CloudFront and API Gateway). */
 export const ALB_LISTENER_PORT = 80;
+
+/** The ALB's HTTPS listener port (with invocationOriginCertificateArn): CloudFront's origin, gRPC included. */
+export const ALB_HTTPS_LISTENER_PORT = 443;
 
 /**
  * ALB idle timeout: longer than an SSE call may wait for its first byte, so
@@ -74,6 +85,8 @@ export class InvocationPlane extends Construct {
   readonly loadBalancer: elbv2.ApplicationLoadBalancer;
   readonly listener: elbv2.ApplicationListener;
   readonly targetGroup: elbv2.ApplicationTargetGroup;
+  /** The same pods for gRPC calls (HTTP/2 to the targets), behind the HTTPS listener; with invocationOriginCertificateArn only. */
+  readonly grpcTargetGroup?: elbv2.ApplicationTargetGroup;
   readonly distribution: cloudfront.Distribution;
   /** What API Gateway's invocation routes are integrated with: the ALB through a VPC link. */
   readonly apiIntegration: HttpAlbIntegration;
@@ -123,6 +136,29 @@ export class InvocationPlane extends Construct {
     });
     this.listener = this.loadBalancer.addListener('Http', { port: ALB_LISTENER_PORT, protocol: elbv2.ApplicationProtocol.HTTP, open: false, defaultTargetGroups: [this.targetGroup] });
 
+    if (config.invocationOriginCertificateArn) {
+      albSecurityGroup.addIngressRule(ec2.Peer.ipv4(vpc.vpcCidrBlock), ec2.Port.tcp(ALB_HTTPS_LISTENER_PORT), 'CloudFront VPC origin ENIs over HTTPS (gRPC)');
+      this.grpcTargetGroup = new elbv2.ApplicationTargetGroup(this, 'GrpcTargets', {
+        vpc,
+        targetType: elbv2.TargetType.IP,
+        port: DEFAULT_INVOCATION_PORT,
+        protocol: elbv2.ApplicationProtocol.HTTP,
+        protocolVersion: elbv2.ApplicationProtocolVersion.GRPC,
+        // The service answers grpc.health.v1 Check without a function-id for itself: OK while ready, UNAVAILABLE while draining.
+        healthCheck: { path: HEALTH_CHECK_METHOD, healthyGrpcCodes: String(GRPC_STATUS.ok), interval: Duration.seconds(10), healthyThresholdCount: 2, unhealthyThresholdCount: 2 },
+        deregistrationDelay: Duration.seconds(INVOCATION_DRAIN_SECONDS),
+      });
+      const https = this.loadBalancer.addListener('Https', {
+        port: ALB_HTTPS_LISTENER_PORT,
+        protocol: elbv2.ApplicationProtocol.HTTPS,
+        certificates: [elbv2.ListenerCertificate.fromArn(config.invocationOriginCertificateArn)],
+        sslPolicy: elbv2.SslPolicy.RECOMMENDED_TLS,
+        open: false,
+        defaultTargetGroups: [this.targetGroup],
+      });
+      https.addTargetGroups('Grpc', { priority: 10, conditions: [elbv2.ListenerCondition.httpHeader('content-type', ['application/grpc*'])], targetGroups: [this.grpcTargetGroup] });
+    }
+
     // Pods are registered by their IPs: the nodes (cluster security group) must admit the ALB on the service port.
     cluster.clusterSecurityGroup.addIngressRule(albSecurityGroup, ec2.Port.tcp(DEFAULT_INVOCATION_PORT), 'invocation ALB to the invocation service pods');
     const controller = this.loadBalancerController(config, gpuCluster);
@@ -142,8 +178,9 @@ export class InvocationPlane extends Construct {
       comment: 'NVCF invocation URL: pexec, streaming, direct invocation',
       defaultBehavior: {
         origin: origins.VpcOrigin.withApplicationLoadBalancer(this.loadBalancer, {
-          httpPort: ALB_LISTENER_PORT,
-          protocolPolicy: cloudfront.OriginProtocolPolicy.HTTP_ONLY,
+          ...(this.grpcTargetGroup
+            ? { httpsPort: ALB_HTTPS_LISTENER_PORT, protocolPolicy: cloudfront.OriginProtocolPolicy.HTTPS_ONLY, originSslProtocols: [cloudfront.OriginSslPolicy.TLS_V1_2] }
+            : { httpPort: ALB_LISTENER_PORT, protocolPolicy: cloudfront.OriginProtocolPolicy.HTTP_ONLY }),
           readTimeout: Duration.seconds(INVOCATION_URL_ORIGIN_TIMEOUT_SECONDS),
           keepaliveTimeout: Duration.seconds(INVOCATION_URL_ORIGIN_TIMEOUT_SECONDS),
           customHeaders: { [FRONT_HEADER]: FRONTS.cloudFront },
@@ -154,6 +191,8 @@ export class InvocationPlane extends Construct {
         // Host-addressed direct invocation needs the caller's Host; on the distribution's own domain it would not resolve at the ALB.
         originRequestPolicy: domainNames ? cloudfront.OriginRequestPolicy.ALL_VIEWER : cloudfront.OriginRequestPolicy.ALL_VIEWER_EXCEPT_HOST_HEADER,
         compress: false,
+        // content-type application/grpc: proxied as gRPC (HTTP/2 end to end), never cached.
+        ...(this.grpcTargetGroup ? { enableGrpc: true } : {}),
       },
       httpVersion: cloudfront.HttpVersion.HTTP2_AND_3,
       priceClass: cloudfront.PriceClass.PRICE_CLASS_ALL,
@@ -248,7 +287,7 @@ export class InvocationPlane extends Construct {
       }),
     );
     identity.role.addToPrincipalPolicy(
-      new iam.PolicyStatement({ sid: 'RegisterInvocationTargets', actions: ['elasticloadbalancing:RegisterTargets', 'elasticloadbalancing:DeregisterTargets'], resources: [this.targetGroup.targetGroupArn] }),
+      new iam.PolicyStatement({ sid: 'RegisterInvocationTargets', actions: ['elasticloadbalancing:RegisterTargets', 'elasticloadbalancing:DeregisterTargets'], resources: [this.targetGroup, this.grpcTargetGroup].flatMap((group) => (group ? [group.targetGroupArn] : [])) }),
     );
     acknowledge(identity.policy, 'AwsSolutions-IAM5[Resource::*]', 'The Describe actions of Elastic Load Balancing and EC2 support no resource-level permissions; registering targets is limited to the invocation target group.');
 
@@ -421,5 +460,14 @@ export class InvocationPlane extends Construct {
     });
     // The CRD comes with the controller's chart.
     binding.node.addDependency(controller, manifest);
+    if (this.grpcTargetGroup) {
+      const grpcBinding = cluster.addManifest('InvocationGrpcTargetGroupBinding', {
+        apiVersion: 'elbv2.k8s.aws/v1beta1',
+        kind: 'TargetGroupBinding',
+        metadata: { name: `${name}-grpc`, namespace },
+        spec: { serviceRef: { name, port: DEFAULT_INVOCATION_PORT }, targetGroupARN: this.grpcTargetGroup.targetGroupArn, targetType: 'ip' },
+      });
+      grpcBinding.node.addDependency(controller, manifest);
+    }
   }
 }

@@ -7,8 +7,7 @@
  * status = 1` with SERVING = 1.
  */
 import { Client, credentials, status as grpcStatus, type ServiceError } from '@grpc/grpc-js';
-
-export const HEALTH_CHECK_METHOD = '/grpc.health.v1.Health/Check';
+import { HEALTH_CHECK_METHOD } from '../../core/grpc';
 const SERVING = 1;
 const STATUS_NAMES = ['UNKNOWN', 'SERVING', 'NOT_SERVING', 'SERVICE_UNKNOWN'];
 

@@ -20,7 +20,7 @@ import { ENV as ENV_NAMES, FRONT_HEADER, FRONTS, INVOCATION_SERVICE_PATHS, K8S, 
 import { INVOCATION_SERVICE, ROUTES, routeKey } from '../../core/routes';
 import type { TableName } from '../../core/tables';
 import { CachePolicy, OriginRequestPolicy } from 'aws-cdk-lib/aws-cloudfront';
-import { ALB_IDLE_TIMEOUT_SECONDS, ALB_LISTENER_PORT } from '../../lib/invocation-plane';
+import { ALB_HTTPS_LISTENER_PORT, ALB_IDLE_TIMEOUT_SECONDS, ALB_LISTENER_PORT } from '../../lib/invocation-plane';
 import { OUTPUTS } from '../../lib/nvcf-stack';
 import { actionsOf, find, kubernetesObjects, logicalId, roleStatements, synthesize, withStack, type Synthesized } from './support';
 
@@ -254,7 +254,52 @@ describe('fronts', () => {
     });
   });
 
+  it('carries gRPC end to end with an origin certificate: HTTPS listener, gRPC target group of the same pods, CloudFront gRPC over an HTTPS origin', () => {
+    const certificate = 'arn:aws:acm:us-east-1:123456789012:certificate/abcd-1234';
+    const originCertificate = 'arn:aws:acm:us-east-1:123456789012:certificate/origin-5678';
+    withStack({ invocationDomain: 'example.com', invocationCertificateArn: certificate, invocationOriginCertificateArn: originCertificate }, ({ template, stack }) => {
+      const config = Object.values(template.findResources('AWS::CloudFront::Distribution'))[0]!.Properties.DistributionConfig;
+      expect(config.DefaultCacheBehavior.GrpcConfig).toEqual({ Enabled: true });
+      expect(config.DefaultCacheBehavior.AllowedMethods).toContain('POST');
+      expect(config.HttpVersion).toBe('http2and3');
+      const vpcOrigin = Object.values(template.findResources('AWS::CloudFront::VpcOrigin'))[0]!.Properties.VpcOriginEndpointConfig;
+      expect(vpcOrigin).toMatchObject({ HTTPSPort: ALB_HTTPS_LISTENER_PORT, OriginProtocolPolicy: 'https-only', OriginSSLProtocols: ['TLSv1.2'] });
+
+      const plane = stack.invocation!;
+      const groups = template.findResources('AWS::ElasticLoadBalancingV2::TargetGroup');
+      expect(groups[logicalId(plane.grpcTargetGroup!)]!.Properties).toMatchObject({
+        Protocol: 'HTTP',
+        ProtocolVersion: 'GRPC',
+        Port: DEFAULT_INVOCATION_PORT,
+        TargetType: 'ip',
+        HealthCheckPath: '/grpc.health.v1.Health/Check',
+        Matcher: { GrpcCode: '0' },
+      });
+      const listeners = Object.values(template.findResources('AWS::ElasticLoadBalancingV2::Listener')).map((listener) => listener.Properties);
+      const https = listeners.find((listener) => listener.Protocol === 'HTTPS')!;
+      expect(https).toMatchObject({ Port: ALB_HTTPS_LISTENER_PORT, Certificates: [{ CertificateArn: originCertificate }] });
+      expect(https.DefaultActions[0].TargetGroupArn).toEqual({ Ref: logicalId(plane.targetGroup) });
+      // API Gateway's VPC link keeps the plain HTTP listener.
+      expect(listeners.find((listener) => listener.Protocol === 'HTTP')).toMatchObject({ Port: ALB_LISTENER_PORT });
+      const [rule] = Object.values(template.findResources('AWS::ElasticLoadBalancingV2::ListenerRule')).map((r) => r.Properties);
+      expect(rule!.Conditions).toEqual([{ Field: 'http-header', HttpHeaderConfig: { HttpHeaderName: 'content-type', Values: ['application/grpc*'] } }]);
+      expect(rule!.Actions[0].TargetGroupArn).toEqual({ Ref: logicalId(plane.grpcTargetGroup!) });
+
+      const binding = kubernetesObjects(template).find((object) => object.kind === 'TargetGroupBinding' && object.metadata.name === `${K8S.invocationServiceName}-grpc`);
+      expect(binding?.spec).toMatchObject({ serviceRef: { name: K8S.invocationServiceName, port: DEFAULT_INVOCATION_PORT }, targetType: 'ip' });
+    });
+  });
+
+  it('has no gRPC target group, HTTPS listener or CloudFront gRPC without an origin certificate', () => {
+    const config = resources('AWS::CloudFront::Distribution')[0]!.Properties.DistributionConfig;
+    expect(config.DefaultCacheBehavior.GrpcConfig).toBeUndefined();
+    expect(plane().grpcTargetGroup).toBeUndefined();
+    expect(resources('AWS::ElasticLoadBalancingV2::Listener').map((listener) => listener.Properties.Protocol)).toEqual(['HTTP']);
+  });
+
   it.each([
+    [{ invocationOriginCertificateArn: 'arn:aws:acm:us-east-1:123456789012:certificate/x' }, /needs invocationDomain/],
+    [{ invocationDomain: 'example.com', invocationCertificateArn: 'arn:aws:acm:us-east-1:123456789012:certificate/x', invocationOriginCertificateArn: 'not-an-arn' }, /invocationOriginCertificateArn must be an ACM certificate ARN/],
     [{ invocationDomain: 'example.com' }, /go together/],
     [{ invocationDomain: 'Not A Domain', invocationCertificateArn: 'arn:aws:acm:us-east-1:123456789012:certificate/x' }, /invocationDomain must be a DNS domain/],
     [{ invocationDomain: 'example.com', invocationCertificateArn: 'arn:aws:acm:eu-west-1:123456789012:certificate/x' }, /us-east-1/],

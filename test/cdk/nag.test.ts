@@ -3,7 +3,8 @@
  * unacknowledged, and every acknowledgement must say why. Two configurations
  * cover every optional resource: the default (with EKS) and one that turns
  * on everything else (private endpoint, Graviton GPUs, KMS queues, alarm
- * e-mail, destroyable data).
+ * e-mail, destroyable data, the invocation domain with gRPC through the ALB's
+ * HTTPS listener).
  */
 import { RemovalPolicy } from 'aws-cdk-lib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -23,6 +24,10 @@ beforeAll(() => {
     queueEncryption: 'kms',
     alarmEmail: 'ops@example.com',
     dataRemovalPolicy: RemovalPolicy.DESTROY,
+    // The custom invocation domain with the ALB's HTTPS listener and gRPC target group.
+    invocationDomain: 'example.com',
+    invocationCertificateArn: 'arn:aws:acm:us-east-1:123456789012:certificate/abcd-1234',
+    invocationOriginCertificateArn: 'arn:aws:acm:us-east-1:123456789012:certificate/origin-5678',
   });
 });
 afterAll(() => {

@@ -12,6 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { checkGrpcHealth } from '../../gpu-agent/worker/grpc-health';
 import { ROOT, deployAndWait, startNpmStart, type NpmStart } from '../support/npm-start';
 import { waitFor } from '../support/processes';
 
@@ -175,6 +176,10 @@ describe('gRPC functions on npm start', () => {
     expect(await sessionOf(client())).not.toBe(session);
     await sleep((IDLE_SECONDS + 1.5) * 1000);
     expect(await sessionOf(first)).not.toBe(session);
+  });
+
+  it('answers the load balancer\'s own gRPC health check (no function-id) for the service itself', async () => {
+    expect(await checkGrpcHealth('127.0.0.1', stack.port, 2000)).toBeUndefined();
   });
 
   it('answers UNAUTHENTICATED for a missing or unknown key', async () => {
