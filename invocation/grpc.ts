@@ -298,11 +298,11 @@ export class GrpcFront {
     if (!functionId) throw new GrpcRefusal(GRPC_STATUS.invalidArgument, 'metadata function-id must name the function to call (and function-version-id may pin a version)');
     const versionId = metadataValue(headers, 'function-version-id');
     const version = await this.deps.versionFor(caller, validId(functionId, 'function-id'), versionId && validId(versionId, 'function-version-id'));
-    if (version.status !== 'ACTIVE' || !version.deployment?.queueUrl) {
-      throw new GrpcRefusal(GRPC_STATUS.failedPrecondition, `Function id '${version.functionId}', version '${version.versionId}': Status ${version.status}, only ACTIVE versions can be invoked`);
-    }
     if (!isGrpcInferenceUrl(version.inferenceUrl)) {
       throw new GrpcRefusal(GRPC_STATUS.failedPrecondition, `function ${version.functionId} is an HTTP function (inferenceUrl ${version.inferenceUrl}): invoke it over HTTP (POST /v2/nvcf/pexec/functions/${version.functionId})`);
+    }
+    if (version.status !== 'ACTIVE' || !version.deployment?.queueUrl) {
+      throw new GrpcRefusal(GRPC_STATUS.failedPrecondition, `Function id '${version.functionId}', version '${version.versionId}': Status ${version.status}, only ACTIVE versions can be invoked`);
     }
     return { caller, version };
   }

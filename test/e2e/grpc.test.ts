@@ -211,6 +211,19 @@ describe('gRPC functions on npm start', () => {
     expect(error?.details).toContain('INACTIVE');
   });
 
+  it('answers PERMISSION_DENIED for a key without invoke_function, FAILED_PRECONDITION for a deployed HTTP function', async () => {
+    const made = await stack.call(ownerKey, 'POST', '/v1/keys', { description: 'lister', expires_at: new Date(Date.now() + 3_600_000).toISOString(), authorizations: { policies: [{ scopes: ['list_functions'] }] } });
+    expect(made.status).toBe(200);
+    const denied = await unary(client(), 'EchoMessage', { message: 'x' }, metadata({ authorization: `Bearer ${made.json.value}` }));
+    expect(denied.error?.code).toBe(grpc.status.PERMISSION_DENIED);
+    expect(denied.error?.details).toContain('invoke_function');
+    const http = await stack.call(ownerKey, 'POST', '/v2/nvcf/functions', { name: 'http-echo', inferenceUrl: '/echo', containerImage: 'nvcr.io/nvcf-examples/echo:1.0', healthUri: '/health' });
+    await deployAndWait(stack, ownerKey, http.json.function.id, http.json.function.versionId);
+    const { error } = await unary(client(), 'EchoMessage', { message: 'x' }, metadata({ 'function-id': http.json.function.id }));
+    expect(error?.code).toBe(grpc.status.FAILED_PRECONDITION);
+    expect(error?.details).toContain('HTTP function');
+  }, 90_000);
+
   it('refuses HTTP/1.1 pexec of a gRPC function with a problem saying to use gRPC', async () => {
     const answered = await stack.call(ownerKey, 'POST', `/v2/nvcf/pexec/functions/${functionId}`, { message: 'hi' });
     expect(answered.status).toBe(400);
