@@ -6,86 +6,31 @@
  * exceed it, naming itself, its value and the current use; the usage
  * endpoint shows it all, and another account sees none of it.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ASSET_DESCRIPTION_HEADER } from '../../core/assets';
 import { QUOTA_CACHE_SECONDS, VERSION_CACHE_SECONDS } from '../../core/limits';
-import { freePort, waitFor } from '../support/processes';
+import { deployAndWait, startNpmStart, type ApiAnswer, type NpmStart } from '../support/npm-start';
+import { waitFor } from '../support/processes';
 
-const ROOT = new URL('../../', import.meta.url).pathname;
 const ECHO_IMAGE = 'nvcr.io/nvcf-examples/echo:1.0';
 const ownerKey = `nvapi-${randomBytes(32).toString('base64url')}`;
 const OWNER = 'local';
 const TEAM_B = 'team-b';
 const QUOTAS = { functions: 3, versionsPerFunction: 2, deployedInstances: 2, gpus: 2, assetBytes: 1000 };
-const run = promisify(execFile);
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 describe('rate limits and quotas on npm start', () => {
-  let child: ChildProcess;
-  let output = '';
-  let url: string;
-  let stackPid: number;
-  let env: NodeJS.ProcessEnv;
-  let workDir: string;
+  let stack: NpmStart;
 
   beforeAll(async () => {
-    workDir = await mkdtemp(join(tmpdir(), 'nvcf-e2e-limits-'));
-    const port = await freePort();
-    env = { ...process.env, PORT: String(port), TMPDIR: workDir, NVCF_API_KEY: ownerKey, NVCF_LOCAL_IMAGES: '', NVCF_DATA_DIR: '', NVCF_QUOTAS: JSON.stringify(QUOTAS) };
-    child = spawn('npm', ['start', '--silent'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-    child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    const ready = await waitFor(
-      'npm start to print that the API is ready',
-      () => {
-        if (child.exitCode !== null) throw new Error(`npm start exited ${child.exitCode}:\n${output}`);
-        return /NVCF local stack ready at (http:\/\/127\.0\.0\.1:\d+) \(pid (\d+)/.exec(output) ?? undefined;
-      },
-      60_000,
-    );
-    url = ready[1]!;
-    stackPid = Number(ready[2]);
+    stack = await startNpmStart({ NVCF_API_KEY: ownerKey, NVCF_QUOTAS: JSON.stringify(QUOTAS) });
   }, 90_000);
+  afterAll(() => stack?.stop(), 90_000);
 
-  afterAll(async () => {
-    if (stackPid && alive(stackPid)) process.kill(stackPid, 'SIGTERM');
-    await waitFor('npm start to stop', () => !alive(stackPid), 60_000).catch(() => process.kill(-child.pid!, 'SIGKILL'));
-    await rm(workDir, { recursive: true, force: true });
-  }, 90_000);
+  const call = (key: string, method: string, path: string, body?: unknown, headers?: Record<string, string>) => stack.call(key, method, path, body, headers);
+  const keys = (...args: string[]) => stack.admin(...args);
 
-  async function call(key: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
-    const response = await fetch(`${url}${path}`, {
-      method,
-      headers: { authorization: `Bearer ${key}`, ...(body ? { 'content-type': 'application/json' } : {}), ...headers },
-      body: body ? JSON.stringify(body) : undefined,
-    });
-    const text = await response.text();
-    let json: any;
-    try {
-      json = text ? JSON.parse(text) : undefined;
-    } catch {
-      json = undefined;
-    }
-    return { status: response.status, headers: response.headers, json, text };
-  }
-
-  const keys = (...args: string[]) => run(process.execPath, ['--import', 'tsx', 'bin/keys.ts', ...args], { cwd: ROOT, env });
-
-  function expectQuotaRefusal(response: Awaited<ReturnType<typeof call>>, quota: string, value: number, used: number) {
+  function expectQuotaRefusal(response: ApiAnswer, quota: string, value: number, used: number) {
     expect(response.status, response.text).toBe(quota === 'concurrentInvocations' ? 429 : 403);
     expect(response.headers.get('content-type')).toContain('application/problem+json');
     expect(response.json.type).toBe(`urn:nvcf:problem-details:quota-exceeded:${quota}`);
@@ -102,9 +47,7 @@ describe('rate limits and quotas on npm start', () => {
     expect(created.status).toBe(200);
     const { id: functionId, versionId } = created.json.function;
     const version = `${functionId}/versions/${versionId}`;
-    const deployment = `/v2/nvcf/deployments/functions/${version}`;
-    expect((await call(ownerKey, 'POST', deployment, spec(1))).status).toBe(200);
-    await waitFor('the version to become ACTIVE', async () => ((await call(ownerKey, 'GET', deployment)).json?.deployment.functionStatus === 'ACTIVE' ? true : undefined), 60_000);
+    await deployAndWait(stack, ownerKey, functionId, versionId, spec(1));
     expect((await call(ownerKey, 'PUT', `/v2/nvcf/ratelimit/functions/${version}`, { rateLimit: '10-S' })).status).toBe(204);
     const invoke = (body: unknown = { message: 'hi' }) => call(ownerKey, 'POST', `/v2/nvcf/pexec/functions/${functionId}`, body, { 'nvcf-poll-seconds': '30' });
     await waitFor('the limit to reach the invocation service', async () => {
@@ -201,7 +144,7 @@ describe('rate limits and quotas on npm start', () => {
     });
 
     // Team B: the installation's quotas, none of the owner's use, and the owner's function and limits out of reach.
-    const teamKey = (await keys('create', '--account', TEAM_B)).stdout.trim();
+    const teamKey = await stack.adminKey(TEAM_B);
     const theirs = await call(teamKey, 'GET', '/v2/nvcf/accounts/me/usage');
     expect(theirs.json).toMatchObject({
       accountId: TEAM_B,

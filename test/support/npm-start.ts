@@ -36,7 +36,9 @@ export interface NpmStart {
   output(): string;
   /** An API request with `key`; an object body goes as JSON. */
   call(key: string, method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<ApiAnswer>;
-  /** `npm run keys -- create --account <account>`: the account's first key, from the admin CLI. */
+  /** `npm run keys -- <args>`, the admin command, against this stack; a failure rejects with its exit code and stderr. */
+  admin(...args: string[]): Promise<{ stdout: string; stderr: string }>;
+  /** `npm run keys -- create --account <account>`: the account's first key, from the admin command. */
   adminKey(account: string): Promise<string>;
   /** SIGTERM to the stack, as a user stops it; whatever is left of its process group is killed after 60 s. */
   stop(): Promise<void>;
@@ -88,6 +90,7 @@ export async function startNpmStart(env: Record<string, string> = {}): Promise<N
   }
   const url = ready[1]!;
 
+  const admin = (...args: string[]) => run(process.execPath, ['--import', 'tsx', 'bin/keys.ts', ...args], { cwd: ROOT, env: stackEnv });
   return {
     url,
     port,
@@ -110,10 +113,8 @@ export async function startNpmStart(env: Record<string, string> = {}): Promise<N
       }
       return { status: response.status, headers: response.headers, text, json };
     },
-    async adminKey(account) {
-      const { stdout } = await run(process.execPath, ['--import', 'tsx', 'bin/keys.ts', 'create', '--account', account], { cwd: ROOT, env: stackEnv });
-      return stdout.trim();
-    },
+    admin,
+    adminKey: async (account) => (await admin('create', '--account', account)).stdout.trim(),
     stop,
   };
 }
