@@ -4,7 +4,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
-import { DeleteCommand, GetCommand, PutCommand, QueryCommand, UpdateCommand, type QueryCommandInput } from '@aws-sdk/lib-dynamodb';
+import { DeleteCommand, GetCommand, PutCommand, QueryCommand, UpdateCommand, type QueryCommandInput, type UpdateCommandInput } from '@aws-sdk/lib-dynamodb';
 import { conditionalWrite, dynamo } from './aws';
 import { tableName } from './config';
 import type { FunctionDefinition } from './function-schemas';
@@ -108,18 +108,22 @@ export async function changeStatus(change: StatusChange): Promise<FunctionVersio
   });
   const fromList = change.from.map((_, i) => `:from${i}`);
   change.from.forEach((status, i) => (values[`:from${i}`] = status));
+  return updateVersionIf(change.functionId, change.versionId, {
+    UpdateExpression: `SET ${sets.join(', ')}${removes.length ? ` REMOVE ${removes.join(', ')}` : ''}`,
+    ConditionExpression: `attribute_exists(functionId) AND #status IN (${fromList.join(', ')})`,
+    ExpressionAttributeNames: names,
+    ExpressionAttributeValues: values,
+  });
+}
+
+/** One conditional UpdateItem of a version: the updated record, or undefined when the condition failed. */
+async function updateVersionIf(
+  functionId: string,
+  versionId: string,
+  update: Required<Pick<UpdateCommandInput, 'UpdateExpression' | 'ConditionExpression' | 'ExpressionAttributeNames' | 'ExpressionAttributeValues'>>,
+): Promise<FunctionVersionRecord | undefined> {
   try {
-    const { Attributes } = await dynamo().send(
-      new UpdateCommand({
-        TableName: tableName('functions'),
-        Key: { functionId: change.functionId, versionId: change.versionId },
-        UpdateExpression: `SET ${sets.join(', ')}${removes.length ? ` REMOVE ${removes.join(', ')}` : ''}`,
-        ConditionExpression: `attribute_exists(functionId) AND #status IN (${fromList.join(', ')})`,
-        ExpressionAttributeNames: names,
-        ExpressionAttributeValues: values,
-        ReturnValues: 'ALL_NEW',
-      }),
-    );
+    const { Attributes } = await dynamo().send(new UpdateCommand({ TableName: tableName('functions'), Key: { functionId, versionId }, ...update, ReturnValues: 'ALL_NEW' }));
     return Attributes as FunctionVersionRecord;
   } catch (error) {
     if (error instanceof ConditionalCheckFailedException) return undefined;
@@ -241,24 +245,8 @@ export async function deleteInactiveVersion(accountId: string, functionId: strin
 }
 
 /** Replaces the tags of an account's version (none clears them); undefined when it owns no such version. */
-export async function replaceTags(accountId: string, functionId: string, versionId: string, tags: string[]): Promise<FunctionVersionRecord | undefined> {
-  try {
-    const { Attributes } = await dynamo().send(
-      new UpdateCommand({
-        TableName: tableName('functions'),
-        Key: { functionId, versionId },
-        UpdateExpression: tags.length > 0 ? 'SET #tags = :tags, #updatedAt = :now' : 'SET #updatedAt = :now REMOVE #tags',
-        ConditionExpression: 'attribute_exists(functionId) AND accountId = :accountId',
-        ExpressionAttributeNames: { '#tags': 'tags', '#updatedAt': 'updatedAt' },
-        ExpressionAttributeValues: { ':accountId': accountId, ':now': new Date().toISOString(), ...(tags.length > 0 ? { ':tags': tags } : {}) },
-        ReturnValues: 'ALL_NEW',
-      }),
-    );
-    return Attributes as FunctionVersionRecord;
-  } catch (error) {
-    if (error instanceof ConditionalCheckFailedException) return undefined;
-    throw error;
-  }
+export function replaceTags(accountId: string, functionId: string, versionId: string, tags: string[]): Promise<FunctionVersionRecord | undefined> {
+  return updateVersionFields(accountId, functionId, versionId, { tags });
 }
 
 /** What F9 and the ratelimit routes change on a version: tags (empty clears them) and the rate limit (null removes it). */
@@ -283,23 +271,12 @@ export async function updateVersionFields(accountId: string, functionId: string,
       values[`:${field}`] = value;
     }
   }
-  try {
-    const { Attributes } = await dynamo().send(
-      new UpdateCommand({
-        TableName: tableName('functions'),
-        Key: { functionId, versionId },
-        UpdateExpression: `SET ${set.join(', ')}${remove.length ? ` REMOVE ${remove.join(', ')}` : ''}`,
-        ConditionExpression: 'attribute_exists(functionId) AND accountId = :accountId',
-        ExpressionAttributeNames: names,
-        ExpressionAttributeValues: values,
-        ReturnValues: 'ALL_NEW',
-      }),
-    );
-    return Attributes as FunctionVersionRecord;
-  } catch (error) {
-    if (error instanceof ConditionalCheckFailedException) return undefined;
-    throw error;
-  }
+  return updateVersionIf(functionId, versionId, {
+    UpdateExpression: `SET ${set.join(', ')}${remove.length ? ` REMOVE ${remove.join(', ')}` : ''}`,
+    ConditionExpression: 'attribute_exists(functionId) AND accountId = :accountId',
+    ExpressionAttributeNames: names,
+    ExpressionAttributeValues: values,
+  });
 }
 
 /**
