@@ -307,6 +307,16 @@ export class GrpcFront {
     return { caller, version };
   }
 
+  /** Caller connections still open. */
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  /** Draining: every caller connection gets GOAWAY (clients reconnect elsewhere); calls under way finish first. */
+  goAway(): void {
+    for (const connection of this.connections.keys()) connection.close();
+  }
+
   /** Ends every session and caller connection. */
   close(): void {
     for (const [connection, sessions] of this.connections) {

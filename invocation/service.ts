@@ -260,13 +260,15 @@ export class InvocationService {
   /**
    * Graceful stop (SIGTERM): readiness fails so the load balancer stops
    * sending; calls still waiting for an answer become durable (202, their
-   * outcome stored); answers being streamed get up to INVOCATION_DRAIN_SECONDS.
+   * outcome stored); answers being streamed, and gRPC calls under way (their
+   * connections told GOAWAY), get up to INVOCATION_DRAIN_SECONDS.
    */
   async drain(graceSeconds = INVOCATION_DRAIN_SECONDS): Promise<void> {
     this.draining = true;
     for (const call of this.registry.all()) call.goDurable();
+    this.grpc.goAway();
     const deadline = Date.now() + graceSeconds * 1000;
-    while ((this.inFlight > 0 || this.registry.size > 0) && Date.now() < deadline) await sleep(100);
+    while ((this.inFlight > 0 || this.registry.size > 0 || this.grpc.connectionCount > 0) && Date.now() < deadline) await sleep(100);
     await this.close();
   }
 

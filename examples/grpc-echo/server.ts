@@ -7,6 +7,8 @@
  * - `EchoMessage` (unary): the message back, with the request metadata it
  *   received (`nvcf-*` and any `x-*` key) as "key=value" strings;
  * - `EchoStream` (server-streaming): `count` replies, each after `delay_ms`;
+ * - `EchoCollect` (client-streaming): one reply once the caller ends, the
+ *   requests' messages joined by spaces;
  * - `EchoBidi` (bidirectional): each request answered as it arrives;
  * - `Events`: what became of earlier calls carrying `tag`: `finished`,
  *   `cancelled` (the caller went away) or `deadline-exceeded`, with the
@@ -115,6 +117,20 @@ const echo: grpc.UntypedServiceImplementation = {
       call.end(trailer);
     };
     setTimeout(next, call.request.delayMs);
+  },
+  EchoCollect(call: grpc.ServerReadableStream<EchoRequest, unknown>, callback: grpc.sendUnaryData<unknown>) {
+    let tag = '';
+    const watched = watch(call, 'EchoCollect', () => tag);
+    const messages: string[] = [];
+    call.on('data', (request: EchoRequest) => {
+      tag ||= request.tag;
+      messages.push(request.message);
+    });
+    call.on('end', () => {
+      if (watched.cancelled()) return;
+      watched.finished();
+      callback(null, { message: messages.join(' '), index: messages.length, metadata: receivedMetadata(call.metadata) });
+    });
   },
   EchoBidi(call: grpc.ServerDuplexStream<EchoRequest, unknown>) {
     let tag = '';

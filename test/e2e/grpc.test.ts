@@ -3,7 +3,7 @@
  * (examples/grpc-echo) deployed through the API, its health checked with
  * grpc.health.v1 by the process runtime and the worker, then called with
  * @grpc/grpc-js on the stack's own port (cleartext HTTP/2 beside the HTTP
- * API): unary, server-streaming, bidi, trailers, deadlines and cancellation
+ * API): unary, server-streaming, client-streaming, bidi, trailers, deadlines and cancellation
  * reaching the container, sessions, and the refusals as gRPC statuses.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -125,6 +125,20 @@ describe('gRPC functions on npm start', () => {
     call.end();
     await ended;
     expect(replies.map((reply) => [reply.message, reply.index])).toEqual([['one', 0], ['two', 1], ['three', 2]]);
+  });
+
+  it('carries a client-streaming call: messages sent over time, one reply once the caller ends', async () => {
+    const reply = await new Promise<EchoReply>((resolve, reject) => {
+      const call = client().EchoCollect(metadata(), (error: grpc.ServiceError | null, answer: EchoReply) => (error ? reject(error) : resolve(answer)));
+      void (async () => {
+        for (const message of ['a', 'b', 'c']) {
+          call.write({ message });
+          await sleep(150);
+        }
+        call.end();
+      })();
+    });
+    expect(reply).toMatchObject({ message: 'a b c', index: 3 });
   });
 
   it('passes the caller\'s deadline to the container, which sees it run out', async () => {
