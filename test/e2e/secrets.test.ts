@@ -7,7 +7,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { deployAndWait, startNpmStart, type NpmStart } from '../support/npm-start';
+import { alive, deployAndWait, startNpmStart, type NpmStart } from '../support/npm-start';
 import { waitFor } from '../support/processes';
 
 const SECRETS_IMAGE = 'nvcr.io/nvcf-examples/secrets:1.0';
@@ -15,15 +15,6 @@ const FIRST = `first-marker-${randomBytes(6).toString('hex')}`;
 const SECOND = `second-marker-${randomBytes(6).toString('hex')}`;
 const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
 const apiKey = `nvapi-${randomBytes(32).toString('base64url')}`;
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 describe('secrets on npm start', () => {
   let stack: NpmStart;

@@ -44,7 +44,8 @@ export interface NpmStart {
   stop(): Promise<void>;
 }
 
-function alive(pid: number): boolean {
+/** Whether a process (or, for a negative pid, a process group) still exists. */
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
