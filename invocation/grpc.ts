@@ -44,6 +44,10 @@ export interface GrpcFrontDeps {
   idleSeconds: number;
   /** The instance is draining: its own gRPC health check fails, so the load balancer stops sending. */
   draining(): boolean;
+  /** Counts a call against the instance's NVCF_MAX_IN_FLIGHT; why not, when the instance is full. */
+  hold(): string | undefined;
+  /** A held call is over. */
+  letGo(): void;
   /** How long calls wait for a worker to take a new session; default GRPC_SESSION_ATTACH_SECONDS. */
   attachWaitSeconds?: number;
 }
@@ -232,6 +236,9 @@ export class GrpcFront {
   }
 
   private async call(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): Promise<void> {
+    const full = this.deps.hold();
+    if (full) return answerGrpcStatus(stream, GRPC_STATUS.resourceExhausted, full);
+    stream.once('close', () => this.deps.letGo());
     try {
       await this.serve(stream, headers);
     } catch (error) {

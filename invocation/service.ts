@@ -85,6 +85,12 @@ export class InvocationService {
       attachPort: () => this.boundAttachPort,
       idleSeconds: settings.grpcIdleSeconds,
       draining: () => this.draining,
+      hold: () => {
+        if (this.inFlight >= this.settings.maxInFlight) return `this invocation service instance holds ${this.inFlight} calls, its limit; retry shortly`;
+        this.inFlight += 1;
+        return undefined;
+      },
+      letGo: () => (this.inFlight -= 1),
     });
   }
 

@@ -4,13 +4,26 @@
  * answer for the ALB's gRPC target group, and a drain that tells gRPC
  * connections GOAWAY and fails that health check.
  */
+import { ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sqs } from '../../core/aws';
+import { GRPC_INFERENCE_URL } from '../../core/function-schemas';
+import { invocationMessageSchema } from '../../core/invocation-message';
 import { INVOCATION_SERVICE_PATHS } from '../../core/names';
 import { checkGrpcHealth } from '../../gpu-agent/worker/grpc-health';
 import { InvocationService } from '../../invocation/service';
 import { readSettings } from '../../invocation/settings';
+import { deployVersion, putVersion } from '../support/function-versions';
 import { newAccount, startTestStack, type TestStack } from '../support/stack';
+
+/** A gRPC call of any method with raw bytes, resolving with its error (or undefined). */
+function rawCall(client: grpc.Client, metadata: grpc.Metadata, started?: (call: grpc.ClientUnaryCall) => void): Promise<grpc.ServiceError | undefined> {
+  return new Promise((resolve) => {
+    const call = client.makeUnaryRequest('/any.Service/Method', (value: Buffer) => value, (value: Buffer) => value, Buffer.alloc(0), metadata, (error) => resolve(error ?? undefined));
+    started?.(call);
+  });
+}
 
 let stack: TestStack;
 beforeAll(async () => {
@@ -34,11 +47,9 @@ describe('the invocation service on its own port', () => {
       const metadata = new grpc.Metadata();
       metadata.set('authorization', `Bearer ${key}`);
       metadata.set('function-id', '6f1b1c3e-8d3a-4c55-9f0e-3d2f4b5a6c7d');
-      const refused = await new Promise<grpc.ServiceError>((resolve) =>
-        client.makeUnaryRequest('/any.Service/Method', (value: Buffer) => value, (value: Buffer) => value, Buffer.alloc(0), metadata, (error) => resolve(error!)),
-      );
-      expect(refused.code).toBe(grpc.status.NOT_FOUND);
-      expect(refused.details).toContain("Function id '6f1b1c3e-8d3a-4c55-9f0e-3d2f4b5a6c7d' not found");
+      const refused = await rawCall(client, metadata);
+      expect(refused?.code).toBe(grpc.status.NOT_FOUND);
+      expect(refused?.details).toContain("Function id '6f1b1c3e-8d3a-4c55-9f0e-3d2f4b5a6c7d' not found");
 
       const draining = service.drain(30);
       // The caller's connection is told GOAWAY and closes; the instance's own health check fails meanwhile.
@@ -47,6 +58,44 @@ describe('the invocation service on its own port', () => {
       await draining;
       client.close();
     } finally {
+      await service.close();
+    }
+  }, 20_000);
+
+  it('queues one gRPC session message with its reply address, and counts a waiting call against NVCF_MAX_IN_FLIGHT', async () => {
+    const service = new InvocationService(readSettings(stack.env, { port: 0, listenHost: '127.0.0.1', attachPort: 0, attachHost: '127.0.0.1', maxInFlight: 1 }));
+    await service.start();
+    const port = await service.listen();
+    const clients: grpc.Client[] = [];
+    try {
+      const { accountId, key } = await newAccount();
+      const grpcHealth = { protocol: 'gRPC' as const, uri: '/', port: 8001, timeout: 'PT10S', expectedStatusCode: 200 };
+      const version = await deployVersion(await putVersion(accountId, { inferenceUrl: GRPC_INFERENCE_URL, inferencePort: 8001, health: grpcHealth }), { status: 'ACTIVE' });
+      const metadata = new grpc.Metadata();
+      metadata.set('authorization', `Bearer ${key}`);
+      metadata.set('function-id', version.functionId);
+      const client = () => {
+        const made = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 });
+        clients.push(made);
+        return made;
+      };
+
+      // No worker runs: the first call waits for one to take its session.
+      let waiting: grpc.ClientUnaryCall | undefined;
+      const first = rawCall(client(), metadata, (call) => (waiting = call));
+      const { Messages = [] } = await sqs().send(new ReceiveMessageCommand({ QueueUrl: version.deployment!.queueUrl, WaitTimeSeconds: 5, VisibilityTimeout: 60 }));
+      expect(Messages).toHaveLength(1);
+      const message = invocationMessageSchema.parse(JSON.parse(Messages[0]!.Body!));
+      expect(message).toMatchObject({ session: 'grpc', accountId, functionId: version.functionId, versionId: version.versionId, replyTo: { host: '127.0.0.1', port: service.attachPort } });
+
+      const refused = await rawCall(client(), metadata);
+      expect(refused?.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+      expect(refused?.details).toContain('holds 1 calls');
+
+      waiting!.cancel();
+      expect((await first)?.code).toBe(grpc.status.CANCELLED);
+    } finally {
+      for (const made of clients) made.close();
       await service.close();
     }
   }, 20_000);
