@@ -1,8 +1,10 @@
 /**
  * The invocation service on its own port, as on EKS (InvocationService.listen):
  * HTTP/1.1 probes and gRPC on one port, the service's own grpc.health.v1
- * answer for the ALB's gRPC target group, and a drain that tells gRPC
- * connections GOAWAY and fails that health check.
+ * answer for the ALB's gRPC target group, a drain that tells gRPC
+ * connections GOAWAY and fails that health check, the session's queue
+ * message, and the limits a gRPC call meets (NVCF_MAX_IN_FLIGHT per call, the
+ * version's rate limit per session).
  */
 import { ReceiveMessageCommand } from '@aws-sdk/client-sqs';
 import * as grpc from '@grpc/grpc-js';
@@ -94,6 +96,39 @@ describe('the invocation service on its own port', () => {
 
       waiting!.cancel();
       expect((await first)?.code).toBe(grpc.status.CANCELLED);
+    } finally {
+      for (const made of clients) made.close();
+      await service.close();
+    }
+  }, 20_000);
+
+  it('admits a session once against the version\'s rate limit: more calls on its connection pass, another connection is RESOURCE_EXHAUSTED', async () => {
+    const service = new InvocationService(readSettings(stack.env, { port: 0, listenHost: '127.0.0.1', attachPort: 0, attachHost: '127.0.0.1' }));
+    await service.start();
+    const port = await service.listen();
+    const clients: grpc.Client[] = [];
+    try {
+      const { accountId, key } = await newAccount();
+      const grpcHealth = { protocol: 'gRPC' as const, uri: '/', port: 8001, timeout: 'PT10S', expectedStatusCode: 200 };
+      const record = await putVersion(accountId, { inferenceUrl: GRPC_INFERENCE_URL, inferencePort: 8001, health: grpcHealth, rateLimit: { rateLimit: '1-D' } });
+      const version = await deployVersion(record, { status: 'ACTIVE' });
+      const metadata = new grpc.Metadata();
+      metadata.set('authorization', `Bearer ${key}`);
+      metadata.set('function-id', version.functionId);
+      const client = () => {
+        const made = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 });
+        clients.push(made);
+        return made;
+      };
+      const waiting: grpc.ClientUnaryCall[] = [];
+      const first = client();
+      // No worker runs: admitted calls wait for their session.
+      const admitted = [rawCall(first, metadata, (call) => waiting.push(call)), rawCall(first, metadata, (call) => waiting.push(call))];
+      const refused = await rawCall(client(), metadata);
+      expect(refused?.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+      expect(refused?.details).toContain('rate limit 1-D reached');
+      for (const call of waiting) call.cancel();
+      expect((await Promise.all(admitted)).map((error) => error?.code)).toEqual([grpc.status.CANCELLED, grpc.status.CANCELLED]);
     } finally {
       for (const made of clients) made.close();
       await service.close();
