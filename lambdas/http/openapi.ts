@@ -274,6 +274,7 @@ export function openApiDocument(version = packageJson.version): Json {
         "NVCF's HTTP API as this installation serves it: paths, bodies, headers and status codes are NVCF's, so NVCF clients work with only the base URL changed.",
         'Every error is `application/problem+json`. Authenticate with `Authorization: Bearer <API key>`; each operation names the scope its key needs (`x-nvcf-scope`) and its reference in docs/api.md (`x-nvcf-ref`).',
         `CORS: any origin; exposed headers ${CORS.exposeHeaders.join(', ')}.`,
+        "gRPC functions are not called through these operations: a gRPC client reaches them over HTTP/2 on the invocation URL's host (locally the API's own port), with the metadata `authorization`, `function-id` and optional `function-version-id` (README, \"gRPC functions\").",
       ].join('\n\n'),
       license: { name: 'Apache-2.0', identifier: 'Apache-2.0' },
     },
