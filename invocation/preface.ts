@@ -4,8 +4,8 @@
  * with the connection preface `PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n` (RFC 9113
  * §3.4), which no HTTP/1.1 request line can start like.
  */
-import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import type { Server as HttpServer } from 'node:http';
+import type { Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 
 export const HTTP2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
@@ -49,11 +49,11 @@ function replaying(socket: Socket, head: Buffer): Duplex {
 }
 
 /**
- * Reads the first bytes of `socket` and hands it to `http1` (an HTTP/1.1
- * server, as if it had accepted it) or to `http2` (a cleartext HTTP/2 server
+ * Reads the first bytes of `socket` and hands it to `http1` (the HTTP/1.1
+ * server's own connection handling) or to `http2` (a cleartext HTTP/2 server
  * connection handler), with nothing lost.
  */
-export function sniffConnection(socket: Socket, http1: HttpServer, http2: (connection: Duplex) => void): void {
+function sniffConnection(socket: Socket, http1: (socket: Socket) => void, http2: (connection: Duplex) => void): void {
   let head: Buffer = Buffer.alloc(0);
   const onData = (chunk: Buffer) => {
     head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
@@ -66,7 +66,7 @@ export function sniffConnection(socket: Socket, http1: HttpServer, http2: (conne
       socket.setNoDelay(true);
       return http2(replaying(socket, head));
     }
-    http1.emit('connection', socket);
+    http1(socket);
     // The HTTP/1.1 parser reads the native handle from now on; what was read already it gets as a 'data' event.
     socket.emit('data', head);
     socket.resume();
@@ -76,7 +76,15 @@ export function sniffConnection(socket: Socket, http1: HttpServer, http2: (conne
   socket.once('error', () => socket.destroy());
 }
 
-/** A TCP server whose connections go to `http1` or `http2` by their first bytes. */
-export function sniffingServer(http1: HttpServer, http2: (connection: Duplex) => void): NetServer {
-  return createNetServer((socket) => sniffConnection(socket, http1, http2));
+/**
+ * Makes the HTTP/1.1 `server` also serve cleartext HTTP/2 on its port: each
+ * accepted connection goes to the server's own handling, or to `http2` when it
+ * opens with the preface. The server keeps listening itself, so its
+ * connection tracking (closeAllConnections) and its header and request
+ * timeouts keep working for HTTP/1.1.
+ */
+export function serveHttp2Too(server: HttpServer, http2: (connection: Duplex) => void): void {
+  const handlers = server.listeners('connection') as ((socket: Socket) => void)[];
+  server.removeAllListeners('connection');
+  server.on('connection', (socket: Socket) => sniffConnection(socket, (accepted) => handlers.forEach((handler) => handler.call(server, accepted)), http2));
 }

@@ -11,7 +11,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo, Server as NetServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import * as z from 'zod';
@@ -34,7 +34,7 @@ import { INVOCATION_SERVICE, matchRoute, type RouteMatch } from '../core/routes'
 import { CallRegistry, serveAttach, type AttachServer } from './attach-server';
 import { ServiceCaches } from './caches';
 import { GrpcFront } from './grpc';
-import { sniffingServer } from './preface';
+import { serveHttp2Too } from './preface';
 import { BodyBudget, acceptsEventStream, authenticate, header, logger, pollSecondsOf, sendProblem } from './http';
 import { Invoker, type InvocationTarget } from './invoke';
 import { InvocationAdmission } from './rate-limits';
@@ -62,7 +62,6 @@ export class InvocationService {
   private readonly invoker: Invoker;
   private attachServer: AttachServer | undefined;
   private server: Server | undefined;
-  private listener: NetServer | undefined;
   private readonly grpc: GrpcFront;
   private boundAttachPort = 0;
   private inFlight = 0;
@@ -255,12 +254,12 @@ export class InvocationService {
     this.server.requestTimeout = 0;
     this.server.headersTimeout = 60_000;
     // One port for HTTP/1.1 and gRPC (cleartext HTTP/2 with prior knowledge), told apart by the connection preface.
-    const listener = (this.listener = sniffingServer(this.server, (connection) => this.acceptHttp2(connection)));
+    serveHttp2Too(this.server, (connection) => this.acceptHttp2(connection));
     await new Promise<void>((resolve, reject) => {
-      listener.once('error', reject);
-      listener.listen(this.settings.port, this.settings.listenHost, () => resolve());
+      this.server!.once('error', reject);
+      this.server!.listen(this.settings.port, this.settings.listenHost, () => resolve());
     });
-    return (listener.address() as AddressInfo).port;
+    return (this.server.address() as AddressInfo).port;
   }
 
   /**
@@ -283,7 +282,7 @@ export class InvocationService {
     this.grpc.close();
     this.admission.close();
     await Promise.all([
-      new Promise<void>((resolve) => (this.listener ? this.listener.close(() => resolve()) : resolve())),
+      new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve())),
       this.attachServer?.close(),
     ]);
     this.server?.closeAllConnections();

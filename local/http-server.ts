@@ -5,8 +5,8 @@
  * them on the same port (as API Gateway's VPC link and the invocation URL do).
  */
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo, Server as NetServer } from 'node:net';
-import { sniffingServer } from '../invocation/preface';
+import type { AddressInfo } from 'node:net';
+import { serveHttp2Too } from '../invocation/preface';
 import type { InvocationService } from '../invocation/service';
 import { GATEWAY_MAX_PAYLOAD_BYTES, type LocalGateway } from './gateway';
 
@@ -71,18 +71,18 @@ export async function serveGateway(
   // Streams may be quiet for long; the invocation service bounds its own waits.
   server.requestTimeout = 0;
   // gRPC (cleartext HTTP/2 with prior knowledge) on the same port, told apart by the connection preface.
-  const listener: NetServer = sniffingServer(server, (connection) => (service ? service.acceptHttp2(connection) : connection.destroy()));
+  serveHttp2Too(server, (connection) => (service ? service.acceptHttp2(connection) : connection.destroy()));
   await new Promise<void>((resolve, reject) => {
-    listener.once('error', reject);
-    listener.listen(port, '127.0.0.1', () => resolve());
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => resolve());
   });
-  const { port: boundPort } = listener.address() as AddressInfo;
+  const { port: boundPort } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${boundPort}`,
     server,
     close: () =>
       new Promise<void>((resolve) => {
-        listener.close(() => resolve());
+        server.close(() => resolve());
         server.closeAllConnections();
       }),
   };

@@ -6,14 +6,14 @@
  */
 import { createServer as createHttpServer } from 'node:http';
 import { connect, createServer as createHttp2Server, type ServerHttp2Stream } from 'node:http2';
-import type { AddressInfo, Server as NetServer } from 'node:net';
+import { connect as connectTcp, type AddressInfo, type Server as NetServer } from 'node:net';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { afterEach, describe, expect, it } from 'vitest';
 import { GRPC_STATUS, answerGrpcStatus, encodeGrpcMessage, forwardStream } from '../../core/grpc';
 import { checkGrpcHealth, decodeHealthCheckResponse, encodeHealthCheckRequest } from '../../gpu-agent/worker/grpc-health';
-import { HTTP2_PREFACE, protocolOf, sniffingServer } from '../../invocation/preface';
+import { HTTP2_PREFACE, protocolOf, serveHttp2Too } from '../../invocation/preface';
 import { freePort } from '../support/processes';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
@@ -75,10 +75,10 @@ describe('connection preface sniffing', () => {
       stream.respond({ ':status': 200 });
       stream.end(`h2 ${headers[':path']}`);
     });
-    const front = sniffingServer(http1, (connection) => http2.emit('connection', connection));
-    const port = await listen(front);
+    serveHttp2Too(http1, (connection) => http2.emit('connection', connection));
+    const port = await listen(http1);
     cleanups.push(() => new Promise<void>((resolve) => {
-      front.close(() => resolve());
+      http1.close(() => resolve());
       http1.closeAllConnections();
     }));
 
@@ -98,6 +98,32 @@ describe('connection preface sniffing', () => {
       });
     expect(await Promise.all([get('/a'), get('/b'), get('/c')])).toEqual(['h2 /a', 'h2 /b', 'h2 /c']);
   });
+
+  it('keeps the HTTP/1.1 server\'s own connection handling: closeAllConnections and the headers timeout still apply', async () => {
+    // A keep-alive connection would otherwise stay for a minute, and a stalled request line forever: the test's timeout says if they do.
+    const http1 = createHttpServer({ connectionsCheckingInterval: 100, keepAliveTimeout: 60_000 }, (_req, res) => res.end('ok'));
+    http1.headersTimeout = 300;
+    http1.requestTimeout = 300;
+    serveHttp2Too(http1, (connection) => connection.destroy());
+    const port = await listen(http1);
+
+    const stalled = connectTcp(port, '127.0.0.1');
+    let answer = '';
+    stalled.on('data', (chunk: Buffer) => (answer += chunk));
+    stalled.write('GET / HTTP/1.1\r\nHost: x\r\n');
+    await new Promise((resolve) => stalled.once('close', resolve));
+    expect(answer).toMatch(/^HTTP\/1\.1 408/);
+
+    const kept = connectTcp(port, '127.0.0.1');
+    kept.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+    await new Promise((resolve) => kept.once('data', resolve));
+    const closed = new Promise((resolve) => kept.once('close', resolve));
+    await new Promise<void>((resolve) => {
+      http1.close(() => resolve());
+      http1.closeAllConnections();
+    });
+    await closed;
+  }, 10_000);
 });
 
 describe('grpc.health.v1 check', () => {
