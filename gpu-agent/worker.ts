@@ -130,6 +130,7 @@ export class Worker {
       maxReceiveCount,
       inferenceUrl: new URL(this.version.inferenceUrl, this.baseUrl).toString(),
       containerBaseUrl: this.baseUrl,
+      stopping: this.receiving.signal,
       onContainerUnreachable: () => (this.containerSuspect = true),
     };
     while (!this.stopping) {

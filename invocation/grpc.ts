@@ -130,6 +130,8 @@ class GrpcSession {
           const client = connect('http://nvcf-grpc-session', { createConnection: () => stream });
           client.on('error', (error) => logger.warn('gRPC session tunnel failed', { sessionId: this.id, error }));
           client.on('close', () => this.close());
+          // The worker is stopping: calls under way finish; the next ones open a session elsewhere.
+          client.on('goaway', () => this.close({ graceful: true }));
           stream.on('close', () => this.close());
           this.client = client;
           resolve(client);
@@ -191,8 +193,8 @@ class GrpcSession {
     this.idleTimer.unref();
   }
 
-  /** Ends the session: the tunnel closes, and the worker's slot is free. */
-  close(): void {
+  /** Ends the session: the tunnel closes, and the worker's slot is free; `graceful` lets calls under way finish. */
+  close({ graceful = false } = {}): void {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.idleTimer);
@@ -201,12 +203,13 @@ class GrpcSession {
     this.deps.registry.settleTunnel(this.id);
     void this.release();
     this.client?.close();
+    this.onClosed();
+    if (graceful) return;
     // Streams still open on a closing session are the caller's (its connection went): they end with it.
     setTimeout(() => {
       this.client?.destroy();
       this.attachStream?.close();
     }, 1000).unref();
-    this.onClosed();
   }
 }
 

@@ -6,8 +6,11 @@
  * resets as they come. The session holds one of the worker's slots until the
  * service ends it (idle, or the caller gone); its message stays hidden while
  * it lasts and is deleted after, since a session cannot move to another worker.
+ * A worker that starts to stop sends GOAWAY on the tunnel: calls under way
+ * finish, then the session ends and the caller's next call opens a new one
+ * elsewhere.
  */
-import { connect, createServer, type ClientHttp2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import { connect, createServer, type ClientHttp2Session, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import { forwardStream } from '../../core/grpc';
 import type { InvocationMessage } from '../../core/invocation-message';
 import { attachTunnel } from './attach';
@@ -65,6 +68,13 @@ export async function serveGrpcSession(job: Job, invocation: InvocationMessage):
     forwardStream(stream, headers, container.get(), { add: platformMetadata, unavailable: 'the function container could not be reached' }),
   );
   server.on('sessionError', () => undefined);
+  const goAway = () => tunnelSession?.close();
+  let tunnelSession: ServerHttp2Session | undefined;
+  server.on('session', (session: ServerHttp2Session) => {
+    tunnelSession = session;
+    if (job.runtime.stopping.aborted) goAway();
+  });
+  job.runtime.stopping.addEventListener('abort', goAway, { once: true });
   const renew = setInterval(
     () => void job.delivery.changeVisibility(config.leaseSeconds).catch((error: Error) => logger.warn('could not extend the gRPC session message visibility', { sessionId, error })),
     config.leaseSeconds * RENEW_SHARE * 1000,
@@ -78,6 +88,7 @@ export async function serveGrpcSession(job: Job, invocation: InvocationMessage):
       server.emit('connection', tunnel);
     });
   } finally {
+    job.runtime.stopping.removeEventListener('abort', goAway);
     clearInterval(renew);
     container.close();
     server.close();

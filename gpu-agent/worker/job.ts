@@ -38,6 +38,8 @@ export interface JobRuntime {
   inferenceUrl: string;
   /** Base URL of the container (scheme, host and inference port): gRPC sessions speak HTTP/2 to it. */
   containerBaseUrl: string;
+  /** Aborted when the worker starts to stop: gRPC sessions then tell the service GOAWAY, so their callers move on. */
+  stopping: AbortSignal;
   /** Told when the container could not be reached, so the worker checks its health before taking more work. */
   onContainerUnreachable(): void;
 }

@@ -3,7 +3,8 @@
  * (in-process, behind the local front), a gpu-agent worker and the grpc-echo
  * container as child processes. A container that goes away answers its
  * callers UNAVAILABLE at once, not a hung call; a worker that goes away ends
- * its sessions, and the caller's next call gets a new session on another.
+ * its sessions, and the caller's next call gets a new session on another; a
+ * worker told to stop ends its sessions with GOAWAY instead of holding them.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -36,11 +37,12 @@ async function startContainer(): Promise<TestProcess> {
   return container;
 }
 
-async function addWorker(name: string): Promise<TestProcess> {
+async function addWorker(name: string, env: Record<string, string> = {}): Promise<TestProcess> {
   const worker = startWorker({
     ...testWorkerEnv({ stackEnv: stack.env, version, containerUrl: `http://127.0.0.1:${containerPort}`, dir: join(workDir, name) }),
     NVCF_INSTANCE_ID: name,
     POWERTOOLS_LOG_LEVEL: 'INFO',
+    ...env,
   });
   await waitFor(`worker ${name} to be ready`, () => worker.output().includes('"instance ready"') || (worker.child.exitCode !== null && Promise.reject(new Error(worker.output()))), 30_000);
   workers.push(worker);
@@ -119,4 +121,22 @@ describe('gRPC session failures', () => {
     expect(sessionOf(next)).not.toBe(session);
     await container.stop('SIGKILL');
   }, 120_000);
+
+  it('lets a stopping worker end its sessions: it exits well within its grace period, and the caller moves to another worker', async () => {
+    const container = await startContainer();
+    for (const earlier of workers.splice(0)) await earlier.stop('SIGKILL');
+    // A minute of grace: without GOAWAY on the tunnel, the idle session would hold the worker until the service's idle timeout.
+    const stopping = await addWorker('worker-d', { NVCF_WORKER_GRACE_SECONDS: '60' });
+    const caller = client();
+    const session = sessionOf((await call(caller)).reply);
+    expect(session).toBeDefined();
+    await addWorker('worker-e');
+
+    // Killed after 15 s: less than the grace and than the service's 30 s idle timeout, which would otherwise end the session.
+    expect(await stopping.stop('SIGTERM', 15_000)).toBe(0);
+    const next = await call(caller);
+    expect(next.reply?.message).toBe('ping');
+    expect(sessionOf(next.reply)).not.toBe(session);
+    await container.stop('SIGKILL');
+  }, 60_000);
 });
