@@ -45,6 +45,19 @@ export function encodeGrpcMessage(message: string): string {
   return out;
 }
 
+const TIMEOUT_UNIT_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000001 };
+
+/** grpc-timeout (PROTOCOL-HTTP2.md: up to 8 digits and a unit H, M, S, m, u, n) in milliseconds; undefined when absent or malformed. */
+export function grpcTimeoutMs(value: string | string[] | undefined): number | undefined {
+  const match = /^(\d{1,8})([HMSmun])$/.exec(Array.isArray(value) ? (value[0] ?? '') : (value ?? ''));
+  return match ? Number(match[1]) * TIMEOUT_UNIT_MS[match[2]!]! : undefined;
+}
+
+/** What is left of a deadline of `timeoutMs` after `elapsedMs`, as a grpc-timeout value (at least 1 ms). */
+export function remainingGrpcTimeout(timeoutMs: number, elapsedMs: number): string {
+  return `${Math.max(1, Math.min(99_999_999, Math.ceil(timeoutMs - elapsedMs)))}m`;
+}
+
 /** Whether a request is a gRPC call (content-type application/grpc, with or without a +codec suffix). */
 export function isGrpcRequest(headers: IncomingHttpHeaders): boolean {
   return headers[':method'] === 'POST' && /^application\/grpc(\+|;|$)/i.test(String(headers['content-type'] ?? ''));
@@ -81,6 +94,8 @@ function passedOn(headers: IncomingHttpHeaders, drop: ReadonlySet<string>): Outg
 export interface ForwardOptions {
   /** Request header names not passed on (lower case). */
   drop?: ReadonlySet<string>;
+  /** When the call arrived (Date.now()): its grpc-timeout goes on less the time it waited here. */
+  arrivedAt?: number;
   /** Request headers added (or replaced). */
   add?: Record<string, string>;
   /** What the caller is told when the upstream stream fails before answering. */
@@ -97,6 +112,9 @@ export interface ForwardOptions {
  */
 export function forwardStream(incoming: ServerHttp2Stream, headers: IncomingHttpHeaders, upstream: ClientHttp2Session, options: ForwardOptions): void {
   const outgoing = { ...passedOn(headers, options.drop ?? new Set()), ...options.add };
+  const timeoutMs = grpcTimeoutMs(headers['grpc-timeout']);
+  // The container's deadline is the caller's: a call that waited for its session has that much less time.
+  if (timeoutMs !== undefined && options.arrivedAt !== undefined) outgoing['grpc-timeout'] = remainingGrpcTimeout(timeoutMs, Date.now() - options.arrivedAt);
   let upstreamStream: ReturnType<ClientHttp2Session['request']>;
   try {
     upstreamStream = upstream.request(outgoing);

@@ -167,7 +167,7 @@ class GrpcSession {
   }
 
   /** Passes one call through the session once its worker is attached. */
-  async serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): Promise<void> {
+  async serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, arrivedAt: number): Promise<void> {
     this.open += 1;
     clearTimeout(this.idleTimer);
     let client: ClientHttp2Session;
@@ -181,6 +181,7 @@ class GrpcSession {
     if (stream.closed || stream.destroyed) return this.callDone();
     forwardStream(stream, headers, client, {
       drop: CONSUMED_METADATA,
+      arrivedAt,
       unavailable: `the instance serving function ${this.version.functionId} went away`,
       onDone: () => this.callDone(),
     });
@@ -253,6 +254,7 @@ export class GrpcFront {
   }
 
   private async serve(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): Promise<void> {
+    const arrivedAt = Date.now();
     // Not addressed to a function: the load balancer's gRPC health check of this instance (lib/invocation-plane.ts).
     if (headers[':path'] === HEALTH_CHECK_METHOD && metadataValue(headers, 'function-id') === undefined) return this.answerOwnHealth(stream);
     stream.on('error', () => undefined);
@@ -274,7 +276,7 @@ export class GrpcFront {
       // A refused admission leaves no session behind: the next call asks again.
       opening.catch(() => sessions.get(key) === opening && sessions.delete(key));
     }
-    await (await session).serve(stream, headers);
+    await (await session).serve(stream, headers, arrivedAt);
   }
 
   /** A new session, admitted and queued. */

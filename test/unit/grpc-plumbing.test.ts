@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { afterEach, describe, expect, it } from 'vitest';
-import { GRPC_STATUS, answerGrpcStatus, encodeGrpcMessage, forwardStream } from '../../core/grpc';
+import { GRPC_STATUS, answerGrpcStatus, encodeGrpcMessage, forwardStream, grpcTimeoutMs, remainingGrpcTimeout } from '../../core/grpc';
 import { checkGrpcHealth, decodeHealthCheckResponse, encodeHealthCheckRequest } from '../../gpu-agent/worker/grpc-health';
 import { HTTP2_PREFACE, protocolOf, serveHttp2Too } from '../../invocation/preface';
 import { freePort } from '../support/processes';
@@ -157,12 +157,18 @@ describe('grpc.health.v1 check', () => {
 });
 
 describe('gRPC stream forwarding', () => {
-  /** A proxy on a free port forwarding every stream to `upstreamUrl` as core/grpc.ts does. */
-  async function proxy(upstreamUrl: string): Promise<number> {
+  /** A proxy on a free port forwarding every stream to `upstreamUrl` as core/grpc.ts does; `heldMs`: as if each call had waited that long here. */
+  async function proxy(upstreamUrl: string, heldMs?: number): Promise<number> {
     const upstream = connect(upstreamUrl);
     upstream.on('error', () => undefined);
     const server = createHttp2Server();
-    server.on('stream', (stream: ServerHttp2Stream, headers) => forwardStream(stream, headers, upstream, { drop: new Set(['authorization']), add: { 'x-added': 'yes' }, unavailable: 'the container could not be reached' }));
+    server.on('stream', (stream: ServerHttp2Stream, headers) => forwardStream(stream, headers, upstream, {
+        drop: new Set(['authorization']),
+        add: { 'x-added': 'yes' },
+        unavailable: 'the container could not be reached',
+        ...(heldMs !== undefined ? { arrivedAt: Date.now() - heldMs } : {}),
+      }),
+    );
     const port = await listen(server as unknown as NetServer);
     cleanups.push(() => {
       upstream.destroy();
@@ -212,6 +218,34 @@ describe('gRPC stream forwarding', () => {
     const failed = await call({ message: 'x', failCode: grpc.status.ALREADY_EXISTS });
     expect(failed.error?.code).toBe(grpc.status.ALREADY_EXISTS);
     expect(failed.error?.details).toBe('refusé: 100%');
+  });
+
+  it('reads grpc-timeout in every unit and passes on what is left of it', () => {
+    expect(['2H', '3M', '4S', '500m', '2000u', '3000000n'].map((value) => grpcTimeoutMs(value))).toEqual([7_200_000, 180_000, 4000, 500, 2, 3]);
+    expect([undefined, '', '5', '123456789S', '1.5S', 'S'].map((value) => grpcTimeoutMs(value))).toEqual([undefined, undefined, undefined, undefined, undefined, undefined]);
+    expect(remainingGrpcTimeout(1000, 300)).toBe('700m');
+    expect(remainingGrpcTimeout(1000, 5000)).toBe('1m');
+  });
+
+  it('shortens the deadline the upstream sees by the time the call waited', async () => {
+    let deadlineLeftMs = Number.NaN;
+    const port = await grpcServer([
+      [
+        loaded.nvcf.examples.Echo.service,
+        {
+          EchoMessage(call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) {
+            const deadline = call.getDeadline();
+            deadlineLeftMs = (deadline instanceof Date ? deadline.getTime() : deadline) - Date.now();
+            callback(null, { message: 'ok' });
+          },
+        },
+      ],
+    ]);
+    const client = echoClient(await proxy(`http://127.0.0.1:${port}`, 600));
+    await new Promise((resolve) => client.EchoMessage({ message: 'x' }, new grpc.Metadata(), { deadline: Date.now() + 2000 }, resolve));
+    // 2000 ms asked, 600 ms spent waiting: the container has at most 1400 ms.
+    expect(deadlineLeftMs).toBeLessThanOrEqual(1400);
+    expect(deadlineLeftMs).toBeGreaterThan(1000);
   });
 
   it('answers UNAVAILABLE with the reason when the upstream cannot be reached', async () => {
