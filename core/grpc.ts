@@ -79,7 +79,7 @@ export function answerGrpcStatus(stream: ServerHttp2Stream, status: GrpcStatus, 
   stream.resume();
 }
 
-/** Headers of one hop to the next: pseudo-headers but :status rebuilt, hop-by-hop ones and `drop` left out. */
+/** Headers of one hop for the next, pseudo-headers included; hop-by-hop ones and `drop` left out. */
 function passedOn(headers: IncomingHttpHeaders, drop: ReadonlySet<string>): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = {};
   for (const [name, value] of Object.entries(headers)) {
