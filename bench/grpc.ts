@@ -10,7 +10,7 @@
  * and of their difference; the first call of a new connection (queue
  * message, worker attach, tunnel), which a session pays once.
  *
- * Usage: npm run bench:grpc [-- <calls>]   (default 300); `npm run bench` runs it first, then
+ * Usage: npm run bench:grpc [-- <calls>]   (default 300); `npm run bench` runs it after
  * bench/invoke.ts. Prints one JSON object.
  */
 import './quiet';
