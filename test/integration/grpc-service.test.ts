@@ -12,10 +12,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sqs } from '../../core/aws';
 import { GRPC_INFERENCE_URL } from '../../core/function-schemas';
 import { invocationMessageSchema } from '../../core/invocation-message';
+import type { FunctionVersionRecord } from '../../core/model';
 import { INVOCATION_SERVICE_PATHS } from '../../core/names';
 import { checkGrpcHealth } from '../../gpu-agent/worker/grpc-health';
 import { InvocationService } from '../../invocation/service';
-import { readSettings } from '../../invocation/settings';
+import { readSettings, type InvocationSettings } from '../../invocation/settings';
 import { deployVersion, putVersion } from '../support/function-versions';
 import { newAccount, startTestStack, type TestStack } from '../support/stack';
 
@@ -32,6 +33,39 @@ beforeAll(async () => {
   stack = await startTestStack();
 });
 afterAll(() => stack?.stop());
+
+/**
+ * The service on a port of its own (no worker runs) and an ACTIVE gRPC version of a new account, with the
+ * metadata that calls it and gRPC clients that close with the service.
+ */
+async function serviceWithGrpcVersion(settings: Partial<InvocationSettings>, fields: Partial<FunctionVersionRecord> = {}) {
+  const service = new InvocationService(readSettings(stack.env, { port: 0, listenHost: '127.0.0.1', attachPort: 0, attachHost: '127.0.0.1', ...settings }));
+  await service.start();
+  const port = await service.listen();
+  const { accountId, key } = await newAccount();
+  const health = { protocol: 'gRPC' as const, uri: '/', port: 8001, timeout: 'PT10S', expectedStatusCode: 200 };
+  const version = await deployVersion(await putVersion(accountId, { inferenceUrl: GRPC_INFERENCE_URL, inferencePort: 8001, health, ...fields }), { status: 'ACTIVE' });
+  const metadata = new grpc.Metadata();
+  metadata.set('authorization', `Bearer ${key}`);
+  metadata.set('function-id', version.functionId);
+  const clients: grpc.Client[] = [];
+  return {
+    service,
+    accountId,
+    version,
+    metadata,
+    /** A client of its own connection. */
+    client() {
+      const made = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 });
+      clients.push(made);
+      return made;
+    },
+    async close() {
+      for (const made of clients) made.close();
+      await service.close();
+    },
+  };
+}
 
 describe('the invocation service on its own port', () => {
   it('serves HTTP probes and gRPC on one port, answers gRPC refusals, and drains gRPC connections with GOAWAY', async () => {
@@ -65,23 +99,8 @@ describe('the invocation service on its own port', () => {
   }, 20_000);
 
   it('queues one gRPC session message with its reply address, and counts a waiting call against NVCF_MAX_IN_FLIGHT', async () => {
-    const service = new InvocationService(readSettings(stack.env, { port: 0, listenHost: '127.0.0.1', attachPort: 0, attachHost: '127.0.0.1', maxInFlight: 1 }));
-    await service.start();
-    const port = await service.listen();
-    const clients: grpc.Client[] = [];
+    const { service, accountId, version, metadata, client, close } = await serviceWithGrpcVersion({ maxInFlight: 1 });
     try {
-      const { accountId, key } = await newAccount();
-      const grpcHealth = { protocol: 'gRPC' as const, uri: '/', port: 8001, timeout: 'PT10S', expectedStatusCode: 200 };
-      const version = await deployVersion(await putVersion(accountId, { inferenceUrl: GRPC_INFERENCE_URL, inferencePort: 8001, health: grpcHealth }), { status: 'ACTIVE' });
-      const metadata = new grpc.Metadata();
-      metadata.set('authorization', `Bearer ${key}`);
-      metadata.set('function-id', version.functionId);
-      const client = () => {
-        const made = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 });
-        clients.push(made);
-        return made;
-      };
-
       // No worker runs: the first call waits for one to take its session.
       let waiting: grpc.ClientUnaryCall | undefined;
       const first = rawCall(client(), metadata, (call) => (waiting = call));
@@ -97,29 +116,13 @@ describe('the invocation service on its own port', () => {
       waiting!.cancel();
       expect((await first)?.code).toBe(grpc.status.CANCELLED);
     } finally {
-      for (const made of clients) made.close();
-      await service.close();
+      await close();
     }
   }, 20_000);
 
   it('admits a session once against the version\'s rate limit: more calls on its connection pass, another connection is RESOURCE_EXHAUSTED', async () => {
-    const service = new InvocationService(readSettings(stack.env, { port: 0, listenHost: '127.0.0.1', attachPort: 0, attachHost: '127.0.0.1' }));
-    await service.start();
-    const port = await service.listen();
-    const clients: grpc.Client[] = [];
+    const { metadata, client, close } = await serviceWithGrpcVersion({}, { rateLimit: { rateLimit: '1-D' } });
     try {
-      const { accountId, key } = await newAccount();
-      const grpcHealth = { protocol: 'gRPC' as const, uri: '/', port: 8001, timeout: 'PT10S', expectedStatusCode: 200 };
-      const record = await putVersion(accountId, { inferenceUrl: GRPC_INFERENCE_URL, inferencePort: 8001, health: grpcHealth, rateLimit: { rateLimit: '1-D' } });
-      const version = await deployVersion(record, { status: 'ACTIVE' });
-      const metadata = new grpc.Metadata();
-      metadata.set('authorization', `Bearer ${key}`);
-      metadata.set('function-id', version.functionId);
-      const client = () => {
-        const made = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 });
-        clients.push(made);
-        return made;
-      };
       const waiting: grpc.ClientUnaryCall[] = [];
       const first = client();
       // No worker runs: admitted calls wait for their session.
@@ -130,8 +133,7 @@ describe('the invocation service on its own port', () => {
       for (const call of waiting) call.cancel();
       expect((await Promise.all(admitted)).map((error) => error?.code)).toEqual([grpc.status.CANCELLED, grpc.status.CANCELLED]);
     } finally {
-      for (const made of clients) made.close();
-      await service.close();
+      await close();
     }
   }, 20_000);
 });
